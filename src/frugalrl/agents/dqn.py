@@ -1,0 +1,124 @@
+"""DQN: online and target Q-networks, n-step TD targets, double DQN, MSE or Huber.
+
+Single-seed pure functions; the training loop vmaps them over seeds and owns every schedule
+(when to update, when to sync the target), so the agent never branches on step counters.
+Extra loss terms (consolidation, distillation) plug in through ``extra_losses``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from frugalrl.agents.optim import make_optimizer
+from frugalrl.envs import EnvSpec
+from frugalrl.nets import make_q_network
+from frugalrl.replay.fifo import Batch
+
+
+class DQNState(NamedTuple):
+    params: Any
+    target_params: Any
+    opt_state: Any
+
+
+# (params, target_params, batch, key) -> (loss, metrics): added to the TD loss.
+LossTerm = Callable[[Any, Any, Batch, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
+
+
+@dataclass(frozen=True)
+class DQN:
+    """A DQN built from a resolved config: holds the static pieces, all state is explicit."""
+
+    spec: EnvSpec
+    cfg: dict[str, Any]
+    extra_losses: tuple[LossTerm, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.spec.discrete:
+            raise ValueError(f"DQN needs discrete actions; {self.spec.name} has continuous actions")
+        object.__setattr__(self, "network", make_q_network(self.cfg["network"], self.spec.obs_shape, self.spec.num_actions))
+        object.__setattr__(self, "optimizer", make_optimizer(self.cfg["optimizer"]))
+
+    # -- state -------------------------------------------------------------------------------
+    def init(self, key: jax.Array) -> DQNState:
+        obs = jnp.zeros(self.spec.obs_shape, jnp.float32)
+        params = self.network.init(key, obs)
+        return DQNState(params, params, self.optimizer.init(params))
+
+    # -- acting ------------------------------------------------------------------------------
+    def epsilon(self, step: jax.Array) -> jax.Array:
+        """Linear decay from epsilon_start to epsilon_end over epsilon_decay_steps, from step 0."""
+        a = self.cfg["agent"]
+        duration = max(a["epsilon_decay_steps"], 1)
+        frac = jnp.clip(step / duration, 0.0, 1.0)
+        return a["epsilon_start"] + frac * (a["epsilon_end"] - a["epsilon_start"])
+
+    def act(self, state: DQNState, obs: jax.Array, key: jax.Array, epsilon: jax.Array) -> jax.Array:
+        """Epsilon-greedy action for one observation."""
+        greedy = jnp.argmax(self.network.apply(state.params, obs), axis=-1)
+        explore_key, action_key = jax.random.split(key)
+        random_action = jax.random.randint(action_key, greedy.shape, 0, self.spec.num_actions)
+        explore = jax.random.uniform(explore_key, greedy.shape) < epsilon
+        return jnp.where(explore, random_action, greedy).astype(jnp.int32)
+
+    # -- learning ----------------------------------------------------------------------------
+    def td_target(self, state: DQNState, batch: Batch) -> jax.Array:
+        """r_n + gamma^k * Q_target(s', a*), a* = argmax of the target (or online, double DQN)."""
+        next_q_target = self.network.apply(state.target_params, batch.next_obs)
+        if self.cfg["agent"]["double"]:
+            next_action = jnp.argmax(self.network.apply(state.params, batch.next_obs), axis=-1)
+        else:
+            next_action = jnp.argmax(next_q_target, axis=-1)
+        next_value = jnp.take_along_axis(next_q_target, next_action[..., None], axis=-1)[..., 0]
+        return jax.lax.stop_gradient(batch.reward + batch.discount * next_value)
+
+    def td_loss(self, params: Any, batch: Batch, target: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        q = self.network.apply(params, batch.obs)
+        q_taken = jnp.take_along_axis(q, batch.action[..., None].astype(jnp.int32), axis=-1)[..., 0]
+        error = q_taken - target
+        if self.cfg["agent"]["loss"] == "huber":
+            loss = optax.huber_loss(error, delta=self.cfg["agent"]["huber_delta"]).mean()
+        else:
+            loss = jnp.mean(error ** 2)
+        return loss, {"td_loss": loss, "q_mean": q_taken.mean()}
+
+    def update(self, state: DQNState, batch: Batch, key: jax.Array) -> tuple[DQNState, dict[str, jax.Array]]:
+        """One gradient step on TD loss plus any extra loss terms."""
+        target = self.td_target(state, batch)
+
+        def total_loss(params: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
+            loss, metrics = self.td_loss(params, batch, target)
+            for term in self.extra_losses:
+                extra, extra_metrics = term(params, state.target_params, batch, key)
+                loss = loss + extra
+                metrics = {**metrics, **extra_metrics}
+            return loss, {**metrics, "loss": loss}
+
+        grads, metrics = jax.grad(total_loss, has_aux=True)(state.params)
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return DQNState(params, state.target_params, opt_state), metrics
+
+    def sync_target(self, state: DQNState) -> DQNState:
+        """Hard copy (tau = 1) or Polyak step toward the online parameters."""
+        tau = self.cfg["agent"]["tau"]
+        if tau == 1.0:
+            return state._replace(target_params=state.params)
+        return state._replace(target_params=optax.incremental_update(state.params, state.target_params, tau))
+
+    def metric_names(self) -> tuple[str, ...]:
+        batch = Batch(
+            obs=jax.ShapeDtypeStruct((1,) + self.spec.obs_shape, jnp.float32),
+            action=jax.ShapeDtypeStruct((1,), jnp.int32),
+            reward=jax.ShapeDtypeStruct((1,), jnp.float32),
+            discount=jax.ShapeDtypeStruct((1,), jnp.float32),
+            next_obs=jax.ShapeDtypeStruct((1,) + self.spec.obs_shape, jnp.float32),
+        )
+        state = jax.eval_shape(self.init, jax.random.PRNGKey(0))
+        _, metrics = jax.eval_shape(self.update, state, batch, jax.random.PRNGKey(0))
+        return tuple(sorted(metrics))

@@ -1,0 +1,9 @@
+"""Config grids (Explorer sweep semantics) and the schema of every key."""
+
+from frugalrl.config.grid import GridError, count_dict, decode, flatten, load_grid, swept_keys
+from frugalrl.config.schema import SCHEMA, ConfigError, describe, resolve
+
+__all__ = [
+    "GridError", "ConfigError", "SCHEMA", "count_dict", "decode", "describe", "flatten",
+    "load_grid", "resolve", "swept_keys",
+]

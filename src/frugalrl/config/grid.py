@@ -1,0 +1,105 @@
+"""Config grids with the Explorer/MeDQN sweep semantics.
+
+A grid is a JSON dict whose values are lists of alternatives; an element of a list may be a dict
+whose values are again lists (a sub-grid). ``N`` is the number of combinations. Index ``i``
+(1-based) decodes with the first key varying fastest; ``i + k*N`` is run ``k`` of the same
+combination. For convenience a scalar or a bare dict stands for a one-element list.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+class GridError(ValueError):
+    """A config grid that cannot be read or decoded."""
+
+
+def _alternatives(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def count_dict(grid: dict[str, Any]) -> int:
+    """Number of combinations of a grid dict: the product over its keys."""
+    total = 1
+    for value in grid.values():
+        total *= count_list(_alternatives(value))
+    return total
+
+
+def count_list(alternatives: list[Any]) -> int:
+    """Number of slots of a list: 1 per plain element, the combinations of each sub-grid."""
+    if not alternatives:
+        raise GridError("a grid list must hold at least one alternative, got []")
+    return sum(count_dict(a) if isinstance(a, dict) else 1 for a in alternatives)
+
+
+def _decode_list(alternatives: list[Any], choice: int) -> Any:
+    for alternative in alternatives:
+        width = count_dict(alternative) if isinstance(alternative, dict) else 1
+        if choice < width:
+            return decode_dict(alternative, choice) if isinstance(alternative, dict) else alternative
+        choice -= width
+    raise AssertionError("choice out of range")  # unreachable: choice < count_list
+
+
+def decode_dict(grid: dict[str, Any], index: int) -> dict[str, Any]:
+    """Decode a 0-based combination index; keys are walked in order, the first varying fastest."""
+    out: dict[str, Any] = {}
+    for key, value in grid.items():
+        alternatives = _alternatives(value)
+        width = count_list(alternatives)
+        out[key] = _decode_list(alternatives, index % width)
+        index //= width
+    return out
+
+
+def decode(grid: dict[str, Any], config_idx: int) -> tuple[dict[str, Any], int]:
+    """Return (combination, run) for a 1-based config index: run k for idx + k*N."""
+    if isinstance(config_idx, bool) or not isinstance(config_idx, int) or config_idx < 1:
+        raise GridError(f"--idx must be a positive integer (1-based), got {config_idx!r}")
+    n = count_dict(grid)
+    return decode_dict(grid, (config_idx - 1) % n), (config_idx - 1) // n
+
+
+def load_grid(path: str | Path) -> dict[str, Any]:
+    """Read a grid file; a clear GridError for a missing file, bad JSON or a non-dict top level."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise GridError(f"config file {path} does not exist") from None
+    except OSError as error:
+        raise GridError(f"cannot read config file {path}: {error.strerror}") from None
+    try:
+        grid = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise GridError(
+            f"{path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"
+        ) from None
+    if not isinstance(grid, dict):
+        raise GridError(f"{path}: the top level must be a JSON object of key -> [alternatives]")
+    count_dict(grid)  # surfaces empty lists early
+    return grid
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> {'a/b': leaf}."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def swept_keys(grid: dict[str, Any]) -> list[str]:
+    """Leaf paths ('a/b') whose value differs between combinations, in grid order."""
+    seen: dict[str, set[str]] = {}
+    for index in range(count_dict(grid)):
+        for path, value in flatten(decode_dict(grid, index)).items():
+            seen.setdefault(path, set()).add(json.dumps(value, sort_keys=True))
+    return [path for path, values in seen.items() if len(values) > 1]

@@ -1,0 +1,267 @@
+"""Every config key: its default, its type and its check.
+
+A run is fully described by one resolved config (DESIGN principle 1). ``resolve`` fills defaults
+and raises ``ConfigError`` with one line naming the key for anything unknown, mistyped or
+impossible.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from frugalrl.config.grid import flatten
+
+
+class ConfigError(ValueError):
+    """A config that cannot describe a run; the message names the key and the fix."""
+
+
+Check = Callable[[Any], "str | None"]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One config key: default, accepted type, allowed choices, extra check, documentation."""
+
+    default: Any
+    kind: type | tuple[type, ...]
+    doc: str
+    choices: tuple[Any, ...] | None = None
+    check: Check | None = None
+    nullable: bool = False
+    item_kind: type | None = None  # for lists
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def positive(value: Any) -> str | None:
+    return None if value > 0 else "must be > 0"
+
+
+def non_negative(value: Any) -> str | None:
+    return None if value >= 0 else "must be >= 0"
+
+
+def unit_interval(value: Any) -> str | None:
+    return None if 0.0 <= value <= 1.0 else "must be in [0, 1]"
+
+
+def open_unit_interval(value: Any) -> str | None:
+    return None if 0.0 < value <= 1.0 else "must be in (0, 1]"
+
+
+def minus_one_or_positive(value: Any) -> str | None:
+    return None if value == -1 or value > 0 else "must be -1 (off) or > 0"
+
+
+def positive_list(value: Any) -> str | None:
+    return None if value and all(v > 0 for v in value) else "must be a non-empty list of positive ints"
+
+
+SCHEMA: dict[str, Any] = {
+    "seed": Field(0, int, "base seed; per-seed keys fold in the run index and the seed lane", check=non_negative),
+    "generate_random_seed": Field(False, bool, "draw the seed at random when the run starts (recorded in config.json)"),
+    "num_seeds": Field(1, int, "independent seeds trained together in one vmapped program", check=positive),
+    "total_steps": Field(100_000, int, "environment steps per seed", check=positive),
+    "env": {
+        "name": Field("CartPole-v1", str, "registered environment id (frugal envs lists them)"),
+        "max_episode_steps": Field(-1, int, "time limit; -1 keeps the environment's own", check=minus_one_or_positive),
+        "params": Field({}, dict, "overrides of the environment's parameters"),
+    },
+    "network": {
+        "name": Field("mlp", str, "Q-network torso", choices=("mlp", "minatar_cnn")),
+        "hidden": Field([120, 84], list, "hidden layer sizes of the MLP / CNN head", item_kind=int, check=positive_list),
+        "activation": Field("relu", str, "hidden activation", choices=("relu", "tanh", "elu", "gelu")),
+        "init": Field("lecun_normal", str, "dense-layer weight init", choices=("lecun_normal", "kaiming_uniform", "xavier_uniform")),
+    },
+    "agent": {
+        "name": Field("dqn", str, "value agent", choices=("dqn",)),
+        "gamma": Field(0.99, float, "discount", check=unit_interval),
+        "n_step": Field(1, int, "n-step returns (cut at episode ends)", check=positive),
+        "double": Field(False, bool, "double DQN target (online argmax, target value)"),
+        "loss": Field("mse", str, "TD loss", choices=("mse", "huber")),
+        "huber_delta": Field(1.0, float, "Huber threshold", check=positive),
+        "target_every": Field(500, int, "target update period", check=positive),
+        "target_unit": Field("env_steps", str, "unit of target_every", choices=("env_steps", "grad_steps")),
+        "tau": Field(1.0, float, "target update rate: 1 = hard copy, < 1 = Polyak averaging", check=open_unit_interval),
+        "epsilon_start": Field(1.0, float, "exploration epsilon at step 0", check=unit_interval),
+        "epsilon_end": Field(0.05, float, "final exploration epsilon", check=unit_interval),
+        "epsilon_decay_steps": Field(250_000, int, "env steps of the linear epsilon decay, counted from step 0", check=non_negative),
+        "bootstrap_truncation": Field(True, bool, "bootstrap through time-limit truncation (False treats it as terminal, as Explorer did)"),
+    },
+    "optimizer": {
+        "name": Field("adam", str, "optimizer", choices=("adam", "rmsprop")),
+        "lr": Field(2.5e-4, float, "learning rate", check=positive),
+        "eps": Field(None, float, "epsilon; default 1e-8 (adam) / 1e-8 (rmsprop)", nullable=True, check=positive),
+        "b1": Field(0.9, float, "Adam beta1", check=unit_interval),
+        "b2": Field(0.999, float, "Adam beta2", check=unit_interval),
+        "alpha": Field(0.99, float, "RMSprop smoothing constant (torch's alpha)", check=unit_interval),
+        "centered": Field(False, bool, "centered RMSprop"),
+        "max_grad_norm": Field(-1.0, float, "global-norm gradient clip; -1 = off", check=minus_one_or_positive),
+    },
+    "replay": {
+        "capacity": Field(10_000, int, "transitions kept per seed (FIFO)", check=positive),
+        "batch_size": Field(128, int, "transitions per gradient step", check=positive),
+    },
+    "train": {
+        "learning_starts": Field(10_000, int, "env steps before the first gradient step", check=non_negative),
+        "random_steps": Field(0, int, "env steps of uniformly random actions at the start", check=non_negative),
+        "train_every": Field(10, int, "env steps between updates", check=positive),
+        "gradient_steps": Field(1, int, "gradient steps per update (fresh batch each)", check=positive),
+    },
+    "eval": {
+        "every": Field(50_000, int, "env steps between greedy evaluations; 0 = only at the end", check=non_negative),
+        "episodes": Field(10, int, "evaluation episodes per seed", check=positive),
+        "epsilon": Field(0.0, float, "epsilon during evaluation", check=unit_interval),
+    },
+    "checkpoint": {
+        "every": Field(100_000, int, "env steps between checkpoints; 0 = off", check=non_negative),
+        "keep": Field(3, int, "complete checkpoints kept", check=positive),
+    },
+}
+
+# Keys the sweep tooling adds to a decoded config; allowed, never required.
+BOOKKEEPING = ("config_idx", "num_combinations", "run", "experiment", "frugalrl_version")
+
+
+def _all_paths(schema: dict[str, Any], prefix: str = "") -> list[str]:
+    paths = []
+    for key, value in schema.items():
+        path = f"{prefix}{key}"
+        paths.append(path)
+        if isinstance(value, dict):
+            paths.extend(_all_paths(value, f"{path}/"))
+    return paths
+
+
+def _did_you_mean(key: str, siblings: list[str], prefix: str) -> str:
+    all_paths = _all_paths(SCHEMA)
+    close = difflib.get_close_matches(key, siblings, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean '{prefix}{close[0]}'?"
+    # the key may belong to another section, e.g. 'lr' at top level -> 'optimizer/lr'
+    elsewhere = [p for p in all_paths if p.rsplit("/", 1)[-1] == key]
+    if elsewhere:
+        return f"; did you mean '{elsewhere[0]}'?"
+    close = difflib.get_close_matches(key, [p.rsplit('/', 1)[-1] for p in all_paths], n=1, cutoff=0.75)
+    if close:
+        target = next(p for p in all_paths if p.rsplit("/", 1)[-1] == close[0])
+        return f"; did you mean '{target}'?"
+    return f"; valid keys here: {', '.join(siblings)}"
+
+
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true/false", list: "a list", dict: "an object"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _coerce(path: str, spec: Field, value: Any) -> Any:
+    if value is None:
+        if spec.nullable:
+            return None
+        raise ConfigError(f"config key '{path}' must be {_type_name(spec.kind)}, got null")
+    if spec.kind is int:
+        # JSON writes 1e6 as a float; accept integral floats, refuse booleans and fractions
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{path}' must be an integer, got {value!r}")
+    elif spec.kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{path}' must be a number, got {value!r}")
+        value = float(value)
+    elif spec.kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{path}' must be true or false, got {value!r}")
+    elif not isinstance(value, spec.kind):
+        raise ConfigError(f"config key '{path}' must be {_type_name(spec.kind)}, got {value!r}")
+    if spec.item_kind is not None:
+        items = []
+        for item in value:
+            if spec.item_kind is int and isinstance(item, float) and item.is_integer():
+                item = int(item)
+            if isinstance(item, bool) or not isinstance(item, spec.item_kind):
+                raise ConfigError(f"config key '{path}' must hold only {_type_name(spec.item_kind)}s, got {item!r}")
+            items.append(item)
+        value = items
+    if spec.choices is not None and value not in spec.choices:
+        close = difflib.get_close_matches(str(value), [str(c) for c in spec.choices], n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(
+            f"config key '{path}' must be one of {', '.join(map(str, spec.choices))}, got {value!r}{hint}"
+        )
+    if spec.check is not None:
+        problem = spec.check(value)
+        if problem:
+            raise ConfigError(f"config key '{path}' {problem}, got {value!r}")
+    return value
+
+
+def _resolve_section(schema: dict[str, Any], raw: dict[str, Any], prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in raw:
+        if key not in schema and not (prefix == "" and key in BOOKKEEPING):
+            raise ConfigError(f"unknown config key '{prefix}{key}'{_did_you_mean(key, list(schema), prefix)}")
+    for key, spec in schema.items():
+        path = f"{prefix}{key}"
+        if isinstance(spec, dict):
+            value = raw.get(key, {})
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{path}' must be an object of its own keys ({', '.join(spec)}), got {value!r}")
+            out[key] = _resolve_section(spec, value, f"{path}/")
+        else:
+            out[key] = _coerce(path, spec, copy.deepcopy(raw[key]) if key in raw else copy.deepcopy(spec.default))
+    if prefix == "":
+        for key in BOOKKEEPING:
+            if key in raw:
+                out[key] = raw[key]
+    return out
+
+
+def _cross_checks(cfg: dict[str, Any]) -> None:
+    train, total = cfg["train"], cfg["total_steps"]
+    k = train["train_every"]
+    for path, value in (("total_steps", total), ("eval/every", cfg["eval"]["every"]),
+                        ("checkpoint/every", cfg["checkpoint"]["every"])):
+        if value % k:
+            raise ConfigError(
+                f"config key '{path}' ({value}) must be a multiple of 'train/train_every' ({k}) so that "
+                "evaluations and checkpoints fall between updates"
+            )
+    if cfg["replay"]["capacity"] < cfg["agent"]["n_step"]:
+        raise ConfigError(
+            f"config key 'replay/capacity' ({cfg['replay']['capacity']}) must be >= 'agent/n_step' ({cfg['agent']['n_step']})"
+        )
+
+
+def resolve(raw: dict[str, Any]) -> dict[str, Any]:
+    """Fill defaults and validate a decoded config; ConfigError names the first bad key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a config must be an object of keys, got {type(raw).__name__}")
+    cfg = _resolve_section(SCHEMA, raw, "")
+    _cross_checks(cfg)
+    from frugalrl.envs import check_env_config  # late import: envs import jax
+
+    check_env_config(cfg)
+    return cfg
+
+
+def describe() -> list[tuple[str, Any, str]]:
+    """(path, default, doc) for every key, for `frugal keys`."""
+    rows = []
+
+    def walk(schema: dict[str, Any], prefix: str) -> None:
+        for key, spec in schema.items():
+            if isinstance(spec, dict):
+                walk(spec, f"{prefix}{key}/")
+            else:
+                rows.append((f"{prefix}{key}", spec.default, spec.doc))
+
+    walk(SCHEMA, "")
+    return rows
+
+
+__all__ = ["ConfigError", "Field", "SCHEMA", "resolve", "describe", "flatten"]

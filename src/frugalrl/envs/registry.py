@@ -1,0 +1,137 @@
+"""Environment registry: gymnax classic control and MinAtar by name, plus frugalrl's own envs.
+
+Every environment follows gymnax's v1 ``Environment`` API (``step`` returns ``terminated`` and
+``truncated`` separately, auto-resets, and puts the pre-reset observation in
+``info["final_observation"]``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import gymnax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What agents and replay buffers need to know about an environment."""
+
+    name: str
+    obs_shape: tuple[int, ...]
+    obs_dtype: Any  # dtype the replay stores observations in
+    num_actions: int | None  # None for continuous actions
+    action_shape: tuple[int, ...]
+    action_low: float | None
+    action_high: float | None
+    max_episode_steps: int
+
+    @property
+    def discrete(self) -> bool:
+        return self.num_actions is not None
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    factory: Callable[[], Any]
+    binary_obs: bool = False  # observations are 0/1 planes: store them as uint8
+    family: str = "other"
+
+
+_CLASSIC = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1", "MountainCarContinuous-v0")
+_MINATAR = ("Asterix-MinAtar", "Breakout-MinAtar", "Freeway-MinAtar", "Seaquest-MinAtar", "SpaceInvaders-MinAtar")
+
+REGISTRY: dict[str, EnvEntry] = {}
+
+
+def register(name: str, factory: Callable[[], Any], *, binary_obs: bool = False, family: str = "frugalrl") -> None:
+    """Add an environment whose factory returns a gymnax ``Environment``."""
+    if name in REGISTRY:
+        raise ValueError(f"environment {name} is already registered")
+    REGISTRY[name] = EnvEntry(factory, binary_obs, family)
+
+
+def _gymnax_factory(name: str) -> Callable[[], Any]:
+    return lambda: gymnax.make(name)[0]
+
+
+for _name in _CLASSIC:
+    register(_name, _gymnax_factory(_name), family="classic_control")
+for _name in _MINATAR:
+    register(_name, _gymnax_factory(_name), binary_obs=True, family="minatar")
+for _name in gymnax.registered_envs:
+    if _name not in REGISTRY:
+        register(_name, _gymnax_factory(_name), family="gymnax")
+
+
+def available_envs() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def _entry(name: str) -> EnvEntry:
+    if name not in REGISTRY:
+        close = difflib.get_close_matches(name, REGISTRY, n=1, cutoff=0.5)
+        hint = f"; did you mean '{close[0]}'?" if close else "; `frugal envs` lists them"
+        raise KeyError(f"unknown environment '{name}'{hint}")
+    return REGISTRY[name]
+
+
+def _params(env: Any, env_cfg: dict[str, Any]) -> Any:
+    params = env.default_params
+    overrides = dict(env_cfg.get("params", {}))
+    if env_cfg.get("max_episode_steps", -1) > 0:
+        overrides["max_steps_in_episode"] = env_cfg["max_episode_steps"]
+    fields = {f.name for f in dataclasses.fields(params)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise KeyError(
+            f"environment {env_cfg['name']} has no parameter(s) {', '.join(unknown)}; "
+            f"its parameters are {', '.join(sorted(fields))}"
+        )
+    return params.replace(**overrides) if overrides else params
+
+
+def make(env_cfg: dict[str, Any]) -> tuple[Any, Any, EnvSpec]:
+    """Build (env, params, spec) from the config's ``env`` section."""
+    entry = _entry(env_cfg["name"])
+    env = entry.factory()
+    params = _params(env, env_cfg)
+    obs, _ = jax.eval_shape(env.reset, jax.random.PRNGKey(0), params)
+    space = env.action_space(params)
+    discrete = hasattr(space, "n")
+    obs_dtype = np.uint8 if entry.binary_obs else np.dtype(obs.dtype)
+    spec = EnvSpec(
+        name=env_cfg["name"],
+        obs_shape=tuple(obs.shape),
+        obs_dtype=np.dtype(obs_dtype),
+        num_actions=int(space.n) if discrete else None,
+        action_shape=() if discrete else tuple(space.shape),
+        action_low=None if discrete else float(np.min(space.low)),
+        action_high=None if discrete else float(np.max(space.high)),
+        max_episode_steps=int(params.max_steps_in_episode),
+    )
+    return env, params, spec
+
+
+def check_env_config(cfg: dict[str, Any]) -> None:
+    """Raise ConfigError for an unknown env name or parameter, without building jitted code."""
+    from frugalrl.config.schema import ConfigError
+
+    try:
+        entry = _entry(cfg["env"]["name"])
+        _params(entry.factory(), cfg["env"])
+    except KeyError as error:
+        key = "env/params" if "parameter" in str(error) else "env/name"
+        raise ConfigError(f"config key '{key}': {error.args[0]}") from None
+
+
+def to_storage(obs: jax.Array, spec: EnvSpec) -> jax.Array:
+    """Cast an observation to the dtype the replay keeps (uint8 for binary planes)."""
+    return obs.astype(spec.obs_dtype) if obs.dtype != spec.obs_dtype else obs
+
+

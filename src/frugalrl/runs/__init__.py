@@ -1,0 +1,1 @@
+"""Run directories, CSV logs, checkpoints and resume."""

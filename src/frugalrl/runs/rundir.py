@@ -1,0 +1,124 @@
+"""The run directory ``logs/{experiment}/{config_idx}/`` (Explorer/MeDQN layout).
+
+``config.json`` (the resolved config), ``log.txt`` (ending with ``Memory usage: X MB`` and
+``Time elapsed: Y minutes``), result CSVs (one row per finished training episode, per evaluation,
+per segment of updates), ``checkpoints/``. CSV rows are appended and flushed as they come; a
+checkpoint records how many rows each file had, and a resumed run cuts the files back to that.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import resource
+from pathlib import Path
+from typing import Any, Iterable
+
+TRAIN_COLUMNS = ["env", "agent", "seed", "episode", "step", "return", "length"]
+TEST_COLUMNS = ["env", "agent", "seed", "step", "return", "return_std", "episodes"]
+FINISHED_PREFIX = "Time elapsed:"
+
+
+class CsvLog:
+    """An append-only CSV whose row count is known, so it can be cut back on resume."""
+
+    def __init__(self, path: Path, columns: list[str]) -> None:
+        self.path, self.columns, self.rows = path, columns, 0
+        self._handle = None
+
+    def open(self, keep_rows: int | None) -> None:
+        """Start fresh (keep_rows None) or keep the header and the first ``keep_rows`` rows."""
+        if keep_rows is None or not self.path.exists():
+            with open(self.path, "w", newline="") as handle:
+                csv.writer(handle).writerow(self.columns)
+            self.rows = 0
+        else:
+            with open(self.path, newline="") as handle:
+                lines = handle.readlines()[: keep_rows + 1]
+            if len(lines) < keep_rows + 1:
+                raise RuntimeError(f"{self.path} has fewer rows than its checkpoint recorded; rerun with --fresh")
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text("".join(lines))
+            os.replace(tmp, self.path)
+            self.rows = keep_rows
+        self._handle = open(self.path, "a", newline="")
+
+    def write(self, rows: Iterable[Iterable[Any]]) -> None:
+        writer = csv.writer(self._handle)
+        for row in rows:
+            writer.writerow(_fmt(v) for v in row)
+            self.rows += 1
+
+    def flush(self) -> None:
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.7g}"  # the values are float32: more digits are noise
+    return value
+
+
+class RunDir:
+    """Paths and files of one run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.config_path = path / "config.json"
+        self.log_path = path / "log.txt"
+        self.checkpoints = path / "checkpoints"
+
+    def saved_config(self) -> dict[str, Any] | None:
+        if not self.config_path.exists():
+            return None
+        return json.loads(self.config_path.read_text())
+
+    def write_config(self, cfg: dict[str, Any]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        tmp = self.config_path.with_name("config.json.tmp")
+        tmp.write_text(json.dumps(cfg, indent=2) + "\n")
+        os.replace(tmp, self.config_path)
+
+    def finished(self) -> bool:
+        """Explorer's test: the last line of log.txt is the 'Time elapsed' line."""
+        if not self.log_path.exists():
+            return False
+        lines = self.log_path.read_text().strip().splitlines()
+        return bool(lines) and FINISHED_PREFIX in lines[-1]
+
+    def logger(self) -> logging.Logger:
+        """A logger writing to log.txt (appending, so a resumed run keeps its history)."""
+        log = logging.getLogger("frugalrl")
+        for handler in list(log.handlers):
+            log.removeHandler(handler)
+            handler.close()
+        handler = logging.FileHandler(self.log_path)
+        handler.setFormatter(logging.Formatter("%(asctime)s - %(levelname)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+        return log
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def available_memory_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None

@@ -1,0 +1,173 @@
+"""The jitted training loop: segments of env steps, vmapped over seeds, with shared counters.
+
+A segment is ``lax.scan`` over blocks; a block is ``train_every`` env steps for every seed, then
+(once ``learning_starts`` is reached) ``gradient_steps`` updates for every seed, then a target
+sync when one is due. Per-seed work is ``vmap``-ed explicitly; the counters ``env_step`` and
+``grad_step`` are plain scalars shared by all seeds, so every schedule predicate is unbatched
+and ``lax.cond`` stays a real branch instead of computing both sides (DESIGN principle 4).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from frugalrl.envs import EnvSpec, to_storage
+from frugalrl.replay import fifo
+
+
+class Carry(NamedTuple):
+    """Everything a run needs to continue: the checkpointed training state."""
+
+    agent: Any              # agent state, leading axis = seed
+    replay: fifo.ReplayState
+    env_state: Any
+    obs: jax.Array
+    key: jax.Array          # [seeds, 2] per-seed RNG streams
+    episode_return: jax.Array
+    episode_length: jax.Array
+    episodes: jax.Array     # finished training episodes per seed
+    env_step: jax.Array     # [] shared: env steps taken by each seed
+    grad_step: jax.Array    # [] shared: gradient steps taken by each seed
+
+
+class StepOut(NamedTuple):
+    done: jax.Array
+    episode_return: jax.Array
+    episode_length: jax.Array
+
+
+def seed_keys(seed: int, run: int, num_seeds: int) -> jax.Array:
+    """One independent key per seed lane: fold in the run index, then the lane."""
+    run_key = jax.random.fold_in(jax.random.PRNGKey(seed), run)
+    return jax.vmap(lambda lane: jax.random.fold_in(run_key, lane))(jnp.arange(num_seeds))
+
+
+def init_carry(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any], keys: jax.Array) -> Carry:
+    """Fresh state for all seeds from their keys."""
+    def one(key: jax.Array) -> tuple[Any, ...]:
+        init_key, reset_key, loop_key = jax.random.split(key, 3)
+        obs, env_state = env.reset(reset_key, env_params)
+        action = jnp.zeros(spec.action_shape, jnp.int32 if spec.discrete else jnp.float32)
+        replay = fifo.init(to_storage(obs, spec), action, cfg["replay"]["capacity"], spec.max_episode_steps)
+        return agent.init(init_key), replay, env_state, obs, loop_key
+
+    agent_state, replay, env_state, obs, loop_key = jax.jit(jax.vmap(one))(keys)
+    seeds = keys.shape[0]
+    carry = Carry(agent_state, replay, env_state, obs, loop_key, jnp.zeros(seeds, jnp.float32),
+                  jnp.zeros(seeds, jnp.int32), jnp.zeros(seeds, jnp.int32), jnp.zeros((), jnp.int32),
+                  jnp.zeros((), jnp.int32))
+    # every leaf its own buffer (params and target params start equal): the segment donates them
+    return jax.tree.map(jnp.copy, carry)
+
+
+def make_segment(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any], num_blocks: int):
+    """A function Carry -> (Carry, outputs) running ``num_blocks`` blocks; jit it with donation."""
+    train, agent_cfg = cfg["train"], cfg["agent"]
+    k, m = train["train_every"], train["gradient_steps"]
+    learning_starts, random_steps = train["learning_starts"], train["random_steps"]
+    period, unit = agent_cfg["target_every"], agent_cfg["target_unit"]
+    sample_kwargs = dict(n_step=agent_cfg["n_step"], gamma=agent_cfg["gamma"],
+                         bootstrap_truncation=agent_cfg["bootstrap_truncation"])
+    batch_size = cfg["replay"]["batch_size"]
+
+    act = jax.vmap(agent.act, in_axes=(0, 0, 0, None))
+    env_step_fn = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    add = jax.vmap(fifo.add, in_axes=(0, None, 0, 0, 0, 0, 0, 0, 0))
+    sample = jax.vmap(lambda r, key, count: fifo.sample(r, key, count, batch_size, **sample_kwargs),
+                      in_axes=(0, 0, None))
+    update = jax.vmap(agent.update)
+    sync = jax.vmap(agent.sync_target)
+    split3 = jax.vmap(lambda key: jax.random.split(key, 3))
+
+    def env_step(c: Carry, _: None) -> tuple[Carry, StepOut]:
+        keys = split3(c.key)
+        epsilon = jnp.where(c.env_step < random_steps, 1.0, agent.epsilon(c.env_step))
+        action = act(c.agent, c.obs, keys[:, 1], epsilon)
+        next_obs, env_state, reward, terminated, truncated, info = env_step_fn(keys[:, 2], c.env_state, action, env_params)
+        replay = add(c.replay, c.env_step, to_storage(c.obs, spec), action, reward, terminated, truncated,
+                     to_storage(next_obs, spec), to_storage(info["final_observation"], spec))
+        done = terminated | truncated
+        episode_return = c.episode_return + reward
+        episode_length = c.episode_length + 1
+        out = StepOut(done, episode_return, episode_length)
+        c = c._replace(
+            replay=replay, env_state=env_state, obs=next_obs, key=keys[:, 0],
+            episode_return=jnp.where(done, 0.0, episode_return),
+            episode_length=jnp.where(done, 0, episode_length),
+            episodes=c.episodes + done, env_step=c.env_step + 1,
+        )
+        return c, out
+
+    def learn(operands: tuple[Any, ...]) -> tuple[Any, ...]:
+        agent_state, key, grad_step, replay, env_step_count = operands
+
+        def grad_step_fn(inner: tuple[Any, ...], _: None) -> tuple[tuple[Any, ...], Any]:
+            agent_state, key, grad_step = inner
+            keys = split3(key)
+            batch = sample(replay, keys[:, 1], env_step_count)
+            agent_state, metrics = update(agent_state, batch, keys[:, 2])
+            grad_step = grad_step + 1
+            if unit == "grad_steps":
+                agent_state = jax.lax.cond(grad_step % period == 0, sync, lambda s: s, agent_state)
+            return (agent_state, keys[:, 0], grad_step), metrics
+
+        (agent_state, key, grad_step), metrics = jax.lax.scan(grad_step_fn, (agent_state, key, grad_step), None, length=m)
+        if unit == "env_steps":
+            crossed = env_step_count // period > (env_step_count - k) // period
+            agent_state = jax.lax.cond(crossed, sync, lambda s: s, agent_state)
+        return agent_state, key, grad_step, jax.tree.map(lambda x: x.mean(0), metrics)
+
+    def block(c: Carry, _: None) -> tuple[Carry, tuple[StepOut, Any]]:
+        # unroll=1: unrolling the env step multiplies compile time (18 s vs 3 s at 10) for no gain
+        c, steps = jax.lax.scan(env_step, c, None, length=k)
+        operands = (c.agent, c.key, c.grad_step, c.replay, c.env_step)
+        metric_shapes = jax.eval_shape(learn, operands)[3]
+
+        def skip(operands: tuple[Any, ...]) -> tuple[Any, ...]:
+            agent_state, key, grad_step, _, _ = operands
+            return agent_state, key, grad_step, jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), metric_shapes)
+
+        agent_state, key, grad_step, metrics = jax.lax.cond(c.env_step >= learning_starts, learn, skip, operands)
+        return c._replace(agent=agent_state, key=key, grad_step=grad_step), (steps, metrics)
+
+    def segment(c: Carry) -> tuple[Carry, tuple[StepOut, Any]]:
+        return jax.lax.scan(block, c, None, length=num_blocks)
+
+    return segment
+
+
+def make_evaluate(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any]):
+    """A function (agent_states[seeds], keys[seeds]) -> returns [seeds, episodes] of whole episodes."""
+    episodes, epsilon = cfg["eval"]["episodes"], cfg["eval"]["epsilon"]
+    max_steps = spec.max_episode_steps
+    reset = jax.vmap(jax.vmap(env.reset, in_axes=(0, None)), in_axes=(0, None))
+    step = jax.vmap(jax.vmap(env.step, in_axes=(0, 0, 0, None)), in_axes=(0, 0, 0, None))
+    act = jax.vmap(jax.vmap(agent.act, in_axes=(None, 0, 0, None)), in_axes=(0, 0, 0, None))
+    split_all = jax.vmap(jax.vmap(lambda key: jax.random.split(key, 3)))
+
+    def evaluate(agent_state: Any, keys: jax.Array) -> jax.Array:
+        keys = jax.vmap(lambda key: jax.random.split(key, episodes))(keys)  # [seeds, episodes, 2]
+        keys = split_all(keys)
+        obs, env_state = reset(keys[..., 1, :], env_params)
+        seeds = keys.shape[0]
+        zeros = jnp.zeros((seeds, episodes), jnp.float32)
+        state = (0, obs, env_state, keys[..., 0, :], zeros, jnp.zeros((seeds, episodes), bool))
+
+        def cond(s: tuple[Any, ...]) -> jax.Array:
+            t, *_, done = s
+            return (t < max_steps) & ~jnp.all(done)
+
+        def body(s: tuple[Any, ...]) -> tuple[Any, ...]:
+            t, obs, env_state, key, total, done = s
+            keys = split_all(key)
+            action = act(agent_state, obs, keys[..., 1, :], epsilon)
+            obs, env_state, reward, terminated, truncated, _ = step(keys[..., 2, :], env_state, action, env_params)
+            total = total + jnp.where(done, 0.0, reward)
+            return t + 1, obs, env_state, keys[..., 0, :], total, done | terminated | truncated
+
+        return jax.lax.while_loop(cond, body, state)[4]
+
+    return evaluate

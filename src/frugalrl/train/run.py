@@ -1,0 +1,284 @@
+"""Run one resolved config: the host side of the loop.
+
+Builds env, agent and the jitted segment; shards the seed axis over the local devices (one per
+CPU core, see ``frugalrl.devices``); runs segments under a progress bar; writes results,
+evaluations and checkpoints; resumes from the last complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from frugalrl import __version__, envs
+from frugalrl.agents import make_agent
+from frugalrl.config.schema import ConfigError
+from frugalrl.runs import checkpoint
+from frugalrl.runs.rundir import (
+    FINISHED_PREFIX, TEST_COLUMNS, TRAIN_COLUMNS, CsvLog, RunDir, available_memory_bytes, peak_memory_mb,
+)
+from frugalrl.train.loop import init_carry, make_evaluate, make_segment, seed_keys
+
+MAX_SEGMENT_STEPS = 50_000
+EVAL_STREAM = 0x5EED  # folded into each seed's key for evaluation, apart from training randomness
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a NaN loss, a buffer that does not fit); the message says why."""
+
+
+@dataclass
+class Summary:
+    run_dir: Path
+    final_returns: np.ndarray  # [seeds] mean greedy return of the final evaluation
+    seeds: list[int]
+    env_steps: int
+    compile_seconds: float
+    run_seconds: float
+    resumed_from: int | None
+
+    def table(self) -> str:
+        lines = [f"{'seed':>6}  {'final greedy return':>20}"]
+        lines += [f"{s:>6}  {r:>20.2f}" for s, r in zip(self.seeds, self.final_returns)]
+        mean, std = float(np.mean(self.final_returns)), float(np.std(self.final_returns))
+        lines.append(f"{'mean':>6}  {mean:>13.2f} ± {std:.2f} (std over {len(self.seeds)} seeds)")
+        return "\n".join(lines)
+
+
+def segment_steps(cfg: dict[str, Any]) -> int:
+    """Env steps per jitted call: divides the total and every eval/checkpoint period."""
+    k = cfg["train"]["train_every"]
+    periods = [cfg["total_steps"]] + [p for p in (cfg["eval"]["every"], cfg["checkpoint"]["every"]) if p > 0]
+    seg_blocks = math.gcd(*periods) // k
+    limit = max(MAX_SEGMENT_STEPS // k, 1)
+    return k * max(d for d in range(1, min(seg_blocks, limit) + 1) if seg_blocks % d == 0)
+
+
+def seed_mesh(num_seeds: int) -> Mesh:
+    """The local devices the seeds are split over: as many as divide num_seeds evenly."""
+    devices = jax.local_devices()
+    count = max(d for d in range(1, len(devices) + 1) if num_seeds % d == 0)
+    return Mesh(np.array(devices[:count]), ("seed",))
+
+
+def _leaf_spec(leaf: Any) -> PartitionSpec:
+    return PartitionSpec("seed") if np.ndim(leaf) > 0 else PartitionSpec()
+
+
+def _config_difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    from frugalrl.config import flatten
+
+    ignore = {"config_idx", "num_combinations", "run", "experiment", "frugalrl_version"}
+    if new.get("generate_random_seed"):
+        ignore.add("seed")
+    a, b = flatten(old), flatten(new)
+    for key in sorted(set(a) | set(b)):
+        if key not in ignore and a.get(key, "<absent>") != b.get(key, "<absent>"):
+            return f"'{key}': {a.get(key, '<absent>')!r} -> {b.get(key, '<absent>')!r}"
+    return None
+
+
+def run(cfg: dict[str, Any], run_path: Path, *, fresh: bool = False, progress: bool = True,
+        echo: Any = None) -> Summary:
+    """Train (or resume, or report a finished) run of a resolved config in ``run_path``."""
+    say = echo or (lambda text: print(text, file=sys.stderr))
+    rundir = RunDir(run_path)
+    if fresh and run_path.exists():
+        shutil.rmtree(run_path)
+    saved = rundir.saved_config()
+    if saved is not None:
+        difference = _config_difference(saved, cfg)
+        if difference:
+            raise ConfigError(
+                f"{run_path} holds a run of a different config ({difference}); "
+                "rerun with --fresh to replace it, or use another --logs directory"
+            )
+        cfg = {**cfg, "seed": saved["seed"]}
+    elif cfg["generate_random_seed"]:
+        cfg = {**cfg, "seed": int(np.random.default_rng().integers(1_000_000))}
+    cfg = {**cfg, "frugalrl_version": __version__}
+    rundir.write_config(cfg)
+    log = rundir.logger()
+
+    env, env_params, spec = envs.make(cfg["env"])
+    agent = make_agent(cfg, spec)
+    num_seeds, total = cfg["num_seeds"], cfg["total_steps"]
+    run_index = int(cfg.get("run", 0))
+    seeds = [run_index * num_seeds + lane for lane in range(num_seeds)]
+    keys = seed_keys(cfg["seed"], run_index, num_seeds)
+
+    # memory: shapes first, refuse before allocating
+    shapes = jax.eval_shape(lambda k: init_carry(agent, env, env_params, spec, cfg, k), keys)
+    replay_bytes = sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(shapes.replay))
+    per_transition = replay_bytes / num_seeds / cfg["replay"]["capacity"]
+    log.info("frugalrl %s, jax %s, devices %s", __version__, jax.__version__, jax.local_devices())
+    log.info("config %s", json.dumps(cfg, sort_keys=True))
+    message = (f"replay: {per_transition:.1f} bytes per transition, {replay_bytes / num_seeds / 2**20:.2f} MiB "
+               f"per seed, {replay_bytes / 2**20:.2f} MiB for {num_seeds} seeds")
+    log.info(message)
+    say(message)
+    available = available_memory_bytes()
+    if available is not None and replay_bytes > 0.8 * available:
+        raise TrainingError(
+            f"the replay buffers need {replay_bytes / 2**30:.2f} GiB but only {available / 2**30:.2f} GiB of "
+            "memory is available; lower 'replay/capacity' or 'num_seeds'"
+        )
+
+    mesh = seed_mesh(num_seeds)
+    carry_specs = jax.tree.map(_leaf_spec, shapes)
+    carry_sharding = jax.tree.map(lambda s: NamedSharding(mesh, s), carry_specs)
+
+    train_log = CsvLog(run_path / "result_Train.csv", TRAIN_COLUMNS)
+    test_log = CsvLog(run_path / "result_Test.csv", TEST_COLUMNS)
+    metric_names = None
+    restored = checkpoint.restore_latest(rundir.checkpoints, shapes)
+    if restored is None:
+        carry = init_carry(agent, env, env_params, spec, cfg, keys)
+        rows, elapsed_before, resumed_from = {"train": None, "test": None, "metrics": None}, 0.0, None
+    else:
+        carry, meta = restored
+        rows, elapsed_before, resumed_from = meta["rows"], meta["elapsed_seconds"], int(meta["step"])
+        log.info("resuming from the checkpoint at step %d", resumed_from)
+        say(f"resuming {run_path} from step {resumed_from}")
+    carry = jax.device_put(carry, carry_sharding)
+    train_log.open(rows["train"])
+    test_log.open(rows["test"])
+
+    seg = segment_steps(cfg)
+    k = cfg["train"]["train_every"]
+    segment = make_segment(agent, env, env_params, spec, cfg, seg // k)
+    step_spec = PartitionSpec(None, None, "seed")
+    sharded_segment = jax.shard_map(
+        segment, mesh=mesh, in_specs=(carry_specs,),
+        out_specs=(carry_specs, (step_spec, PartitionSpec(None, "seed"))), check_vma=False,
+    )
+    evaluate = jax.shard_map(make_evaluate(agent, env, env_params, spec, cfg), mesh=mesh,
+                             in_specs=(PartitionSpec("seed"), PartitionSpec("seed")),
+                             out_specs=PartitionSpec("seed"), check_vma=False)
+    eval_keys_for = jax.jit(lambda step: jax.vmap(
+        lambda key: jax.random.fold_in(jax.random.fold_in(key, EVAL_STREAM), step))(keys))
+
+    start = time.perf_counter()
+    compiled_segment = jax.jit(sharded_segment, donate_argnums=0).lower(carry).compile()
+    compiled_eval = jax.jit(evaluate).lower(carry.agent, eval_keys_for(0)).compile()
+    compile_seconds = time.perf_counter() - start
+    log.info("compiled a segment of %d env steps x %d seeds on %d device(s) in %.2f s",
+             seg, num_seeds, mesh.size, compile_seconds)
+
+    metrics_log = None
+    env_name, agent_name = cfg["env"]["name"], cfg["agent"]["name"]
+    step = int(carry.env_step)
+    final_returns = None
+
+    def evaluate_now(at: int) -> np.ndarray:
+        returns = np.asarray(compiled_eval(carry.agent, eval_keys_for(at)))
+        test_log.write([env_name, agent_name, seeds[s], at, float(returns[s].mean()), float(returns[s].std()),
+                        returns.shape[1]] for s in range(num_seeds))
+        test_log.flush()
+        log.info("step %d: greedy return %.2f ± %.2f over seeds", at, returns.mean(), returns.mean(1).std())
+        return returns.mean(1)
+
+    bar = _progress(total, step, num_seeds, enabled=progress)
+    run_start = time.perf_counter()
+    try:
+        while step < total:
+            carry, (steps_out, metrics) = compiled_segment(carry)
+            done = np.asarray(steps_out.done).reshape(-1, num_seeds)
+            ep_return = np.asarray(steps_out.episode_return).reshape(-1, num_seeds)
+            ep_length = np.asarray(steps_out.episode_length).reshape(-1, num_seeds)
+            episodes_end = np.asarray(carry.episodes)
+            # episode number = episodes finished before this segment + running count within it
+            episode_number = (np.asarray(carry.episodes) - done.sum(0)) + np.cumsum(done, axis=0)
+            t_idx, s_idx = np.nonzero(done)
+            train_log.write(
+                [env_name, agent_name, seeds[s], int(episode_number[t, s]), step + t + 1, float(ep_return[t, s]),
+                 int(ep_length[t, s])] for t, s in zip(t_idx, s_idx)
+            )
+            step += seg
+            metrics = {name: np.asarray(value) for name, value in metrics.items()}
+            learned = ~np.isnan(metrics["loss"]).all(axis=1)
+            if learned.any():
+                bad = ~np.isfinite(metrics["loss"][learned]).all(axis=0)
+                if bad.any():
+                    raise TrainingError(
+                        f"the loss of seed(s) {[seeds[s] for s in np.nonzero(bad)[0]]} became NaN or inf between "
+                        f"steps {step - seg} and {step}; lower 'optimizer/lr' or set 'optimizer/max_grad_norm'. "
+                        "Results and checkpoints up to the last checkpoint are kept."
+                    )
+                if metrics_log is None:
+                    metric_names = sorted(metrics)
+                    metrics_log = CsvLog(run_path / "metrics.csv", ["seed", "step"] + metric_names)
+                    metrics_log.open(rows["metrics"])
+                means = {n: metrics[n][learned].mean(0) for n in metric_names}
+                metrics_log.write([seeds[s], step] + [float(means[n][s]) for n in metric_names] for s in range(num_seeds))
+            train_log.flush()
+            if metrics_log is not None:
+                metrics_log.flush()
+            if (cfg["eval"]["every"] and step % cfg["eval"]["every"] == 0) or step == total:
+                final_returns = evaluate_now(step)
+                bar.set_postfix_str(f"greedy return {final_returns.mean():.1f}", refresh=False)
+            if cfg["checkpoint"]["every"] and step % cfg["checkpoint"]["every"] == 0 and step < total:
+                checkpoint.save(rundir.checkpoints, step, carry, {
+                    "rows": {"train": train_log.rows, "test": test_log.rows,
+                             "metrics": metrics_log.rows if metrics_log else None},
+                    "elapsed_seconds": elapsed_before + time.perf_counter() - start,
+                }, cfg["checkpoint"]["keep"])
+            bar.update(seg)
+    finally:
+        bar.close()
+        for handle in (train_log, test_log, metrics_log):
+            if handle is not None:
+                handle.close()
+    jax.block_until_ready(carry)
+    run_seconds = time.perf_counter() - run_start
+    if final_returns is None:  # resumed at the end: read the last evaluation back
+        final_returns = _last_eval(run_path, seeds)
+    log.info("compile %.2f s, run %.2f s (%.0f env steps/s per seed, %.0f over all seeds)", compile_seconds,
+             run_seconds, (total - (resumed_from or 0)) / max(run_seconds, 1e-9),
+             num_seeds * (total - (resumed_from or 0)) / max(run_seconds, 1e-9))
+    log.info("Memory usage: %.2f MB", peak_memory_mb())
+    log.info("%s %.2f minutes", FINISHED_PREFIX, (elapsed_before + time.perf_counter() - start) / 60)
+    return Summary(run_path, final_returns, seeds, total, compile_seconds, run_seconds, resumed_from)
+
+
+def _last_eval(run_path: Path, seeds: list[int]) -> np.ndarray:
+    import pandas as pd
+
+    frame = pd.read_csv(run_path / "result_Test.csv")
+    last = frame[frame["step"] == frame["step"].max()].set_index("seed")
+    return np.array([float(last.loc[s, "return"]) for s in seeds])
+
+
+def finished_summary(cfg: dict[str, Any], run_path: Path) -> Summary:
+    """The summary of a run that already finished (for a rerun of the same command)."""
+    seeds = [int(cfg.get("run", 0)) * cfg["num_seeds"] + lane for lane in range(cfg["num_seeds"])]
+    return Summary(run_path, _last_eval(run_path, seeds), seeds, cfg["total_steps"], 0.0, 0.0, None)
+
+
+class _NoBar:
+    def update(self, n: int) -> None: ...
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None: ...
+    def close(self) -> None: ...
+
+
+def _progress(total: int, initial: int, num_seeds: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", unit_scale=True, dynamic_ncols=True,
+                desc=f"{num_seeds} seed{'s' if num_seeds > 1 else ''}", file=sys.stderr)
+
+
+__all__ = ["run", "Summary", "TrainingError", "finished_summary", "segment_steps"]
