@@ -126,6 +126,19 @@ SCHEMA: dict[str, Any] = {
 BOOKKEEPING = ("config_idx", "num_combinations", "run", "experiment", "frugalrl_version")
 
 
+# Names researchers bring from CleanRL, Explorer and Dopamine configs -> our key.
+ALIASES = {
+    "learning_rate": "optimizer/lr", "lr": "optimizer/lr", "buffer_size": "replay/capacity",
+    "memory_size": "replay/capacity", "discount": "agent/gamma", "gamma": "agent/gamma",
+    "batch_size": "replay/batch_size", "train_frequency": "train/train_every",
+    "network_update_steps": "train/train_every", "update_period": "train/train_every",
+    "target_network_frequency": "agent/target_every", "target_network_update_steps": "agent/target_every",
+    "target_update_period": "agent/target_every", "exploration_steps": "train/random_steps",
+    "total_timesteps": "total_steps", "train_steps": "total_steps", "gradient_clip": "optimizer/max_grad_norm",
+    "min_replay_history": "train/learning_starts", "hidden_layers": "network/hidden",
+}
+
+
 def _all_paths(schema: dict[str, Any], prefix: str = "") -> list[str]:
     paths = []
     for key, value in schema.items():
@@ -138,6 +151,8 @@ def _all_paths(schema: dict[str, Any], prefix: str = "") -> list[str]:
 
 def _did_you_mean(key: str, siblings: list[str], prefix: str) -> str:
     all_paths = _all_paths(SCHEMA)
+    if key in ALIASES:
+        return f"; did you mean '{ALIASES[key]}'?"
     close = difflib.get_close_matches(key, siblings, n=1, cutoff=0.6)
     if close:
         return f"; did you mean '{prefix}{close[0]}'?"
@@ -177,14 +192,15 @@ def _coerce(path: str, spec: Field, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"config key '{path}' must be true or false, got {value!r}")
     elif not isinstance(value, spec.kind):
-        raise ConfigError(f"config key '{path}' must be {_type_name(spec.kind)}, got {value!r}")
+        hint = " (in a grid file a list value is a list of alternatives: write [[...]])" if spec.kind is list else ""
+        raise ConfigError(f"config key '{path}' must be {_type_name(spec.kind)}, got {value!r}{hint}")
     if spec.item_kind is not None:
         items = []
         for item in value:
             if spec.item_kind is int and isinstance(item, float) and item.is_integer():
                 item = int(item)
             if isinstance(item, bool) or not isinstance(item, spec.item_kind):
-                raise ConfigError(f"config key '{path}' must hold only {_type_name(spec.item_kind)}s, got {item!r}")
+                raise ConfigError(f"config key '{path}' must hold only {spec.item_kind.__name__} values, got {item!r}")
             items.append(item)
         value = items
     if spec.choices is not None and value not in spec.choices:

@@ -79,7 +79,7 @@ def restore_latest(directory: Path, like: Any) -> tuple[Any, dict[str, Any]] | N
         path = directory / str(step)
         try:
             meta = json.loads((path / "meta.json").read_text())
-            abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), like)
+            abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), like)
             state = _checkpointer().restore((path / "state").absolute(), abstract)
             if checksum(state) != meta["checksum"]:
                 raise ValueError("array checksum does not match the one saved")

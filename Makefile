@@ -1,0 +1,39 @@
+# frugalrl: `make demo` and `make test` each set everything up from a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-slow lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# DQN on CartPole-v1 with CleanRL's hyperparameters, 8 seeds vmapped in one process.
+demo: $(STAMP)
+	$(BIN)/frugal run configs/dqn_classic.json --idx 1
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+# Speed against stable-baselines3 and SBX; installs them into a separate venv (.venv-bench).
+bench: $(STAMP)
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/python -m pip install --quiet --upgrade pip
+	.venv-bench/bin/python -m pip install --quiet stable-baselines3 sbx-rl gymnasium
+	$(BIN)/python benchmarks/dqn_cartpole.py --peer-python .venv-bench/bin/python
+
+clean:
+	rm -rf $(VENV) .venv-bench logs

@@ -1,0 +1,4 @@
+import os
+
+# Two host devices, as the CLI sets up on a 2-core machine, so tests exercise seeds split over devices.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")

@@ -1,0 +1,80 @@
+"""Sweep decoding with the Explorer/MeDQN semantics (reference medqn_qdagger.md §A7)."""
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from frugalrl.config import GridError, count_dict, decode, load_grid, swept_keys
+
+MERL = Path(__file__).parent / "data" / "MERL_minatar_medqn_r.json"
+
+
+def settings(idx):
+    cfg, run = decode(load_grid(MERL), idx)
+    return (cfg["env"]["name"], cfg["agent"]["consod_end"], cfg["agent"]["consod_epoch"],
+            cfg["optimizer"]["kwargs"]["lr"], cfg["network_update_steps"], run)
+
+
+def test_worked_example_of_a7():
+    assert count_dict(load_grid(MERL)) == 240
+    assert settings(1) == ("Asterix-MinAtar-v0", 4, 2, 3e-3, 4, 0)
+    assert settings(2) == ("Breakout-MinAtar-v0", 4, 2, 3e-3, 4, 0)
+    assert settings(3) == ("SpaceInvaders-MinAtar-v0", 4, 2, 3e-3, 4, 0)
+    assert settings(4) == ("Asterix-MinAtar-v0", 2, 2, 3e-3, 4, 0)
+    assert settings(13) == ("Asterix-MinAtar-v0", 4, 2, 1e-3, 4, 0)
+    assert settings(61) == ("Asterix-MinAtar-v0", 4, 2, 3e-3, 8, 0)
+    assert settings(241)[:5] == settings(1)[:5] and settings(241)[5] == 1  # run 2 of idx 1
+
+
+def test_decoded_values_are_plain_nested_dicts():
+    cfg, _ = decode(load_grid(MERL), 1)
+    assert cfg["optimizer"] == {"name": "RMSprop", "kwargs": {"lr": 3e-3, "alpha": 0.95, "centered": True, "eps": 0.01}}
+    assert cfg["train_steps"] == 5e6
+
+
+def test_sub_grids_occupy_consecutive_slots():
+    grid = {"a": [1, {"b": [10, 20], "c": [0, 1]}, 3], "d": ["x", "y"]}
+    # n(a) = 1 + 2*2 + 1 = 6
+    assert count_dict(grid) == 12
+    decoded = [decode(grid, i)[0] for i in range(1, 13)]
+    assert [d["a"] for d in decoded[:6]] == [1, {"b": 10, "c": 0}, {"b": 20, "c": 0}, {"b": 10, "c": 1},
+                                             {"b": 20, "c": 1}, 3]
+    assert {d["d"] for d in decoded[:6]} == {"x"} and {d["d"] for d in decoded[6:]} == {"y"}
+
+
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=4), st.integers(1, 500))
+def test_every_combination_appears_once_per_run(widths, idx):
+    grid = {f"k{i}": list(range(w)) for i, w in enumerate(widths)}
+    n = count_dict(grid)
+    combos = {json.dumps(decode(grid, i)[0], sort_keys=True) for i in range(1, n + 1)}
+    assert len(combos) == n
+    cfg, run = decode(grid, idx)
+    assert run == (idx - 1) // n and cfg == decode(grid, (idx - 1) % n + 1)[0]
+    # first key fastest: index i+1 changes k0 unless k0 wrapped
+    if widths[0] > 1 and idx % widths[0] != 0:
+        assert decode(grid, idx + 1)[0]["k0"] == cfg["k0"] + 1
+
+
+def test_swept_keys_name_only_what_varies():
+    assert swept_keys(load_grid(MERL)) == ["env/name", "agent/consod_end", "agent/consod_epoch",
+                                            "optimizer/kwargs/lr", "network_update_steps"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[1, 2]", "top level must be a JSON object"),
+    ('{"a": [1,}', "invalid JSON at line 1"),
+    ('{"a": []}', "at least one alternative"),
+])
+def test_bad_grid_files(tmp_path, text, message):
+    path = tmp_path / "g.json"
+    path.write_text(text)
+    with pytest.raises(GridError, match=message):
+        load_grid(path)
+
+
+def test_index_must_be_positive():
+    with pytest.raises(GridError, match="positive integer"):
+        decode({"a": [1]}, 0)

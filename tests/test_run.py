@@ -1,0 +1,111 @@
+"""Whole runs: seeds differ, reruns are bit-identical, killed runs resume exactly, bad checkpoints fall back."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from frugalrl import envs
+from frugalrl.agents import make_agent
+from frugalrl.config import resolve
+from frugalrl.runs import checkpoint
+from frugalrl.train.loop import init_carry, make_segment, seed_keys
+from frugalrl.train.run import run
+
+SMALL = {"num_seeds": 2, "total_steps": 6000, "agent": {"epsilon_decay_steps": 3000, "target_every": 200},
+         "network": {"hidden": [32, 32]}, "replay": {"capacity": 2000, "batch_size": 32},
+         "train": {"learning_starts": 500, "train_every": 2},
+         "eval": {"every": 2000, "episodes": 3}, "checkpoint": {"every": 2000, "keep": 3}}
+
+
+def csvs(path: Path) -> dict[str, str]:
+    return {name: (path / name).read_text() for name in ("result_Train.csv", "result_Test.csv", "metrics.csv")}
+
+
+def test_seeds_differ_and_rerun_is_bit_identical(tmp_path):
+    cfg = resolve(SMALL)
+    run(cfg, tmp_path / "a", progress=False)
+    run(cfg, tmp_path / "b", progress=False)
+    assert csvs(tmp_path / "a") == csvs(tmp_path / "b")
+    train = pd.read_csv(tmp_path / "a" / "result_Train.csv")
+    by_seed = [train[train.seed == s]["return"].to_numpy() for s in (0, 1)]
+    assert len(by_seed[0]) != len(by_seed[1]) or not np.array_equal(*by_seed)
+    metrics = pd.read_csv(tmp_path / "a" / "metrics.csv")
+    assert not np.allclose(metrics[metrics.seed == 0]["loss"], metrics[metrics.seed == 1]["loss"])
+
+
+def test_run_k_of_a_config_uses_other_keys():
+    assert not np.array_equal(seed_keys(0, 0, 2), seed_keys(0, 1, 2))
+    assert len({tuple(k) for k in np.asarray(seed_keys(0, 0, 8)).tolist()}) == 8
+
+
+def test_corrupt_latest_checkpoint_falls_back_and_resume_is_exact(tmp_path):
+    cfg = resolve(SMALL)
+    run(cfg, tmp_path / "ref", progress=False)
+    run(cfg, tmp_path / "b", progress=False)
+    steps = checkpoint.complete_steps(tmp_path / "b" / "checkpoints")
+    assert steps == [2000, 4000]
+    # corrupt every array file of the latest checkpoint
+    for file in (tmp_path / "b" / "checkpoints" / "4000" / "state").rglob("*"):
+        if file.is_file() and file.stat().st_size > 0 and file.suffix != ".json":
+            file.write_bytes(b"\x00garbage" * 16)
+    # and leave a half-written one (no marker) that must be ignored
+    (tmp_path / "b" / "checkpoints" / "5000").mkdir()
+    summary = run(cfg, tmp_path / "b", progress=False)
+    assert summary.resumed_from == 2000
+    assert csvs(tmp_path / "b") == csvs(tmp_path / "ref")
+    assert "is unusable" in (tmp_path / "b" / "log.txt").read_text()
+
+
+def test_kill_9_midway_then_rerun_gives_the_uninterrupted_result(tmp_path):
+    grid = tmp_path / "exp.json"
+    config = {**SMALL, "total_steps": 40000, "train": {"learning_starts": 500, "train_every": 1},
+              "checkpoint": {"every": 4000, "keep": 2}, "eval": {"every": 8000, "episodes": 3}}
+    grid.write_text(json.dumps({**config, "network": {"hidden": [[32, 32]]}}))  # a grid: lists are alternatives
+    command = [sys.executable, "-m", "frugalrl.cli", "run", str(grid), "--no-progress"]
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    subprocess.run(command + ["--logs", str(tmp_path / "ref")], check=True, env=env, capture_output=True)
+
+    killed = subprocess.Popen(command + ["--logs", str(tmp_path / "k")], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = tmp_path / "k" / "exp" / "1" / "checkpoints"
+    deadline = time.time() + 300
+    while not checkpoint.complete_steps(checkpoints) and time.time() < deadline and killed.poll() is None:
+        time.sleep(0.005)
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait() == -signal.SIGKILL, "the run ended before it could be killed mid-way"
+    interrupted = tmp_path / "k" / "exp" / "1"
+    assert "Time elapsed" not in (interrupted / "log.txt").read_text()
+
+    resumed = subprocess.run(command + ["--logs", str(tmp_path / "k")], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr
+    assert csvs(interrupted) == csvs(tmp_path / "ref" / "exp" / "1")
+
+
+def test_schedule_counts_are_exact():
+    cfg = resolve({"num_seeds": 2, "total_steps": 2000, "network": {"hidden": [8]},
+                   "replay": {"capacity": 300, "batch_size": 8}, "agent": {"target_every": 500},
+                   "train": {"learning_starts": 500, "train_every": 10, "gradient_steps": 2}})
+    env, params, spec = envs.make(cfg["env"])
+    agent = make_agent(cfg, spec)
+    carry = init_carry(agent, env, params, spec, cfg, seed_keys(0, 0, 2))
+    segment = jax.jit(make_segment(agent, env, params, spec, cfg, 100))  # 1000 env steps
+    carry, (steps, metrics) = segment(carry)
+    # blocks end at 10, 20, ..., 1000; those at >= 500 update twice
+    assert int(carry.env_step) == 1000 and int(carry.grad_step) == 2 * 51
+    assert np.isnan(np.asarray(metrics["loss"])[:49]).all() and np.isfinite(np.asarray(metrics["loss"])[49:]).all()
+    # the target was synced at env step 1000, right after the last update
+    same = jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), carry.agent.target_params, carry.agent.params)
+    assert jax.tree.all(same)
+    carry, _ = segment(carry)
+    assert int(carry.grad_step) == 2 * 151
+    assert np.asarray(steps.done).shape == (100, 10, 2)
