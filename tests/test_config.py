@@ -21,22 +21,31 @@ def test_integral_floats_are_integers():
     assert cfg["total_steps"] == 500_000 and isinstance(cfg["total_steps"], int)
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"optimizer": {"learning_rate": 1e-3}}, "unknown config key 'optimizer/learning_rate'; did you mean 'optimizer/lr'"),
-    ({"lr": 1e-3}, "unknown config key 'lr'; did you mean 'optimizer/lr'"),
-    ({"agent": {"gama": 0.9}}, "did you mean 'agent/gamma'"),
-    ({"total_steps": "many"}, "config key 'total_steps' must be an integer, got 'many'"),
-    ({"total_steps": 1.5}, "config key 'total_steps' must be an integer"),
-    ({"num_seeds": 0}, "config key 'num_seeds' must be > 0, got 0"),
-    ({"agent": {"gamma": 1.5}}, "config key 'agent/gamma' must be in [0, 1], got 1.5"),
-    ({"agent": {"loss": "l2"}}, "config key 'agent/loss' must be one of mse, huber"),
-    ({"agent": {"double": "yes"}}, "config key 'agent/double' must be true or false"),
-    ({"network": {"hidden": [64, "wide"]}}, "config key 'network/hidden' must hold only int values"),
-    ({"env": {"name": "CartPole-v0"}}, "unknown environment 'CartPole-v0'; did you mean 'CartPole-v1'"),
-    ({"env": {"params": {"gravity_x": 1.0}}}, "config key 'env/params': environment CartPole-v1 has no parameter"),
-    ({"total_steps": 1005, "train": {"train_every": 10}}, "'total_steps' (1005) must be a multiple of 'train/train_every'"),
-    ({"agent": 3}, "config key 'agent' must be an object"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (
+            {"optimizer": {"learning_rate": 1e-3}},
+            "unknown config key 'optimizer/learning_rate'; did you mean 'optimizer/lr'",
+        ),
+        ({"lr": 1e-3}, "unknown config key 'lr'; did you mean 'optimizer/lr'"),
+        ({"agent": {"gama": 0.9}}, "did you mean 'agent/gamma'"),
+        ({"total_steps": "many"}, "config key 'total_steps' must be an integer, got 'many'"),
+        ({"total_steps": 1.5}, "config key 'total_steps' must be an integer"),
+        ({"num_seeds": 0}, "config key 'num_seeds' must be > 0, got 0"),
+        ({"agent": {"gamma": 1.5}}, "config key 'agent/gamma' must be in [0, 1], got 1.5"),
+        ({"agent": {"loss": "l2"}}, "config key 'agent/loss' must be one of mse, huber"),
+        ({"agent": {"double": "yes"}}, "config key 'agent/double' must be true or false"),
+        ({"network": {"hidden": [64, "wide"]}}, "config key 'network/hidden' must hold only int values"),
+        ({"env": {"name": "CartPole-v0"}}, "unknown environment 'CartPole-v0'; did you mean 'CartPole-v1'"),
+        ({"env": {"params": {"gravity_x": 1.0}}}, "config key 'env/params': environment CartPole-v1 has no parameter"),
+        (
+            {"total_steps": 1005, "train": {"train_every": 10}},
+            "'total_steps' (1005) must be a multiple of 'train/train_every'",
+        ),
+        ({"agent": 3}, "config key 'agent' must be an object"),
+    ],
+)
 def test_bad_configs_name_the_key(raw, message):
     with pytest.raises(ConfigError) as info:
         resolve(raw)
@@ -57,8 +66,11 @@ def test_cli_bad_config_exits_2_and_writes_nothing(tmp_path, capsys):
 def test_cli_process_exit_status(tmp_path):
     grid = tmp_path / "bad.json"
     grid.write_text(json.dumps({"agent": [{"gamma": [2.0]}]}))
-    result = subprocess.run([sys.executable, "-m", "frugalrl.cli", "run", str(grid), "--logs", str(tmp_path / "l")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "frugalrl.cli", "run", str(grid), "--logs", str(tmp_path / "l")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
     assert "'agent/gamma' must be in [0, 1]" in result.stderr
     assert not (tmp_path / "l").exists()

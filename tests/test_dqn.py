@@ -20,9 +20,13 @@ def make(**agent):
 
 def batch(n=5):
     rng = np.random.default_rng(0)
-    return Batch(obs=jnp.asarray(rng.normal(size=(n, 4)), jnp.float32), action=jnp.asarray(rng.integers(0, 2, n)),
-                 reward=jnp.asarray(rng.normal(size=n), jnp.float32), discount=jnp.asarray([0.99, 0, 0.99, 0.9801, 0.99]),
-                 next_obs=jnp.asarray(rng.normal(size=(n, 4)), jnp.float32))
+    return Batch(
+        obs=jnp.asarray(rng.normal(size=(n, 4)), jnp.float32),
+        action=jnp.asarray(rng.integers(0, 2, n)),
+        reward=jnp.asarray(rng.normal(size=n), jnp.float32),
+        discount=jnp.asarray([0.99, 0, 0.99, 0.9801, 0.99]),
+        next_obs=jnp.asarray(rng.normal(size=(n, 4)), jnp.float32),
+    )
 
 
 def test_td_target_plain_and_double():
@@ -47,7 +51,7 @@ def test_loss_values(loss):
     value, _ = dqn.td_loss(state.params, b, target)
     q = jnp.take_along_axis(dqn.network.apply(state.params, b.obs), b.action[:, None], -1)[:, 0]
     err = np.asarray(q - target)
-    expected = np.mean(err ** 2) if loss == "mse" else np.mean(np.where(abs(err) <= 1, 0.5 * err ** 2, abs(err) - 0.5))
+    expected = np.mean(err**2) if loss == "mse" else np.mean(np.where(abs(err) <= 1, 0.5 * err**2, abs(err) - 0.5))
     assert float(value) == pytest.approx(expected, rel=1e-5)
 
 
@@ -69,8 +73,9 @@ def test_hard_and_polyak_sync():
     assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), hard.target_params, moved.params))
     polyak_dqn, _ = make(tau=0.25)
     soft = polyak_dqn.sync_target(moved)
-    jax.tree.map(lambda t, old: np.testing.assert_allclose(t, old + 0.25, rtol=1e-6), soft.target_params,
-                 state.target_params)
+    jax.tree.map(
+        lambda t, old: np.testing.assert_allclose(t, old + 0.25, rtol=1e-6), soft.target_params, state.target_params
+    )
 
 
 def test_epsilon_schedule_is_linear_from_step_zero():

@@ -10,8 +10,13 @@ from frugalrl import envs
 def test_registry_has_classic_control_and_minatar():
     names = set(envs.available_envs())
     assert {"CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1", "MountainCarContinuous-v0"} <= names
-    assert {"Asterix-MinAtar", "Breakout-MinAtar", "Freeway-MinAtar", "Seaquest-MinAtar",
-            "SpaceInvaders-MinAtar"} <= names
+    assert {
+        "Asterix-MinAtar",
+        "Breakout-MinAtar",
+        "Freeway-MinAtar",
+        "Seaquest-MinAtar",
+        "SpaceInvaders-MinAtar",
+    } <= names
 
 
 def test_minatar_observations_are_stored_as_uint8():

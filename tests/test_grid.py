@@ -14,8 +14,14 @@ MERL = Path(__file__).parent / "data" / "MERL_minatar_medqn_r.json"
 
 def settings(idx):
     cfg, run = decode(load_grid(MERL), idx)
-    return (cfg["env"]["name"], cfg["agent"]["consod_end"], cfg["agent"]["consod_epoch"],
-            cfg["optimizer"]["kwargs"]["lr"], cfg["network_update_steps"], run)
+    return (
+        cfg["env"]["name"],
+        cfg["agent"]["consod_end"],
+        cfg["agent"]["consod_epoch"],
+        cfg["optimizer"]["kwargs"]["lr"],
+        cfg["network_update_steps"],
+        run,
+    )
 
 
 def test_worked_example_of_a7():
@@ -40,8 +46,14 @@ def test_sub_grids_occupy_consecutive_slots():
     # n(a) = 1 + 2*2 + 1 = 6
     assert count_dict(grid) == 12
     decoded = [decode(grid, i)[0] for i in range(1, 13)]
-    assert [d["a"] for d in decoded[:6]] == [1, {"b": 10, "c": 0}, {"b": 20, "c": 0}, {"b": 10, "c": 1},
-                                             {"b": 20, "c": 1}, 3]
+    assert [d["a"] for d in decoded[:6]] == [
+        1,
+        {"b": 10, "c": 0},
+        {"b": 20, "c": 0},
+        {"b": 10, "c": 1},
+        {"b": 20, "c": 1},
+        3,
+    ]
     assert {d["d"] for d in decoded[:6]} == {"x"} and {d["d"] for d in decoded[6:]} == {"y"}
 
 
@@ -59,15 +71,23 @@ def test_every_combination_appears_once_per_run(widths, idx):
 
 
 def test_swept_keys_name_only_what_varies():
-    assert swept_keys(load_grid(MERL)) == ["env/name", "agent/consod_end", "agent/consod_epoch",
-                                            "optimizer/kwargs/lr", "network_update_steps"]
+    assert swept_keys(load_grid(MERL)) == [
+        "env/name",
+        "agent/consod_end",
+        "agent/consod_epoch",
+        "optimizer/kwargs/lr",
+        "network_update_steps",
+    ]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[1, 2]", "top level must be a JSON object"),
-    ('{"a": [1,}', "invalid JSON at line 1"),
-    ('{"a": []}', "at least one alternative"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[1, 2]", "top level must be a JSON object"),
+        ('{"a": [1,}', "invalid JSON at line 1"),
+        ('{"a": []}', "at least one alternative"),
+    ],
+)
 def test_bad_grid_files(tmp_path, text, message):
     path = tmp_path / "g.json"
     path.write_text(text)

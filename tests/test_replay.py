@@ -24,8 +24,17 @@ def stream(num_steps, episode_limit, seed):
             next_obs = np.array([-(t + 1.0), episode], np.float32)  # first obs of the next episode
         else:
             next_obs = final
-        transitions.append(dict(obs=obs, action=t % 3, reward=float(rng.normal()), terminated=terminated,
-                                truncated=truncated, next_obs=next_obs, final_obs=final))
+        transitions.append(
+            dict(
+                obs=obs,
+                action=t % 3,
+                reward=float(rng.normal()),
+                terminated=terminated,
+                truncated=truncated,
+                next_obs=next_obs,
+                final_obs=final,
+            )
+        )
         obs = next_obs
     return transitions
 
@@ -34,8 +43,17 @@ def fill(transitions, capacity, limit):
     state = fifo.init(jnp.zeros(2), jnp.int32(0), capacity, limit)
     add = jax.jit(fifo.add)
     for count, tr in enumerate(transitions):
-        state = add(state, jnp.int32(count), tr["obs"], jnp.int32(tr["action"]), jnp.float32(tr["reward"]),
-                    tr["terminated"], tr["truncated"], tr["next_obs"], tr["final_obs"])
+        state = add(
+            state,
+            jnp.int32(count),
+            tr["obs"],
+            jnp.int32(tr["action"]),
+            jnp.float32(tr["reward"]),
+            tr["terminated"],
+            tr["truncated"],
+            tr["next_obs"],
+            tr["final_obs"],
+        )
     return state
 
 
@@ -48,23 +66,26 @@ def reference(transitions, capacity, n, gamma, bootstrap_truncation):
             if i + j >= len(held):
                 break
             step = held[i + j]
-            reward += gamma ** j * step["reward"]
+            reward += gamma**j * step["reward"]
             k, last = j + 1, step
             if step["terminated"] or step["truncated"]:
                 break
         ends = last["terminated"] or (last["truncated"] and not bootstrap_truncation)
         # bootstrap from the true s' of the last step included (the final obs when it was truncated)
         next_obs = last["final_obs"] if last["truncated"] else last["next_obs"]
-        out.append((tr["obs"], tr["action"], reward, 0.0 if ends else gamma ** k, next_obs, ends))
+        out.append((tr["obs"], tr["action"], reward, 0.0 if ends else gamma**k, next_obs, ends))
     return out
 
 
-@pytest.mark.parametrize("capacity, steps, n, bootstrap", [
-    (50, 30, 1, True),    # not full yet
-    (50, 237, 1, True),   # wrapped several times
-    (64, 300, 3, True),   # n-step across episode ends and the newest transition
-    (40, 173, 5, False),  # truncation treated as terminal (Explorer's behaviour)
-])
+@pytest.mark.parametrize(
+    "capacity, steps, n, bootstrap",
+    [
+        (50, 30, 1, True),  # not full yet
+        (50, 237, 1, True),  # wrapped several times
+        (64, 300, 3, True),  # n-step across episode ends and the newest transition
+        (40, 173, 5, False),  # truncation treated as terminal (Explorer's behaviour)
+    ],
+)
 def test_get_matches_brute_force(capacity, steps, n, bootstrap):
     limit = 7
     transitions = stream(steps, limit, seed=capacity + steps)

@@ -17,13 +17,19 @@ from frugalrl import envs
 from frugalrl.agents import make_agent
 from frugalrl.config import resolve
 from frugalrl.runs import checkpoint
-from frugalrl.train.loop import init_carry, make_segment, seed_keys
-from frugalrl.train.run import run
+from frugalrl.train.loop import first_learning_step, init_carry, make_segment, seed_keys
+from frugalrl.train.run import learning_mode, run, segment_steps
 
-SMALL = {"num_seeds": 2, "total_steps": 6000, "agent": {"epsilon_decay_steps": 3000, "target_every": 200},
-         "network": {"hidden": [32, 32]}, "replay": {"capacity": 2000, "batch_size": 32},
-         "train": {"learning_starts": 500, "train_every": 2},
-         "eval": {"every": 2000, "episodes": 3}, "checkpoint": {"every": 2000, "keep": 3}}
+SMALL = {
+    "num_seeds": 2,
+    "total_steps": 6000,
+    "agent": {"epsilon_decay_steps": 3000, "target_every": 200},
+    "network": {"hidden": [32, 32]},
+    "replay": {"capacity": 2000, "batch_size": 32},
+    "train": {"learning_starts": 500, "train_every": 2},
+    "eval": {"every": 2000, "episodes": 3},
+    "checkpoint": {"every": 2000, "keep": 3},
+}
 
 
 def csvs(path: Path) -> dict[str, str]:
@@ -67,15 +73,21 @@ def test_corrupt_latest_checkpoint_falls_back_and_resume_is_exact(tmp_path):
 
 def test_kill_9_midway_then_rerun_gives_the_uninterrupted_result(tmp_path):
     grid = tmp_path / "exp.json"
-    config = {**SMALL, "total_steps": 40000, "train": {"learning_starts": 500, "train_every": 1},
-              "checkpoint": {"every": 4000, "keep": 2}, "eval": {"every": 8000, "episodes": 3}}
+    config = {
+        **SMALL,
+        "total_steps": 40000,
+        "train": {"learning_starts": 500, "train_every": 1},
+        "checkpoint": {"every": 4000, "keep": 2},
+        "eval": {"every": 8000, "episodes": 3},
+    }
     grid.write_text(json.dumps({**config, "network": {"hidden": [[32, 32]]}}))  # a grid: lists are alternatives
     command = [sys.executable, "-m", "frugalrl.cli", "run", str(grid), "--no-progress"]
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     subprocess.run(command + ["--logs", str(tmp_path / "ref")], check=True, env=env, capture_output=True)
 
-    killed = subprocess.Popen(command + ["--logs", str(tmp_path / "k")], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed = subprocess.Popen(
+        command + ["--logs", str(tmp_path / "k")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     checkpoints = tmp_path / "k" / "exp" / "1" / "checkpoints"
     deadline = time.time() + 300
     while not checkpoint.complete_steps(checkpoints) and time.time() < deadline and killed.poll() is None:
@@ -92,20 +104,55 @@ def test_kill_9_midway_then_rerun_gives_the_uninterrupted_result(tmp_path):
 
 
 def test_schedule_counts_are_exact():
-    cfg = resolve({"num_seeds": 2, "total_steps": 2000, "network": {"hidden": [8]},
-                   "replay": {"capacity": 300, "batch_size": 8}, "agent": {"target_every": 500},
-                   "train": {"learning_starts": 500, "train_every": 10, "gradient_steps": 2}})
+    cfg = resolve(
+        {
+            "num_seeds": 2,
+            "total_steps": 2000,
+            "network": {"hidden": [8]},
+            "replay": {"capacity": 300, "batch_size": 8},
+            "agent": {"target_every": 500},
+            "train": {"learning_starts": 500, "train_every": 10, "gradient_steps": 2},
+        }
+    )
     env, params, spec = envs.make(cfg["env"])
     agent = make_agent(cfg, spec)
     carry = init_carry(agent, env, params, spec, cfg, seed_keys(0, 0, 2))
-    segment = jax.jit(make_segment(agent, env, params, spec, cfg, 100))  # 1000 env steps
+    segment = jax.jit(make_segment(agent, env, params, spec, cfg, 100))  # 1000 env steps, learning "mixed"
     carry, (steps, metrics) = segment(carry)
-    # blocks end at 10, 20, ..., 1000; those at >= 500 update twice
-    assert int(carry.env_step) == 1000 and int(carry.grad_step) == 2 * 51
-    assert np.isnan(np.asarray(metrics["loss"])[:49]).all() and np.isfinite(np.asarray(metrics["loss"])[49:]).all()
+    # blocks start at 0, 10, ..., 990; those starting at >= 500 update twice
+    assert int(carry.env_step) == 1000 and int(carry.grad_step) == 2 * 50
+    assert np.isnan(np.asarray(metrics["loss"])[:50]).all() and np.isfinite(np.asarray(metrics["loss"])[50:]).all()
     # the target was synced at env step 1000, right after the last update
     same = jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), carry.agent.target_params, carry.agent.params)
     assert jax.tree.all(same)
-    carry, _ = segment(carry)
-    assert int(carry.grad_step) == 2 * 151
+    always = jax.jit(make_segment(agent, env, params, spec, cfg, 100, learning="always"))
+    carry, _ = always(carry)
+    assert int(carry.grad_step) == 2 * 150
     assert np.asarray(steps.done).shape == (100, 10, 2)
+
+
+def test_cleanrl_update_count_and_segment_plan():
+    cfg = resolve(
+        {
+            "total_steps": 500_000,
+            "train": {"learning_starts": 10_000, "train_every": 10},
+            "eval": {"every": 50_000},
+            "checkpoint": {"every": 100_000},
+        }
+    )
+    assert first_learning_step(cfg) == 10_000
+    seg = segment_steps(cfg)
+    assert seg == 10_000  # divides the periods and the start of learning: no segment needs a branch
+    modes = [learning_mode(cfg, start, seg) for start in range(0, 500_000, seg)]
+    assert modes[0] == "never" and set(modes[1:]) == {"always"}
+    assert (500_000 - first_learning_step(cfg)) // 10 == 49_000  # CleanRL's number of updates
+    odd = resolve(
+        {
+            "total_steps": 30_000,
+            "train": {"learning_starts": 1234, "train_every": 2},
+            "eval": {"every": 10_000},
+            "checkpoint": {"every": 0},
+        }
+    )
+    seg = segment_steps(odd)
+    assert [learning_mode(odd, s, seg) for s in range(0, 30_000, seg)][0] == "mixed"

@@ -21,12 +21,14 @@ def _load(file: str, idx: int) -> dict[str, Any]:
 
     grid = load_grid(file)
     combination, run_index = decode(grid, idx)
-    combination.update(config_idx=idx, num_combinations=count_dict(grid), run=run_index,
-                       experiment=Path(file).stem)
+    combination.update(config_idx=idx, num_combinations=count_dict(grid), run=run_index, experiment=Path(file).stem)
     return resolve(combination)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from frugalrl.devices import use_all_cores
+
+    use_all_cores()  # before anything touches JAX: loading a config builds the env
     from frugalrl.config import ConfigError, GridError
 
     try:
@@ -34,10 +36,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (GridError, ConfigError) as error:
         return _error(str(error), EXIT_CONFIG)
     run_path = Path(args.logs) / cfg["experiment"] / str(args.idx)
-
-    from frugalrl.devices import use_all_cores
-
-    use_all_cores()
     from frugalrl.runs.checkpoint import CheckpointError
     from frugalrl.runs.rundir import RunDir
     from frugalrl.train.run import TrainingError, finished_summary, run
@@ -49,14 +47,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             saved = RunDir(run_path).saved_config()
             difference = _config_difference(saved, cfg)
             if difference:
-                raise ConfigError(f"{run_path} holds a finished run of a different config ({difference}); "
-                                  "rerun with --fresh to replace it, or use another --logs directory")
+                raise ConfigError(
+                    f"{run_path} holds a finished run of a different config ({difference}); "
+                    "rerun with --fresh to replace it, or use another --logs directory"
+                )
             print(f"{run_path} already finished (use --fresh to run it again)", file=sys.stderr)
             summary = finished_summary(saved, run_path)
         else:
             summary = run(cfg, run_path, fresh=args.fresh, progress=not args.no_progress)
-            print(f"compile {summary.compile_seconds:.1f} s, run {summary.run_seconds:.1f} s "
-                  f"({cfg['num_seeds']} seeds x {cfg['total_steps']} steps)", file=sys.stderr)
+            print(
+                f"compile {summary.compile_seconds:.1f} s, run {summary.run_seconds:.1f} s "
+                f"({cfg['num_seeds']} seeds x {cfg['total_steps']} steps)",
+                file=sys.stderr,
+            )
     except ConfigError as error:
         return _error(str(error), EXIT_CONFIG)
     except (TrainingError, CheckpointError) as error:

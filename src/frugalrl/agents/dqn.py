@@ -7,8 +7,9 @@ Extra loss terms (consolidation, distillation) plug in through ``extra_losses``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,7 +42,9 @@ class DQN:
     def __post_init__(self) -> None:
         if not self.spec.discrete:
             raise ValueError(f"DQN needs discrete actions; {self.spec.name} has continuous actions")
-        object.__setattr__(self, "network", make_q_network(self.cfg["network"], self.spec.obs_shape, self.spec.num_actions))
+        object.__setattr__(
+            self, "network", make_q_network(self.cfg["network"], self.spec.obs_shape, self.spec.num_actions)
+        )
         object.__setattr__(self, "optimizer", make_optimizer(self.cfg["optimizer"]))
 
     # -- state -------------------------------------------------------------------------------
@@ -61,10 +64,10 @@ class DQN:
     def act(self, state: DQNState, obs: jax.Array, key: jax.Array, epsilon: jax.Array) -> jax.Array:
         """Epsilon-greedy action for one observation."""
         greedy = jnp.argmax(self.network.apply(state.params, obs), axis=-1)
-        explore_key, action_key = jax.random.split(key)
-        random_action = jax.random.randint(action_key, greedy.shape, 0, self.spec.num_actions)
-        explore = jax.random.uniform(explore_key, greedy.shape) < epsilon
-        return jnp.where(explore, random_action, greedy).astype(jnp.int32)
+        # one draw gives both the coin and the random action: acting is on the env-step hot path
+        coin, pick = jax.random.uniform(key, (2,) + greedy.shape)
+        random_action = jnp.minimum((pick * self.spec.num_actions).astype(jnp.int32), self.spec.num_actions - 1)
+        return jnp.where(coin < epsilon, random_action, greedy).astype(jnp.int32)
 
     # -- learning ----------------------------------------------------------------------------
     def td_target(self, state: DQNState, batch: Batch) -> jax.Array:
@@ -84,7 +87,7 @@ class DQN:
         if self.cfg["agent"]["loss"] == "huber":
             loss = optax.huber_loss(error, delta=self.cfg["agent"]["huber_delta"]).mean()
         else:
-            loss = jnp.mean(error ** 2)
+            loss = jnp.mean(error**2)
         return loss, {"td_loss": loss, "q_mean": q_taken.mean()}
 
     def update(self, state: DQNState, batch: Batch, key: jax.Array) -> tuple[DQNState, dict[str, jax.Array]]:

@@ -17,8 +17,9 @@ def make_optimizer(opt_cfg: dict[str, Any]) -> optax.GradientTransformation:
     if opt_cfg["name"] == "adam":
         base = optax.adam(opt_cfg["lr"], b1=opt_cfg["b1"], b2=opt_cfg["b2"], eps=eps)
     else:
-        base = optax.rmsprop(opt_cfg["lr"], decay=opt_cfg["alpha"], eps=eps,
-                             centered=opt_cfg["centered"], eps_in_sqrt=False)
+        base = optax.rmsprop(
+            opt_cfg["lr"], decay=opt_cfg["alpha"], eps=eps, centered=opt_cfg["centered"], eps_in_sqrt=False
+        )
     if opt_cfg["max_grad_norm"] > 0:
         return optax.chain(optax.clip_by_global_norm(opt_cfg["max_grad_norm"]), base)
     return base

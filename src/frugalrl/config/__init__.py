@@ -4,6 +4,14 @@ from frugalrl.config.grid import GridError, count_dict, decode, flatten, load_gr
 from frugalrl.config.schema import SCHEMA, ConfigError, describe, resolve
 
 __all__ = [
-    "GridError", "ConfigError", "SCHEMA", "count_dict", "decode", "describe", "flatten",
-    "load_grid", "resolve", "swept_keys",
+    "GridError",
+    "ConfigError",
+    "SCHEMA",
+    "count_dict",
+    "decode",
+    "describe",
+    "flatten",
+    "load_grid",
+    "resolve",
+    "swept_keys",
 ]

@@ -76,9 +76,7 @@ def load_grid(path: str | Path) -> dict[str, Any]:
     try:
         grid = json.loads(text)
     except json.JSONDecodeError as error:
-        raise GridError(
-            f"{path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"
-        ) from None
+        raise GridError(f"{path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
     if not isinstance(grid, dict):
         raise GridError(f"{path}: the top level must be a JSON object of key -> [alternatives]")
     count_dict(grid)  # surfaces empty lists early

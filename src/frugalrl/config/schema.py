@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import copy
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from frugalrl.config.grid import flatten
 
@@ -72,9 +73,16 @@ SCHEMA: dict[str, Any] = {
     },
     "network": {
         "name": Field("mlp", str, "Q-network torso", choices=("mlp", "minatar_cnn")),
-        "hidden": Field([120, 84], list, "hidden layer sizes of the MLP / CNN head", item_kind=int, check=positive_list),
+        "hidden": Field(
+            [120, 84], list, "hidden layer sizes of the MLP / CNN head", item_kind=int, check=positive_list
+        ),
         "activation": Field("relu", str, "hidden activation", choices=("relu", "tanh", "elu", "gelu")),
-        "init": Field("lecun_normal", str, "dense-layer weight init", choices=("lecun_normal", "kaiming_uniform", "xavier_uniform")),
+        "init": Field(
+            "lecun_normal",
+            str,
+            "dense-layer weight init",
+            choices=("lecun_normal", "kaiming_uniform", "xavier_uniform"),
+        ),
     },
     "agent": {
         "name": Field("dqn", str, "value agent", choices=("dqn",)),
@@ -88,8 +96,12 @@ SCHEMA: dict[str, Any] = {
         "tau": Field(1.0, float, "target update rate: 1 = hard copy, < 1 = Polyak averaging", check=open_unit_interval),
         "epsilon_start": Field(1.0, float, "exploration epsilon at step 0", check=unit_interval),
         "epsilon_end": Field(0.05, float, "final exploration epsilon", check=unit_interval),
-        "epsilon_decay_steps": Field(250_000, int, "env steps of the linear epsilon decay, counted from step 0", check=non_negative),
-        "bootstrap_truncation": Field(True, bool, "bootstrap through time-limit truncation (False treats it as terminal, as Explorer did)"),
+        "epsilon_decay_steps": Field(
+            250_000, int, "env steps of the linear epsilon decay, counted from step 0", check=non_negative
+        ),
+        "bootstrap_truncation": Field(
+            True, bool, "bootstrap through time-limit truncation (False treats it as terminal, as Explorer did)"
+        ),
     },
     "optimizer": {
         "name": Field("adam", str, "optimizer", choices=("adam", "rmsprop")),
@@ -128,14 +140,25 @@ BOOKKEEPING = ("config_idx", "num_combinations", "run", "experiment", "frugalrl_
 
 # Names researchers bring from CleanRL, Explorer and Dopamine configs -> our key.
 ALIASES = {
-    "learning_rate": "optimizer/lr", "lr": "optimizer/lr", "buffer_size": "replay/capacity",
-    "memory_size": "replay/capacity", "discount": "agent/gamma", "gamma": "agent/gamma",
-    "batch_size": "replay/batch_size", "train_frequency": "train/train_every",
-    "network_update_steps": "train/train_every", "update_period": "train/train_every",
-    "target_network_frequency": "agent/target_every", "target_network_update_steps": "agent/target_every",
-    "target_update_period": "agent/target_every", "exploration_steps": "train/random_steps",
-    "total_timesteps": "total_steps", "train_steps": "total_steps", "gradient_clip": "optimizer/max_grad_norm",
-    "min_replay_history": "train/learning_starts", "hidden_layers": "network/hidden",
+    "learning_rate": "optimizer/lr",
+    "lr": "optimizer/lr",
+    "buffer_size": "replay/capacity",
+    "memory_size": "replay/capacity",
+    "discount": "agent/gamma",
+    "gamma": "agent/gamma",
+    "batch_size": "replay/batch_size",
+    "train_frequency": "train/train_every",
+    "network_update_steps": "train/train_every",
+    "update_period": "train/train_every",
+    "target_network_frequency": "agent/target_every",
+    "target_network_update_steps": "agent/target_every",
+    "target_update_period": "agent/target_every",
+    "exploration_steps": "train/random_steps",
+    "total_timesteps": "total_steps",
+    "train_steps": "total_steps",
+    "gradient_clip": "optimizer/max_grad_norm",
+    "min_replay_history": "train/learning_starts",
+    "hidden_layers": "network/hidden",
 }
 
 
@@ -160,7 +183,7 @@ def _did_you_mean(key: str, siblings: list[str], prefix: str) -> str:
     elsewhere = [p for p in all_paths if p.rsplit("/", 1)[-1] == key]
     if elsewhere:
         return f"; did you mean '{elsewhere[0]}'?"
-    close = difflib.get_close_matches(key, [p.rsplit('/', 1)[-1] for p in all_paths], n=1, cutoff=0.75)
+    close = difflib.get_close_matches(key, [p.rsplit("/", 1)[-1] for p in all_paths], n=1, cutoff=0.75)
     if close:
         target = next(p for p in all_paths if p.rsplit("/", 1)[-1] == close[0])
         return f"; did you mean '{target}'?"
@@ -168,7 +191,14 @@ def _did_you_mean(key: str, siblings: list[str], prefix: str) -> str:
 
 
 def _type_name(kind: type | tuple[type, ...]) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true/false", list: "a list", dict: "an object"}
+    names = {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        bool: "true/false",
+        list: "a list",
+        dict: "an object",
+    }
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
@@ -226,7 +256,9 @@ def _resolve_section(schema: dict[str, Any], raw: dict[str, Any], prefix: str) -
         if isinstance(spec, dict):
             value = raw.get(key, {})
             if not isinstance(value, dict):
-                raise ConfigError(f"config key '{path}' must be an object of its own keys ({', '.join(spec)}), got {value!r}")
+                raise ConfigError(
+                    f"config key '{path}' must be an object of its own keys ({', '.join(spec)}), got {value!r}"
+                )
             out[key] = _resolve_section(spec, value, f"{path}/")
         else:
             out[key] = _coerce(path, spec, copy.deepcopy(raw[key]) if key in raw else copy.deepcopy(spec.default))
@@ -240,8 +272,11 @@ def _resolve_section(schema: dict[str, Any], raw: dict[str, Any], prefix: str) -
 def _cross_checks(cfg: dict[str, Any]) -> None:
     train, total = cfg["train"], cfg["total_steps"]
     k = train["train_every"]
-    for path, value in (("total_steps", total), ("eval/every", cfg["eval"]["every"]),
-                        ("checkpoint/every", cfg["checkpoint"]["every"])):
+    for path, value in (
+        ("total_steps", total),
+        ("eval/every", cfg["eval"]["every"]),
+        ("checkpoint/every", cfg["checkpoint"]["every"]),
+    ):
         if value % k:
             raise ConfigError(
                 f"config key '{path}' ({value}) must be a multiple of 'train/train_every' ({k}) so that "
@@ -249,7 +284,8 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
             )
     if cfg["replay"]["capacity"] < cfg["agent"]["n_step"]:
         raise ConfigError(
-            f"config key 'replay/capacity' ({cfg['replay']['capacity']}) must be >= 'agent/n_step' ({cfg['agent']['n_step']})"
+            f"config key 'replay/capacity' ({cfg['replay']['capacity']}) must be >= "
+            f"'agent/n_step' ({cfg['agent']['n_step']})"
         )
 
 

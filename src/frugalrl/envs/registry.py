@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import gymnax
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 
@@ -133,5 +133,3 @@ def check_env_config(cfg: dict[str, Any]) -> None:
 def to_storage(obs: jax.Array, spec: EnvSpec) -> jax.Array:
     """Cast an observation to the dtype the replay keeps (uint8 for binary planes)."""
     return obs.astype(spec.obs_dtype) if obs.dtype != spec.obs_dtype else obs
-
-

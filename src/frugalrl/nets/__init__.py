@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "relu": nn.relu, "tanh": nn.tanh, "elu": nn.elu, "gelu": nn.gelu,
+    "relu": nn.relu,
+    "tanh": nn.tanh,
+    "elu": nn.elu,
+    "gelu": nn.gelu,
 }
 
 INITS: dict[str, Callable[..., Any]] = {
@@ -65,8 +69,12 @@ TORSOS: dict[str, type[nn.Module]] = {"mlp": MLP, "minatar_cnn": MinAtarCNN}
 
 def make_q_network(network_cfg: dict[str, Any], obs_shape: tuple[int, ...], num_actions: int) -> nn.Module:
     """A Q-network mapping observations [..., *obs_shape] to Q-values [..., num_actions]."""
-    common = dict(hidden=tuple(network_cfg["hidden"]), out=num_actions,
-                  activation=network_cfg["activation"], weight_init=network_cfg["init"])
+    common = dict(
+        hidden=tuple(network_cfg["hidden"]),
+        out=num_actions,
+        activation=network_cfg["activation"],
+        weight_init=network_cfg["init"],
+    )
     if network_cfg["name"] == "mlp":
         return MLP(obs_ndim=len(obs_shape), **common)
     if len(obs_shape) != 3:

@@ -89,7 +89,8 @@ def restore_latest(directory: Path, like: Any) -> tuple[Any, dict[str, Any]] | N
             log.warning("checkpoint %s is unusable (%s); trying the one before it", path, problems[-1])
     if steps:
         raise CheckpointError(
-            "no checkpoint could be restored:\n  " + "\n  ".join(problems)
+            "no checkpoint could be restored:\n  "
+            + "\n  ".join(problems)
             + "\nrerun with --fresh to start over (results so far will be replaced)"
         )
     return None

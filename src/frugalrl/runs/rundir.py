@@ -13,8 +13,9 @@ import json
 import logging
 import os
 import resource
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 TRAIN_COLUMNS = ["env", "agent", "seed", "episode", "step", "return", "length"]
 TEST_COLUMNS = ["env", "agent", "seed", "step", "return", "return_std", "episodes"]

@@ -8,7 +8,6 @@ evaluations and checkpoints; resumes from the last complete checkpoint.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import shutil
 import sys
@@ -26,11 +25,18 @@ from frugalrl.agents import make_agent
 from frugalrl.config.schema import ConfigError
 from frugalrl.runs import checkpoint
 from frugalrl.runs.rundir import (
-    FINISHED_PREFIX, TEST_COLUMNS, TRAIN_COLUMNS, CsvLog, RunDir, available_memory_bytes, peak_memory_mb,
+    FINISHED_PREFIX,
+    TEST_COLUMNS,
+    TRAIN_COLUMNS,
+    CsvLog,
+    RunDir,
+    available_memory_bytes,
+    peak_memory_mb,
 )
-from frugalrl.train.loop import init_carry, make_evaluate, make_segment, seed_keys
+from frugalrl.train.loop import first_learning_step, init_carry, make_evaluate, make_segment, seed_keys
 
 MAX_SEGMENT_STEPS = 50_000
+MIN_SEGMENT_STEPS = 2_000
 EVAL_STREAM = 0x5EED  # folded into each seed's key for evaluation, apart from training randomness
 
 
@@ -50,19 +56,28 @@ class Summary:
 
     def table(self) -> str:
         lines = [f"{'seed':>6}  {'final greedy return':>20}"]
-        lines += [f"{s:>6}  {r:>20.2f}" for s, r in zip(self.seeds, self.final_returns)]
+        lines += [f"{s:>6}  {r:>20.2f}" for s, r in zip(self.seeds, self.final_returns, strict=True)]
         mean, std = float(np.mean(self.final_returns)), float(np.std(self.final_returns))
         lines.append(f"{'mean':>6}  {mean:>13.2f} ± {std:.2f} (std over {len(self.seeds)} seeds)")
         return "\n".join(lines)
 
 
 def segment_steps(cfg: dict[str, Any]) -> int:
-    """Env steps per jitted call: divides the total and every eval/checkpoint period."""
+    """Env steps per jitted call: divides the total and every eval/checkpoint period, and if it can
+    without becoming tiny, the step where learning starts (so no segment needs a branch)."""
     k = cfg["train"]["train_every"]
     periods = [cfg["total_steps"]] + [p for p in (cfg["eval"]["every"], cfg["checkpoint"]["every"]) if p > 0]
-    seg_blocks = math.gcd(*periods) // k
-    limit = max(MAX_SEGMENT_STEPS // k, 1)
+    seg = math.gcd(*periods)
+    learning_from = first_learning_step(cfg)
+    if 0 < learning_from < cfg["total_steps"] and math.gcd(seg, learning_from) >= min(seg, MIN_SEGMENT_STEPS):
+        seg = math.gcd(seg, learning_from)
+    seg_blocks, limit = seg // k, max(MAX_SEGMENT_STEPS // k, 1)
     return k * max(d for d in range(1, min(seg_blocks, limit) + 1) if seg_blocks % d == 0)
+
+
+def learning_mode(cfg: dict[str, Any], start: int, seg: int) -> str:
+    learning_from = first_learning_step(cfg)
+    return "always" if start >= learning_from else "never" if start + seg <= learning_from else "mixed"
 
 
 def seed_mesh(num_seeds: int) -> Mesh:
@@ -89,10 +104,12 @@ def _config_difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
     return None
 
 
-def run(cfg: dict[str, Any], run_path: Path, *, fresh: bool = False, progress: bool = True,
-        echo: Any = None) -> Summary:
+def run(
+    cfg: dict[str, Any], run_path: Path, *, fresh: bool = False, progress: bool = True, echo: Any = None
+) -> Summary:
     """Train (or resume, or report a finished) run of a resolved config in ``run_path``."""
     say = echo or (lambda text: print(text, file=sys.stderr))
+    began = time.perf_counter()
     rundir = RunDir(run_path)
     if fresh and run_path.exists():
         shutil.rmtree(run_path)
@@ -124,8 +141,10 @@ def run(cfg: dict[str, Any], run_path: Path, *, fresh: bool = False, progress: b
     per_transition = replay_bytes / num_seeds / cfg["replay"]["capacity"]
     log.info("frugalrl %s, jax %s, devices %s", __version__, jax.__version__, jax.local_devices())
     log.info("config %s", json.dumps(cfg, sort_keys=True))
-    message = (f"replay: {per_transition:.1f} bytes per transition, {replay_bytes / num_seeds / 2**20:.2f} MiB "
-               f"per seed, {replay_bytes / 2**20:.2f} MiB for {num_seeds} seeds")
+    message = (
+        f"replay: {per_transition:.1f} bytes per transition, {replay_bytes / num_seeds / 2**20:.2f} MiB "
+        f"per seed, {replay_bytes / 2**20:.2f} MiB for {num_seeds} seeds"
+    )
     log.info(message)
     say(message)
     available = available_memory_bytes()
@@ -157,24 +176,49 @@ def run(cfg: dict[str, Any], run_path: Path, *, fresh: bool = False, progress: b
 
     seg = segment_steps(cfg)
     k = cfg["train"]["train_every"]
-    segment = make_segment(agent, env, env_params, spec, cfg, seg // k)
     step_spec = PartitionSpec(None, None, "seed")
-    sharded_segment = jax.shard_map(
-        segment, mesh=mesh, in_specs=(carry_specs,),
-        out_specs=(carry_specs, (step_spec, PartitionSpec(None, "seed"))), check_vma=False,
+    compiled_segments: dict[str, Any] = {}
+    compile_seconds = 0.0
+
+    def compiled_segment(mode: str, carry: Any) -> Any:
+        """The segment for this learning mode, compiled on first use (its time logged apart)."""
+        nonlocal compile_seconds
+        if mode not in compiled_segments:
+            begin = time.perf_counter()
+            sharded = jax.shard_map(
+                make_segment(agent, env, env_params, spec, cfg, seg // k, learning=mode),
+                mesh=mesh,
+                in_specs=(carry_specs,),
+                out_specs=(carry_specs, (step_spec, PartitionSpec(None, "seed"))),
+                check_vma=False,
+            )
+            compiled_segments[mode] = jax.jit(sharded, donate_argnums=0).lower(carry).compile()
+            took = time.perf_counter() - begin
+            compile_seconds += took
+            log.info(
+                "compiled the %s-learning segment (%d env steps x %d seeds, %d device(s)) in %.2f s",
+                mode,
+                seg,
+                num_seeds,
+                mesh.size,
+                took,
+            )
+        return compiled_segments[mode]
+
+    evaluate = jax.shard_map(
+        make_evaluate(agent, env, env_params, spec, cfg),
+        mesh=mesh,
+        in_specs=(PartitionSpec("seed"), PartitionSpec("seed")),
+        out_specs=PartitionSpec("seed"),
+        check_vma=False,
     )
-    evaluate = jax.shard_map(make_evaluate(agent, env, env_params, spec, cfg), mesh=mesh,
-                             in_specs=(PartitionSpec("seed"), PartitionSpec("seed")),
-                             out_specs=PartitionSpec("seed"), check_vma=False)
-    eval_keys_for = jax.jit(lambda step: jax.vmap(
-        lambda key: jax.random.fold_in(jax.random.fold_in(key, EVAL_STREAM), step))(keys))
+    eval_keys_for = jax.jit(
+        lambda step: jax.vmap(lambda key: jax.random.fold_in(jax.random.fold_in(key, EVAL_STREAM), step))(keys)
+    )
 
     start = time.perf_counter()
-    compiled_segment = jax.jit(sharded_segment, donate_argnums=0).lower(carry).compile()
     compiled_eval = jax.jit(evaluate).lower(carry.agent, eval_keys_for(0)).compile()
-    compile_seconds = time.perf_counter() - start
-    log.info("compiled a segment of %d env steps x %d seeds on %d device(s) in %.2f s",
-             seg, num_seeds, mesh.size, compile_seconds)
+    compile_seconds += time.perf_counter() - start
 
     metrics_log = None
     env_name, agent_name = cfg["env"]["name"], cfg["agent"]["name"]
@@ -183,27 +227,43 @@ def run(cfg: dict[str, Any], run_path: Path, *, fresh: bool = False, progress: b
 
     def evaluate_now(at: int) -> np.ndarray:
         returns = np.asarray(compiled_eval(carry.agent, eval_keys_for(at)))
-        test_log.write([env_name, agent_name, seeds[s], at, float(returns[s].mean()), float(returns[s].std()),
-                        returns.shape[1]] for s in range(num_seeds))
+        test_log.write(
+            [env_name, agent_name, seeds[s], at, float(returns[s].mean()), float(returns[s].std()), returns.shape[1]]
+            for s in range(num_seeds)
+        )
         test_log.flush()
         log.info("step %d: greedy return %.2f ± %.2f over seeds", at, returns.mean(), returns.mean(1).std())
         return returns.mean(1)
 
     bar = _progress(total, step, num_seeds, enabled=progress)
     run_start = time.perf_counter()
+    compile_before_run = compile_seconds
+    phase = dict.fromkeys(("segments", "bookkeeping", "evaluation", "checkpoints"), 0.0)
     try:
         while step < total:
-            carry, (steps_out, metrics) = compiled_segment(carry)
+            segment = compiled_segment(learning_mode(cfg, step, seg), carry)
+            tick = time.perf_counter()
+            carry, (steps_out, metrics) = segment(carry)
+            jax.block_until_ready(steps_out)
+            phase["segments"] += time.perf_counter() - tick
+            tick = time.perf_counter()
             done = np.asarray(steps_out.done).reshape(-1, num_seeds)
             ep_return = np.asarray(steps_out.episode_return).reshape(-1, num_seeds)
             ep_length = np.asarray(steps_out.episode_length).reshape(-1, num_seeds)
-            episodes_end = np.asarray(carry.episodes)
             # episode number = episodes finished before this segment + running count within it
             episode_number = (np.asarray(carry.episodes) - done.sum(0)) + np.cumsum(done, axis=0)
             t_idx, s_idx = np.nonzero(done)
             train_log.write(
-                [env_name, agent_name, seeds[s], int(episode_number[t, s]), step + t + 1, float(ep_return[t, s]),
-                 int(ep_length[t, s])] for t, s in zip(t_idx, s_idx)
+                [
+                    env_name,
+                    agent_name,
+                    seeds[s],
+                    int(episode_number[t, s]),
+                    step + t + 1,
+                    float(ep_return[t, s]),
+                    int(ep_length[t, s]),
+                ]
+                for t, s in zip(t_idx, s_idx, strict=True)
             )
             step += seg
             metrics = {name: np.asarray(value) for name, value in metrics.items()}
@@ -221,19 +281,35 @@ def run(cfg: dict[str, Any], run_path: Path, *, fresh: bool = False, progress: b
                     metrics_log = CsvLog(run_path / "metrics.csv", ["seed", "step"] + metric_names)
                     metrics_log.open(rows["metrics"])
                 means = {n: metrics[n][learned].mean(0) for n in metric_names}
-                metrics_log.write([seeds[s], step] + [float(means[n][s]) for n in metric_names] for s in range(num_seeds))
+                metrics_log.write(
+                    [seeds[s], step] + [float(means[n][s]) for n in metric_names] for s in range(num_seeds)
+                )
             train_log.flush()
             if metrics_log is not None:
                 metrics_log.flush()
+            phase["bookkeeping"] += time.perf_counter() - tick
+            tick = time.perf_counter()
             if (cfg["eval"]["every"] and step % cfg["eval"]["every"] == 0) or step == total:
                 final_returns = evaluate_now(step)
                 bar.set_postfix_str(f"greedy return {final_returns.mean():.1f}", refresh=False)
+            phase["evaluation"] += time.perf_counter() - tick
+            tick = time.perf_counter()
             if cfg["checkpoint"]["every"] and step % cfg["checkpoint"]["every"] == 0 and step < total:
-                checkpoint.save(rundir.checkpoints, step, carry, {
-                    "rows": {"train": train_log.rows, "test": test_log.rows,
-                             "metrics": metrics_log.rows if metrics_log else None},
-                    "elapsed_seconds": elapsed_before + time.perf_counter() - start,
-                }, cfg["checkpoint"]["keep"])
+                checkpoint.save(
+                    rundir.checkpoints,
+                    step,
+                    carry,
+                    {
+                        "rows": {
+                            "train": train_log.rows,
+                            "test": test_log.rows,
+                            "metrics": metrics_log.rows if metrics_log else None,
+                        },
+                        "elapsed_seconds": elapsed_before + time.perf_counter() - began,
+                    },
+                    cfg["checkpoint"]["keep"],
+                )
+            phase["checkpoints"] += time.perf_counter() - tick
             bar.update(seg)
     finally:
         bar.close()
@@ -241,14 +317,20 @@ def run(cfg: dict[str, Any], run_path: Path, *, fresh: bool = False, progress: b
             if handle is not None:
                 handle.close()
     jax.block_until_ready(carry)
-    run_seconds = time.perf_counter() - run_start
+    # segments compiled during the loop are compile time, not run time
+    run_seconds = time.perf_counter() - run_start - (compile_seconds - compile_before_run)
     if final_returns is None:  # resumed at the end: read the last evaluation back
         final_returns = _last_eval(run_path, seeds)
-    log.info("compile %.2f s, run %.2f s (%.0f env steps/s per seed, %.0f over all seeds)", compile_seconds,
-             run_seconds, (total - (resumed_from or 0)) / max(run_seconds, 1e-9),
-             num_seeds * (total - (resumed_from or 0)) / max(run_seconds, 1e-9))
+    log.info(
+        "compile %.2f s, run %.2f s (%.0f env steps/s per seed, %.0f over all seeds)",
+        compile_seconds,
+        run_seconds,
+        (total - (resumed_from or 0)) / max(run_seconds, 1e-9),
+        num_seeds * (total - (resumed_from or 0)) / max(run_seconds, 1e-9),
+    )
+    log.info("run time by phase: %s", ", ".join(f"{name} {secs:.2f} s" for name, secs in phase.items()))
     log.info("Memory usage: %.2f MB", peak_memory_mb())
-    log.info("%s %.2f minutes", FINISHED_PREFIX, (elapsed_before + time.perf_counter() - start) / 60)
+    log.info("%s %.2f minutes", FINISHED_PREFIX, (elapsed_before + time.perf_counter() - began) / 60)
     return Summary(run_path, final_returns, seeds, total, compile_seconds, run_seconds, resumed_from)
 
 
@@ -277,8 +359,15 @@ def _progress(total: int, initial: int, num_seeds: int, enabled: bool) -> Any:
         return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, unit="step", unit_scale=True, dynamic_ncols=True,
-                desc=f"{num_seeds} seed{'s' if num_seeds > 1 else ''}", file=sys.stderr)
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="step",
+        unit_scale=True,
+        dynamic_ncols=True,
+        desc=f"{num_seeds} seed{'s' if num_seeds > 1 else ''}",
+        file=sys.stderr,
+    )
 
 
 __all__ = ["run", "Summary", "TrainingError", "finished_summary", "segment_steps"]
