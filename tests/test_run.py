@@ -12,10 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+import pytest
 
 from frugalrl import envs
 from frugalrl.agents import make_agent
-from frugalrl.config import resolve
+from frugalrl.config import ConfigError, resolve
 from frugalrl.runs import checkpoint
 from frugalrl.train.loop import first_learning_step, init_carry, make_segment, seed_keys
 from frugalrl.train.run import learning_mode, run, segment_steps
@@ -156,3 +157,26 @@ def test_cleanrl_update_count_and_segment_plan():
     )
     seg = segment_steps(odd)
     assert [learning_mode(odd, s, seg) for s in range(0, 30_000, seg)][0] == "mixed"
+
+
+def test_generated_seed_is_recorded_and_reused_on_resume(tmp_path):
+    cfg = resolve({**SMALL, "generate_random_seed": True, "total_steps": 1000,
+                   "eval": {"every": 0, "episodes": 1}, "checkpoint": {"every": 500, "keep": 1}})
+    run(cfg, tmp_path / "r", progress=False)
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert saved["generate_random_seed"] is True and 0 <= saved["seed"] < 1_000_000
+    first = csvs(tmp_path / "r")
+    summary = run(cfg, tmp_path / "r", progress=False)  # resumes from step 500 with the saved seed
+    assert summary.resumed_from == 500
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["seed"] == saved["seed"]
+    assert csvs(tmp_path / "r") == first
+
+
+def test_a_changed_config_is_refused_on_resume(tmp_path):
+    cfg = resolve({**SMALL, "total_steps": 1000, "eval": {"every": 0, "episodes": 1},
+                   "checkpoint": {"every": 0, "keep": 1}})
+    run(cfg, tmp_path / "r", progress=False)
+    changed = resolve({**SMALL, "total_steps": 1000, "optimizer": {"lr": 1e-3},
+                       "eval": {"every": 0, "episodes": 1}, "checkpoint": {"every": 0, "keep": 1}})
+    with pytest.raises(ConfigError, match="different config .'optimizer/lr': 0.00025 -> 0.001"):
+        run(changed, tmp_path / "r", progress=False)

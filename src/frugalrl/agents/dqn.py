@@ -108,7 +108,11 @@ class DQN:
         return DQNState(params, state.target_params, opt_state), metrics
 
     def sync_target(self, state: DQNState) -> DQNState:
-        """Hard copy (tau = 1) or Polyak step toward the online parameters."""
+        """Hard copy (tau = 1) or Polyak step toward the online parameters.
+
+        Elementwise, so the loop applies it to seed-batched state without vmap; leaves it does not
+        touch keep their identity and cost nothing in the loop's select.
+        """
         tau = self.cfg["agent"]["tau"]
         if tau == 1.0:
             return state._replace(target_params=state.params)

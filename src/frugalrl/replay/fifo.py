@@ -5,8 +5,9 @@ action, the reward and the two end flags. The next observation of slot ``i`` is 
 slot ``i + 1``; when an episode ends there, the auto-reset put the next episode's first
 observation in that slot, so a truncated step keeps its true final observation in a few extra
 rows after the ring (a time limit of L steps leaves at most ceil((capacity + 1) / L) truncations
-alive), and ``final_slot`` points to that row. n-step returns and next observations are rebuilt
-when sampling, with one gather for the next observation.
+alive). ``next_row`` records, at add time, the row of each slot's next observation (the
+following slot, or the final-observation row of a truncated step), so sampling needs one gather
+for the next observation and no arithmetic. n-step returns are rebuilt when sampling.
 
 The write position is not part of the buffer: it is the shared count of transitions added so far,
 the same for every vmapped seed (DESIGN principle 4), so these functions are single-seed and the
@@ -27,10 +28,12 @@ class ReplayState(NamedTuple):
     obs: jax.Array  # [capacity + 1 + final_rows, *obs_shape]: the ring, then final observations
     action: jax.Array  # [capacity + 1, *action_shape]
     reward: jax.Array  # [capacity + 1] float32
-    terminated: jax.Array  # [capacity + 1] bool
-    truncated: jax.Array  # [capacity + 1] bool
-    final_slot: jax.Array  # [capacity + 1] int32: row of obs holding a truncated step's final observation
+    ends: jax.Array  # [capacity + 1] uint8: TERMINATED | TRUNCATED bits
+    next_row: jax.Array  # [capacity + 1] int32: row of obs holding the slot's next observation
     final_ptr: jax.Array  # [] int32: next final-observation row to write, 0 .. final_rows - 1
+
+
+TERMINATED, TRUNCATED = 1, 2
 
 
 class Batch(NamedTuple):
@@ -54,9 +57,8 @@ def init(obs_example: Any, action_example: Any, capacity: int, max_episode_steps
         obs=jnp.zeros((rows,) + obs_example.shape, obs_example.dtype),
         action=jnp.zeros((slots,) + action_example.shape, action_example.dtype),
         reward=jnp.zeros((slots,), jnp.float32),
-        terminated=jnp.zeros((slots,), bool),
-        truncated=jnp.zeros((slots,), bool),
-        final_slot=jnp.zeros((slots,), jnp.int32),
+        ends=jnp.zeros((slots,), jnp.uint8),
+        next_row=jnp.zeros((slots,), jnp.int32),
         final_ptr=jnp.zeros((), jnp.int32),
     )
 
@@ -65,42 +67,32 @@ def capacity_of(state: ReplayState) -> int:
     return state.reward.shape[-1] - 1
 
 
-def add(
-    state: ReplayState,
-    count: jax.Array,
-    obs: jax.Array,
-    action: jax.Array,
-    reward: jax.Array,
-    terminated: jax.Array,
-    truncated: jax.Array,
-    next_obs: jax.Array,
-    final_obs: jax.Array,
-) -> ReplayState:
-    """Add transition number ``count`` (0-based). ``next_obs`` is the post-reset observation."""
-    one = jax.tree.map(
-        lambda x: jnp.asarray(x)[None], (obs, action, reward, terminated, truncated, next_obs, final_obs)
-    )
-    return add_block(state, count, *one)
+class Transition(NamedTuple):
+    """What one env step adds; ``next_obs`` is the observation after the auto-reset."""
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    next_obs: jax.Array
+    final_obs: jax.Array  # the true last observation of an episode that ended here
 
 
-def add_block(
-    state: ReplayState,
-    count: jax.Array,
-    obs: jax.Array,
-    action: jax.Array,
-    reward: jax.Array,
-    terminated: jax.Array,
-    truncated: jax.Array,
-    next_obs: jax.Array,
-    final_obs: jax.Array,
-) -> ReplayState:
-    """Add transitions ``count .. count + k - 1`` given with a leading time axis of length k.
+def add(state: ReplayState, count: jax.Array, transition: Transition) -> ReplayState:
+    """Add transition number ``count`` (0-based)."""
+    return add_block(state, count, jax.tree.map(lambda x: jnp.asarray(x)[None], transition))
+
+
+def add_block(state: ReplayState, count: jax.Array, block: Transition) -> ReplayState:
+    """Add transitions ``count .. count + k - 1``, each field with a leading time axis of length k.
 
     One scatter per field. ``next_obs`` matters only for the last step (the others' next
     observation is the following step's ``obs``) and ``final_obs`` only for truncated steps.
     The next observation goes to the slot after the newest now, so every added transition is
     complete at once; the next add writes the same observation there again as its own ``obs``.
     """
+    obs, action, reward, terminated, truncated, next_obs, final_obs = block
     slots = state.reward.shape[0]
     rows = state.obs.shape[0] - slots
     k = reward.shape[0]
@@ -117,9 +109,8 @@ def add_block(
         obs=obs_store,
         action=state.action.at[slot].set(action.astype(state.action.dtype)),
         reward=state.reward.at[slot].set(reward.astype(jnp.float32)),
-        terminated=state.terminated.at[slot].set(terminated),
-        truncated=state.truncated.at[slot].set(truncated),
-        final_slot=state.final_slot.at[slot].set(final_row),
+        ends=state.ends.at[slot].set(terminated * jnp.uint8(TERMINATED) + truncated * jnp.uint8(TRUNCATED)),
+        next_row=state.next_row.at[slot].set(jnp.where(truncated, final_row, (slot + 1) % slots)),
         final_ptr=(state.final_ptr + advance[-1]) % rows,
     )
 
@@ -141,23 +132,23 @@ def gather(
     slots = state.reward.shape[0]
     held = size(state, count)
     first = (count - held + age_index) % slots
-    reward = jnp.zeros(age_index.shape, jnp.float32)
-    alive = jnp.ones(age_index.shape, bool)  # still accumulating
-    last = first  # slot of the last step included
-    steps = jnp.zeros(age_index.shape, jnp.int32)
-    for j in range(n_step):
+    ends = state.ends[first]
+    reward, last, steps = state.reward[first], first, jnp.ones(age_index.shape, jnp.int32)
+    alive = ends == 0  # still accumulating
+    for j in range(1, n_step):
         slot = (first + j) % slots
         included = alive & (age_index + j < held)
+        slot_ends = state.ends[slot]
         reward = reward + jnp.where(included, (gamma**j) * state.reward[slot], 0.0)
         last = jnp.where(included, slot, last)
+        ends = jnp.where(included, slot_ends, ends)
         steps = steps + included
-        alive = included & ~state.terminated[slot] & ~state.truncated[slot]
-    terminated, truncated = state.terminated[last], state.truncated[last]
-    ends = terminated | (truncated & (not bootstrap_truncation))
-    discount = jnp.where(ends, 0.0, jnp.power(jnp.float32(gamma), steps.astype(jnp.float32)))
-    next_row = jnp.where(truncated, state.final_slot[last], (last + 1) % slots)
+        alive = included & (slot_ends == 0)
+    stop = TERMINATED if bootstrap_truncation else TERMINATED | TRUNCATED
+    discount = jnp.where(ends & stop, 0.0, jnp.power(jnp.float32(gamma), steps.astype(jnp.float32)))
     return Batch(
-        obs=state.obs[first], action=state.action[first], reward=reward, discount=discount, next_obs=state.obs[next_row]
+        obs=state.obs[first], action=state.action[first], reward=reward, discount=discount,
+        next_obs=state.obs[state.next_row[last]],
     )
 
 

@@ -42,6 +42,17 @@ class StepOut(NamedTuple):
     episode_length: jax.Array
 
 
+def tree_select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
+    """Leafwise select on a shared scalar predicate.
+
+    Used for the target sync instead of ``lax.cond``: a cond inside the scanned loop copies the
+    whole (seed-batched) agent state every block (+415 us per block at 8 seeds on CPU), while a
+    select costs one pass over the target parameters; leaves that the sync leaves as they are
+    fold away (select(p, x, x) = x).
+    """
+    return jax.tree.map(lambda a, b: a if a is b else jnp.where(pred, a, b), on_true, on_false)
+
+
 def seed_keys(seed: int, run: int, num_seeds: int) -> jax.Array:
     """One independent key per seed lane: fold in the run index, then the lane."""
     run_key = jax.random.fold_in(jax.random.PRNGKey(seed), run)
@@ -105,27 +116,22 @@ def make_segment(
 
     act = jax.vmap(agent.act, in_axes=(0, 0, 0, None))
     env_step_fn = jax.vmap(env.step, in_axes=(0, 0, 0, None))
-    add_block = jax.vmap(fifo.add_block, in_axes=(0, None, 1, 1, 1, 1, 1, 1, 1))
+    add_block = jax.vmap(fifo.add_block, in_axes=(0, None, 1))
     sample = jax.vmap(
         lambda r, key, count: fifo.sample(r, key, count, batch_size, **sample_kwargs), in_axes=(0, 0, None)
     )
     update = jax.vmap(agent.update)
-    sync = jax.vmap(agent.sync_target)
+    sync = agent.sync_target  # elementwise, so it applies to seed-batched state as it is
     split3 = jax.vmap(lambda key: jax.random.split(key, 3))
 
-    def env_step(c: Carry, keys: tuple[jax.Array, jax.Array]) -> tuple[Carry, tuple[StepOut, tuple[Any, ...]]]:
+    def env_step(c: Carry, keys: tuple[jax.Array, jax.Array]) -> tuple[Carry, tuple[StepOut, fifo.Transition]]:
         act_key, env_key = keys
         epsilon = jnp.where(c.env_step < random_steps, 1.0, agent.epsilon(c.env_step))
         action = act(c.agent, c.obs, act_key, epsilon)
         next_obs, env_state, reward, terminated, truncated, info = env_step_fn(env_key, c.env_state, action, env_params)
-        transition = (
-            to_storage(c.obs, spec),
-            action,
-            reward,
-            terminated,
-            truncated,
-            to_storage(next_obs, spec),
-            to_storage(info["final_observation"], spec),
+        transition = fifo.Transition(
+            obs=to_storage(c.obs, spec), action=action, reward=reward, terminated=terminated, truncated=truncated,
+            next_obs=to_storage(next_obs, spec), final_obs=to_storage(info["final_observation"], spec),
         )
         done = terminated | truncated
         episode_return = c.episode_return + reward
@@ -148,7 +154,7 @@ def make_segment(
         first = c.env_step
         # unroll=1: unrolling the env step multiplies compile time (18 s vs 3 s at 10) for no gain
         c, (steps, transitions) = jax.lax.scan(env_step, c._replace(key=keys[:, 0]), (step_keys[:, 0], step_keys[:, 1]))
-        return c._replace(replay=add_block(c.replay, first, *transitions)), steps
+        return c._replace(replay=add_block(c.replay, first, transitions)), steps
 
     def learn(operands: tuple[Any, ...]) -> tuple[Any, ...]:
         agent_state, key, grad_step, replay, env_step_count = operands
@@ -160,7 +166,7 @@ def make_segment(
             agent_state, metrics = update(agent_state, batch, keys[:, 2])
             grad_step = grad_step + 1
             if unit == "grad_steps":
-                agent_state = jax.lax.cond(grad_step % period == 0, sync, lambda s: s, agent_state)
+                agent_state = tree_select(grad_step % period == 0, sync(agent_state), agent_state)
             return (agent_state, keys[:, 0], grad_step), metrics
 
         (agent_state, key, grad_step), metrics = jax.lax.scan(
@@ -168,7 +174,7 @@ def make_segment(
         )
         if unit == "env_steps":
             crossed = env_step_count // period > (env_step_count - k) // period
-            agent_state = jax.lax.cond(crossed, sync, lambda s: s, agent_state)
+            agent_state = tree_select(crossed, sync(agent_state), agent_state)
         return agent_state, key, grad_step, jax.tree.map(lambda x: x.mean(0), metrics)
 
     def skip(operands: tuple[Any, ...]) -> tuple[Any, ...]:
