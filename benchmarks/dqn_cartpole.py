@@ -123,30 +123,36 @@ def median(rows: list[dict[str, float]]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=500_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5, help="runs of frugalrl and of the floor")
+    parser.add_argument("--peer-repeats", type=int, default=3, help="runs of each peer (minutes each)")
     parser.add_argument("--peer-python", help="interpreter with stable-baselines3 and sbx-rl (skip peers if unset)")
     parser.add_argument("--out", default="benchmarks/results/dqn_cartpole.json")
     args = parser.parse_args()
     updates = (args.steps - 10_000) // 10 + 1  # blocks ending at >= learning_starts, one update each
     results: dict[str, dict[str, float]] = {}
-    for name, fn in [
-        ("frugalrl 1 seed", lambda: frugal_run(1, args.steps)),
-        ("floor 1 seed", lambda: compute_floor(1, updates)),
-        ("frugalrl 8 seeds", lambda: frugal_run(8, args.steps)),
-        ("floor 8 seeds", lambda: compute_floor(8, updates)),
-    ] + (
-        [
-            ("stable-baselines3", lambda: peer(args.peer_python, "sb3", args.steps)),
-            ("SBX", lambda: peer(args.peer_python, "sbx", args.steps)),
-        ]
-        if args.peer_python
-        else []
-    ):
-        rows = []
-        for _ in range(args.repeats):
-            rows.append(fn())
-            print(name, json.dumps(rows[-1]), flush=True)
-        results[name] = median(rows)
+    # frugalrl and its floor alternate, so a slow spell of this shared machine hits both alike
+    ours = {
+        "frugalrl 1 seed": lambda: frugal_run(1, args.steps),
+        "floor 1 seed": lambda: compute_floor(1, updates),
+        "frugalrl 8 seeds": lambda: frugal_run(8, args.steps),
+        "floor 8 seeds": lambda: compute_floor(8, updates),
+    }
+    rows: dict[str, list[dict[str, float]]] = {name: [] for name in ours}
+    for _ in range(args.repeats):
+        for name, fn in ours.items():
+            rows[name].append(fn())
+            print(name, json.dumps(rows[name][-1]), flush=True)
+    peers = {"stable-baselines3": "sb3", "SBX": "sbx"} if args.peer_python else {}
+    for name, library in peers.items():
+        rows[name] = []
+        for _ in range(args.peer_repeats):
+            rows[name].append(peer(args.peer_python, library, args.steps))
+            print(name, json.dumps(rows[name][-1]), flush=True)
+    results = {name: median(values) for name, values in rows.items()}
+    for n in (1, 8):
+        seeds = f"{n} seed{'s' if n > 1 else ''}"
+        results[f"ratio run/floor {seeds}"] = {"median of per-pair ratios": statistics.median(
+            a["run_s"] / b["run_s"] for a, b in zip(rows[f"frugalrl {seeds}"], rows[f"floor {seeds}"], strict=True))}
     results["machine"] = {
         "cpu": platform.processor() or platform.machine(),
         "cores": CORES,

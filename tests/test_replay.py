@@ -44,8 +44,8 @@ def fill(transitions, capacity, limit):
     add = jax.jit(fifo.add)
     for count, tr in enumerate(transitions):
         transition = fifo.Transition(tr["obs"], jnp.int32(tr["action"]), jnp.float32(tr["reward"]),
-                                     tr["terminated"], tr["truncated"], tr["next_obs"], tr["final_obs"])
-        state = add(state, jnp.int32(count), transition)
+                                     tr["terminated"], tr["truncated"], tr["final_obs"])
+        state = add(state, jnp.int32(count), transition, tr["next_obs"])
     return state
 
 

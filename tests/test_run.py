@@ -129,7 +129,7 @@ def test_schedule_counts_are_exact():
     always = jax.jit(make_segment(agent, env, params, spec, cfg, 100, learning="always"))
     carry, _ = always(carry)
     assert int(carry.grad_step) == 2 * 150
-    assert np.asarray(steps.done).shape == (100, 10, 2)
+    assert np.asarray(steps.finished_length).shape == (100, 10, 2)
 
 
 def test_cleanrl_update_count_and_segment_plan():

@@ -117,15 +117,3 @@ class DQN:
         if tau == 1.0:
             return state._replace(target_params=state.params)
         return state._replace(target_params=optax.incremental_update(state.params, state.target_params, tau))
-
-    def metric_names(self) -> tuple[str, ...]:
-        batch = Batch(
-            obs=jax.ShapeDtypeStruct((1,) + self.spec.obs_shape, jnp.float32),
-            action=jax.ShapeDtypeStruct((1,), jnp.int32),
-            reward=jax.ShapeDtypeStruct((1,), jnp.float32),
-            discount=jax.ShapeDtypeStruct((1,), jnp.float32),
-            next_obs=jax.ShapeDtypeStruct((1,) + self.spec.obs_shape, jnp.float32),
-        )
-        state = jax.eval_shape(self.init, jax.random.PRNGKey(0))
-        _, metrics = jax.eval_shape(self.update, state, batch, jax.random.PRNGKey(0))
-        return tuple(sorted(metrics))

@@ -68,31 +68,30 @@ def capacity_of(state: ReplayState) -> int:
 
 
 class Transition(NamedTuple):
-    """What one env step adds; ``next_obs`` is the observation after the auto-reset."""
+    """What one env step adds."""
 
-    obs: jax.Array
+    obs: jax.Array  # the observation the action was taken in
     action: jax.Array
     reward: jax.Array
     terminated: jax.Array
     truncated: jax.Array
-    next_obs: jax.Array
-    final_obs: jax.Array  # the true last observation of an episode that ended here
+    final_obs: jax.Array  # the true last observation of an episode that ended here (read if truncated)
 
 
-def add(state: ReplayState, count: jax.Array, transition: Transition) -> ReplayState:
-    """Add transition number ``count`` (0-based)."""
-    return add_block(state, count, jax.tree.map(lambda x: jnp.asarray(x)[None], transition))
+def add(state: ReplayState, count: jax.Array, transition: Transition, next_obs: jax.Array) -> ReplayState:
+    """Add transition number ``count`` (0-based); ``next_obs`` is the observation after it (post-reset)."""
+    return add_block(state, count, jax.tree.map(lambda x: jnp.asarray(x)[None], transition), next_obs)
 
 
-def add_block(state: ReplayState, count: jax.Array, block: Transition) -> ReplayState:
+def add_block(state: ReplayState, count: jax.Array, block: Transition, next_obs: jax.Array) -> ReplayState:
     """Add transitions ``count .. count + k - 1``, each field with a leading time axis of length k.
 
-    One scatter per field. ``next_obs`` matters only for the last step (the others' next
-    observation is the following step's ``obs``) and ``final_obs`` only for truncated steps.
+    One scatter per field. ``next_obs`` is the observation after the last step (the others' next
+    observation is the following step's ``obs``); ``final_obs`` is read only for truncated steps.
     The next observation goes to the slot after the newest now, so every added transition is
     complete at once; the next add writes the same observation there again as its own ``obs``.
     """
-    obs, action, reward, terminated, truncated, next_obs, final_obs = block
+    obs, action, reward, terminated, truncated, final_obs = block
     slots = state.reward.shape[0]
     rows = state.obs.shape[0] - slots
     k = reward.shape[0]
@@ -103,7 +102,7 @@ def add_block(state: ReplayState, count: jax.Array, block: Transition) -> Replay
     # rows of steps that were not truncated are dropped (index past the end)
     write_row = jnp.where(truncated, final_row, state.obs.shape[0])
     obs_store = state.obs.at[slot].set(obs.astype(state.obs.dtype))
-    obs_store = obs_store.at[(count + k) % slots].set(next_obs[-1].astype(state.obs.dtype))
+    obs_store = obs_store.at[(count + k) % slots].set(next_obs.astype(state.obs.dtype))
     obs_store = obs_store.at[write_row].set(final_obs.astype(state.obs.dtype), mode="drop")
     return ReplayState(
         obs=obs_store,
@@ -165,10 +164,8 @@ def get(state: ReplayState, count: jax.Array, **kwargs: Any) -> Batch:
     return gather(state, count, jnp.arange(capacity_of(state)), **kwargs)
 
 
-def memory_bytes(state: ReplayState) -> dict[str, float]:
-    """Bytes per stored transition and in total, for one seed."""
-    total = sum(
-        np.prod(leaf.shape[-leaf.ndim :] if leaf.ndim else ()) * leaf.dtype.itemsize for leaf in jax.tree.leaves(state)
-    )
-    capacity = capacity_of(state)
-    return {"bytes_per_transition": float(total) / capacity, "total_bytes": float(total)}
+def memory_bytes(state: ReplayState, num_seeds: int = 1) -> dict[str, float]:
+    """Bytes per stored transition and in total; ``state`` may be abstract and seed-batched."""
+    total = sum(math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize for leaf in jax.tree.leaves(state))
+    capacity = state.reward.shape[-1] - 1
+    return {"bytes_per_transition": total / num_seeds / capacity, "total_bytes": float(total)}

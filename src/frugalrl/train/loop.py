@@ -37,9 +37,10 @@ class Carry(NamedTuple):
 
 
 class StepOut(NamedTuple):
-    done: jax.Array
-    episode_return: jax.Array
-    episode_length: jax.Array
+    """Per env step and seed; the host reads finished episodes from it."""
+
+    episode_return: jax.Array  # return so far, including this step
+    finished_length: jax.Array  # the episode's length if it ended at this step, else 0
 
 
 def tree_select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
@@ -116,7 +117,7 @@ def make_segment(
 
     act = jax.vmap(agent.act, in_axes=(0, 0, 0, None))
     env_step_fn = jax.vmap(env.step, in_axes=(0, 0, 0, None))
-    add_block = jax.vmap(fifo.add_block, in_axes=(0, None, 1))
+    add_block = jax.vmap(fifo.add_block, in_axes=(0, None, 1, 0))
     sample = jax.vmap(
         lambda r, key, count: fifo.sample(r, key, count, batch_size, **sample_kwargs), in_axes=(0, 0, None)
     )
@@ -124,14 +125,13 @@ def make_segment(
     sync = agent.sync_target  # elementwise, so it applies to seed-batched state as it is
     split3 = jax.vmap(lambda key: jax.random.split(key, 3))
 
-    def env_step(c: Carry, keys: tuple[jax.Array, jax.Array]) -> tuple[Carry, tuple[StepOut, fifo.Transition]]:
-        act_key, env_key = keys
-        epsilon = jnp.where(c.env_step < random_steps, 1.0, agent.epsilon(c.env_step))
+    def env_step(c: Carry, inputs: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[Carry, tuple[StepOut, Any]]:
+        act_key, env_key, epsilon = inputs
         action = act(c.agent, c.obs, act_key, epsilon)
         next_obs, env_state, reward, terminated, truncated, info = env_step_fn(env_key, c.env_state, action, env_params)
         transition = fifo.Transition(
             obs=to_storage(c.obs, spec), action=action, reward=reward, terminated=terminated, truncated=truncated,
-            next_obs=to_storage(next_obs, spec), final_obs=to_storage(info["final_observation"], spec),
+            final_obs=to_storage(info["final_observation"], spec),
         )
         done = terminated | truncated
         episode_return = c.episode_return + reward
@@ -141,20 +141,27 @@ def make_segment(
             obs=next_obs,
             episode_return=jnp.where(done, 0.0, episode_return),
             episode_length=jnp.where(done, 0, episode_length),
-            episodes=c.episodes + done,
-            env_step=c.env_step + 1,
         )
-        return c, (StepOut(done, episode_return, episode_length), transition)
+        return c, (StepOut(episode_return, jnp.where(done, episode_length, 0)), transition)
 
     def act_for_block(c: Carry) -> tuple[Carry, StepOut]:
-        """``k`` env steps for every seed; their transitions go into the replay in one write."""
-        # one vectorised split per block instead of several tiny ones per step (they dominate CartPole)
+        """``k`` env steps for every seed; their transitions go into the replay in one write.
+
+        Keys and epsilons for the block are made up front, vectorised: on CPU each small op
+        inside the step loop costs far more than its arithmetic.
+        """
         keys = jax.vmap(lambda key: jax.random.split(key, 2 * k + 1))(c.key)
         step_keys = jnp.swapaxes(keys[:, 1:], 0, 1).reshape(k, 2, -1, keys.shape[-1])
+        steps = c.env_step + jnp.arange(k)
+        epsilon = jnp.where(steps < random_steps, 1.0, agent.epsilon(steps))
         first = c.env_step
         # unroll=1: unrolling the env step multiplies compile time (18 s vs 3 s at 10) for no gain
-        c, (steps, transitions) = jax.lax.scan(env_step, c._replace(key=keys[:, 0]), (step_keys[:, 0], step_keys[:, 1]))
-        return c._replace(replay=add_block(c.replay, first, transitions)), steps
+        c, (out, transitions) = jax.lax.scan(
+            env_step, c._replace(key=keys[:, 0]), (step_keys[:, 0], step_keys[:, 1], epsilon)
+        )
+        replay = add_block(c.replay, first, transitions, to_storage(c.obs, spec))
+        episodes = c.episodes + jnp.sum(out.finished_length > 0, axis=0, dtype=c.episodes.dtype)
+        return c._replace(replay=replay, env_step=first + k, episodes=episodes), out
 
     def learn(operands: tuple[Any, ...]) -> tuple[Any, ...]:
         agent_state, key, grad_step, replay, env_step_count = operands

@@ -23,6 +23,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from frugalrl import __version__, envs
 from frugalrl.agents import make_agent
 from frugalrl.config.schema import ConfigError
+from frugalrl.replay import fifo
 from frugalrl.runs import checkpoint
 from frugalrl.runs.rundir import (
     FINISHED_PREFIX,
@@ -137,8 +138,8 @@ def run(
 
     # memory: shapes first, refuse before allocating
     shapes = jax.eval_shape(lambda k: init_carry(agent, env, env_params, spec, cfg, k), keys)
-    replay_bytes = sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(shapes.replay))
-    per_transition = replay_bytes / num_seeds / cfg["replay"]["capacity"]
+    memory = fifo.memory_bytes(shapes.replay, num_seeds)
+    replay_bytes, per_transition = memory["total_bytes"], memory["bytes_per_transition"]
     log.info("frugalrl %s, jax %s, devices %s", __version__, jax.__version__, jax.local_devices())
     log.info("config %s", json.dumps(cfg, sort_keys=True))
     message = (
@@ -247,9 +248,9 @@ def run(
             jax.block_until_ready(steps_out)
             phase["segments"] += time.perf_counter() - tick
             tick = time.perf_counter()
-            done = np.asarray(steps_out.done).reshape(-1, num_seeds)
+            finished_length = np.asarray(steps_out.finished_length).reshape(-1, num_seeds)
             ep_return = np.asarray(steps_out.episode_return).reshape(-1, num_seeds)
-            ep_length = np.asarray(steps_out.episode_length).reshape(-1, num_seeds)
+            done = finished_length > 0
             # episode number = episodes finished before this segment + running count within it
             episode_number = (np.asarray(carry.episodes) - done.sum(0)) + np.cumsum(done, axis=0)
             t_idx, s_idx = np.nonzero(done)
@@ -261,7 +262,7 @@ def run(
                     int(episode_number[t, s]),
                     step + t + 1,
                     float(ep_return[t, s]),
-                    int(ep_length[t, s]),
+                    int(finished_length[t, s]),
                 ]
                 for t, s in zip(t_idx, s_idx, strict=True)
             )
