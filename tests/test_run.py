@@ -19,7 +19,7 @@ from frugalrl.agents import make_agent
 from frugalrl.config import ConfigError, resolve
 from frugalrl.runs import checkpoint
 from frugalrl.train.loop import first_learning_step, init_carry, make_segment, seed_keys
-from frugalrl.train.run import learning_mode, run, segment_steps
+from frugalrl.train.run import TrainingError, learning_mode, run, segment_steps
 
 SMALL = {
     "num_seeds": 2,
@@ -180,3 +180,10 @@ def test_a_changed_config_is_refused_on_resume(tmp_path):
                        "eval": {"every": 0, "episodes": 1}, "checkpoint": {"every": 0, "keep": 1}})
     with pytest.raises(ConfigError, match="different config .'optimizer/lr': 0.00025 -> 0.001"):
         run(changed, tmp_path / "r", progress=False)
+
+
+def test_a_diverging_loss_stops_the_run_with_a_clear_error(tmp_path):
+    cfg = resolve({**SMALL, "total_steps": 2000, "optimizer": {"lr": 1e12}, "eval": {"every": 0, "episodes": 1},
+                   "checkpoint": {"every": 0, "keep": 1}})
+    with pytest.raises(TrainingError, match=r"the loss of seed\(s\) \[0, 1\] became NaN or inf"):
+        run(cfg, tmp_path / "r", progress=False)
