@@ -29,7 +29,7 @@ import optax  # noqa: E402
 from jax.sharding import PartitionSpec  # noqa: E402
 
 from frugalrl.agents.optim import make_optimizer  # noqa: E402
-from frugalrl.cli import _load  # noqa: E402
+from frugalrl.cli import load_config  # noqa: E402
 from frugalrl.nets import make_q_network  # noqa: E402
 from frugalrl.train.run import run, seed_mesh  # noqa: E402
 
@@ -37,7 +37,7 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "dqn_classic.json"
 
 
 def frugal_run(num_seeds: int, steps: int) -> dict[str, float]:
-    cfg = _load(str(CONFIG), 1)
+    cfg = load_config(str(CONFIG), 1)
     cfg = {**cfg, "num_seeds": num_seeds, "total_steps": steps}
     with tempfile.TemporaryDirectory() as logs:
         start = time.perf_counter()
@@ -54,7 +54,7 @@ def frugal_run(num_seeds: int, steps: int) -> dict[str, float]:
 
 def compute_floor(num_seeds: int, updates: int) -> dict[str, float]:
     """Bare DQN updates: uniform batches from a filled 10k buffer, MSE TD loss, Adam; no env."""
-    cfg = _load(str(CONFIG), 1)
+    cfg = load_config(str(CONFIG), 1)
     network = make_q_network(cfg["network"], (4,), 2)
     optimizer = make_optimizer(cfg["optimizer"])
     batch, capacity, gamma = cfg["replay"]["batch_size"], cfg["replay"]["capacity"], cfg["agent"]["gamma"]

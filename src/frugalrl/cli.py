@@ -15,7 +15,7 @@ def _error(message: str, code: int) -> int:
     return code
 
 
-def _load(file: str, idx: int) -> dict[str, Any]:
+def load_config(file: str, idx: int) -> dict[str, Any]:
     """Decode and validate config ``idx`` of a grid file; raises GridError / ConfigError."""
     from frugalrl.config import count_dict, decode, load_grid, resolve
 
@@ -32,25 +32,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from frugalrl.config import ConfigError, GridError
 
     try:
-        cfg = _load(args.file, args.idx)
+        cfg = load_config(args.file, args.idx)
     except (GridError, ConfigError) as error:
         return _error(str(error), EXIT_CONFIG)
     run_path = Path(args.logs) / cfg["experiment"] / str(args.idx)
     from frugalrl.runs.checkpoint import CheckpointError
     from frugalrl.runs.rundir import RunDir
-    from frugalrl.train.run import TrainingError, finished_summary, run
+    from frugalrl.train.run import TrainingError, check_same_config, finished_summary, run
 
     try:
         if not args.fresh and RunDir(run_path).finished():
-            from frugalrl.train.run import _config_difference
-
             saved = RunDir(run_path).saved_config()
-            difference = _config_difference(saved, cfg)
-            if difference:
-                raise ConfigError(
-                    f"{run_path} holds a finished run of a different config ({difference}); "
-                    "rerun with --fresh to replace it, or use another --logs directory"
-                )
+            check_same_config(saved, cfg, run_path)
             print(f"{run_path} already finished (use --fresh to run it again)", file=sys.stderr)
             summary = finished_summary(saved, run_path)
         else:
@@ -86,7 +79,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             combination, _ = decode(grid, idx)
             if args.check:
                 try:
-                    _load(args.file, idx)
+                    load_config(args.file, idx)
                 except ConfigError as error:
                     return _error(f"config index {idx}: {error}", EXIT_CONFIG)
             if args.list:

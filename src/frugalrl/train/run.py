@@ -92,17 +92,20 @@ def _leaf_spec(leaf: Any) -> PartitionSpec:
     return PartitionSpec("seed") if np.ndim(leaf) > 0 else PartitionSpec()
 
 
-def _config_difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+def check_same_config(saved: dict[str, Any], cfg: dict[str, Any], run_path: Path) -> None:
+    """Refuse to resume or report a run directory that holds another config (bookkeeping keys aside)."""
     from frugalrl.config import flatten
 
     ignore = {"config_idx", "num_combinations", "run", "experiment", "frugalrl_version"}
-    if new.get("generate_random_seed"):
+    if cfg.get("generate_random_seed"):
         ignore.add("seed")
-    a, b = flatten(old), flatten(new)
-    for key in sorted(set(a) | set(b)):
-        if key not in ignore and a.get(key, "<absent>") != b.get(key, "<absent>"):
-            return f"'{key}': {a.get(key, '<absent>')!r} -> {b.get(key, '<absent>')!r}"
-    return None
+    old, new = flatten(saved), flatten(cfg)
+    for key in sorted(set(old) | set(new)):
+        if key not in ignore and old.get(key, "<absent>") != new.get(key, "<absent>"):
+            raise ConfigError(
+                f"{run_path} holds a run of a different config ('{key}': {old.get(key, '<absent>')!r} -> "
+                f"{new.get(key, '<absent>')!r}); rerun with --fresh to replace it, or use another --logs directory"
+            )
 
 
 def run(
@@ -116,12 +119,7 @@ def run(
         shutil.rmtree(run_path)
     saved = rundir.saved_config()
     if saved is not None:
-        difference = _config_difference(saved, cfg)
-        if difference:
-            raise ConfigError(
-                f"{run_path} holds a run of a different config ({difference}); "
-                "rerun with --fresh to replace it, or use another --logs directory"
-            )
+        check_same_config(saved, cfg, run_path)
         cfg = {**cfg, "seed": saved["seed"]}
     elif cfg["generate_random_seed"]:
         cfg = {**cfg, "seed": int(np.random.default_rng().integers(1_000_000))}
