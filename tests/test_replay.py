@@ -43,8 +43,14 @@ def fill(transitions, capacity, limit):
     state = fifo.init(jnp.zeros(2), jnp.int32(0), capacity, limit)
     add = jax.jit(fifo.add)
     for count, tr in enumerate(transitions):
-        transition = fifo.Transition(tr["obs"], jnp.int32(tr["action"]), jnp.float32(tr["reward"]),
-                                     tr["terminated"], tr["truncated"], tr["final_obs"])
+        transition = fifo.Transition(
+            tr["obs"],
+            jnp.int32(tr["action"]),
+            jnp.float32(tr["reward"]),
+            tr["terminated"],
+            tr["truncated"],
+            tr["final_obs"],
+        )
         state = add(state, jnp.int32(count), transition, tr["next_obs"])
     return state
 

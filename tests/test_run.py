@@ -84,7 +84,10 @@ def test_kill_9_midway_then_rerun_gives_the_uninterrupted_result(tmp_path):
     grid.write_text(json.dumps({**config, "network": {"hidden": [[32, 32]]}}))  # a grid: lists are alternatives
     command = [sys.executable, "-m", "frugalrl.cli", "run", str(grid), "--no-progress"]
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    # the reference run fills a compile cache the other two load from: cached programs must agree too
+    env["FRUGAL_XLA_CACHE"] = str(tmp_path / "xla-cache")
     subprocess.run(command + ["--logs", str(tmp_path / "ref")], check=True, env=env, capture_output=True)
+    assert any(name.startswith("jit_segment") for name in os.listdir(tmp_path / "xla-cache"))
 
     killed = subprocess.Popen(
         command + ["--logs", str(tmp_path / "k")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -160,8 +163,15 @@ def test_cleanrl_update_count_and_segment_plan():
 
 
 def test_generated_seed_is_recorded_and_reused_on_resume(tmp_path):
-    cfg = resolve({**SMALL, "generate_random_seed": True, "total_steps": 1000,
-                   "eval": {"every": 0, "episodes": 1}, "checkpoint": {"every": 500, "keep": 1}})
+    cfg = resolve(
+        {
+            **SMALL,
+            "generate_random_seed": True,
+            "total_steps": 1000,
+            "eval": {"every": 0, "episodes": 1},
+            "checkpoint": {"every": 500, "keep": 1},
+        }
+    )
     run(cfg, tmp_path / "r", progress=False)
     saved = json.loads((tmp_path / "r" / "config.json").read_text())
     assert saved["generate_random_seed"] is True and 0 <= saved["seed"] < 1_000_000
@@ -173,17 +183,32 @@ def test_generated_seed_is_recorded_and_reused_on_resume(tmp_path):
 
 
 def test_a_changed_config_is_refused_on_resume(tmp_path):
-    cfg = resolve({**SMALL, "total_steps": 1000, "eval": {"every": 0, "episodes": 1},
-                   "checkpoint": {"every": 0, "keep": 1}})
+    cfg = resolve(
+        {**SMALL, "total_steps": 1000, "eval": {"every": 0, "episodes": 1}, "checkpoint": {"every": 0, "keep": 1}}
+    )
     run(cfg, tmp_path / "r", progress=False)
-    changed = resolve({**SMALL, "total_steps": 1000, "optimizer": {"lr": 1e-3},
-                       "eval": {"every": 0, "episodes": 1}, "checkpoint": {"every": 0, "keep": 1}})
+    changed = resolve(
+        {
+            **SMALL,
+            "total_steps": 1000,
+            "optimizer": {"lr": 1e-3},
+            "eval": {"every": 0, "episodes": 1},
+            "checkpoint": {"every": 0, "keep": 1},
+        }
+    )
     with pytest.raises(ConfigError, match="different config .'optimizer/lr': 0.00025 -> 0.001"):
         run(changed, tmp_path / "r", progress=False)
 
 
 def test_a_diverging_loss_stops_the_run_with_a_clear_error(tmp_path):
-    cfg = resolve({**SMALL, "total_steps": 2000, "optimizer": {"lr": 1e12}, "eval": {"every": 0, "episodes": 1},
-                   "checkpoint": {"every": 0, "keep": 1}})
+    cfg = resolve(
+        {
+            **SMALL,
+            "total_steps": 2000,
+            "optimizer": {"lr": 1e12},
+            "eval": {"every": 0, "episodes": 1},
+            "checkpoint": {"every": 0, "keep": 1},
+        }
+    )
     with pytest.raises(TrainingError, match=r"the loss of seed\(s\) \[0, 1\] became NaN or inf"):
         run(cfg, tmp_path / "r", progress=False)

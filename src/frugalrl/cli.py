@@ -26,9 +26,10 @@ def load_config(file: str, idx: int) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from frugalrl.devices import use_all_cores
+    from frugalrl.devices import use_all_cores, use_compilation_cache
 
     use_all_cores()  # before anything touches JAX: loading a config builds the env
+    use_compilation_cache()
     from frugalrl.config import ConfigError, GridError
 
     try:

@@ -146,7 +146,10 @@ def gather(
     stop = TERMINATED if bootstrap_truncation else TERMINATED | TRUNCATED
     discount = jnp.where(ends & stop, 0.0, jnp.power(jnp.float32(gamma), steps.astype(jnp.float32)))
     return Batch(
-        obs=state.obs[first], action=state.action[first], reward=reward, discount=discount,
+        obs=state.obs[first],
+        action=state.action[first],
+        reward=reward,
+        discount=discount,
         next_obs=state.obs[state.next_row[last]],
     )
 

@@ -130,7 +130,11 @@ def make_segment(
         action = act(c.agent, c.obs, act_key, epsilon)
         next_obs, env_state, reward, terminated, truncated, info = env_step_fn(env_key, c.env_state, action, env_params)
         transition = fifo.Transition(
-            obs=to_storage(c.obs, spec), action=action, reward=reward, terminated=terminated, truncated=truncated,
+            obs=to_storage(c.obs, spec),
+            action=action,
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
             final_obs=to_storage(info["final_observation"], spec),
         )
         done = terminated | truncated

@@ -23,6 +23,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from frugalrl import __version__, envs
 from frugalrl.agents import make_agent
 from frugalrl.config.schema import ConfigError
+from frugalrl.devices import unroll_threefry_on_cpu
 from frugalrl.replay import fifo
 from frugalrl.runs import checkpoint
 from frugalrl.runs.rundir import (
@@ -114,6 +115,7 @@ def run(
     """Train (or resume, or report a finished) run of a resolved config in ``run_path``."""
     say = echo or (lambda text: print(text, file=sys.stderr))
     began = time.perf_counter()
+    unroll_threefry_on_cpu()
     rundir = RunDir(run_path)
     if fresh and run_path.exists():
         shutil.rmtree(run_path)
@@ -140,6 +142,7 @@ def run(
     replay_bytes, per_transition = memory["total_bytes"], memory["bytes_per_transition"]
     log.info("frugalrl %s, jax %s, devices %s", __version__, jax.__version__, jax.local_devices())
     log.info("config %s", json.dumps(cfg, sort_keys=True))
+    log.info("XLA compilation cache: %s", jax.config.jax_compilation_cache_dir or "off")
     message = (
         f"replay: {per_transition:.1f} bytes per transition, {replay_bytes / num_seeds / 2**20:.2f} MiB "
         f"per seed, {replay_bytes / 2**20:.2f} MiB for {num_seeds} seeds"
