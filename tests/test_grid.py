@@ -98,3 +98,42 @@ def test_bad_grid_files(tmp_path, text, message):
 def test_index_must_be_positive():
     with pytest.raises(GridError, match="positive integer"):
         decode({"a": [1]}, 0)
+
+
+def test_path_keys_merge_into_their_section_and_keep_the_index_order():
+    grid = {
+        "consolidation": [{"lambda_end": [4, 2]}],
+        "train/epochs_per_batch": [4, 1],
+        "train": {"learning_starts": [1000]},
+        "optimizer/lr": [1e-3, 1e-4],
+        "train/train_every": [1, 8],
+    }
+    assert count_dict(grid) == 16
+    combination, _ = decode(grid, 2 + 2 + 4 + 8)  # second choice of every key
+    assert combination == {
+        "consolidation": {"lambda_end": 2},
+        "train": {"epochs_per_batch": 1, "learning_starts": 1000, "train_every": 8},
+        "optimizer": {"lr": 1e-4},
+    }
+    assert swept_keys(grid) == [
+        "consolidation/lambda_end",
+        "train/epochs_per_batch",
+        "optimizer/lr",
+        "train/train_every",
+    ]
+    with pytest.raises(GridError, match="'train/train_every' is given twice"):
+        decode({"train": {"train_every": [1]}, "train/train_every": [2]}, 1)
+
+
+def test_merl_config_files_count_as_explorer_does():
+    folder = Path(__file__).resolve().parents[1] / "configs" / "merl"
+    counts = {path.name: count_dict(load_grid(path)) for path in folder.glob("MERL_*.json")}
+    expected = {
+        "MERL_mc_dqn.json": 100,
+        "MERL_mc_dqn_small.json": 5,
+        "MERL_mc_medqn.json": 180,
+        "MERL_mc_medqn_lambda.json": 125,
+        "MERL_acrobot_dqn.json": 10,
+        "MERL_acrobot_medqn.json": 180,
+    }
+    assert {name: counts[name] for name in expected} == expected

@@ -1,4 +1,4 @@
-"""The ``frugal`` command: run | sweep | envs | keys."""
+"""The ``frugal`` command: run | sweep | status | analyze | plot | envs | keys."""
 
 from __future__ import annotations
 
@@ -109,6 +109,88 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ranges(indices: list[int]) -> str:
+    """[1, 2, 3, 7, 9, 10] -> '1-3 7 9-10'."""
+    parts, start = [], None
+    for i, idx in enumerate(indices):
+        if start is None:
+            start = idx
+        if i + 1 == len(indices) or indices[i + 1] != idx + 1:
+            parts.append(str(start) if start == idx else f"{start}-{idx}")
+            start = None
+    return " ".join(parts)
+
+
+def _sweep(args: argparse.Namespace) -> Any:
+    from frugalrl.analysis import Sweep
+
+    if args.runs < 1:
+        raise ValueError(f"--runs must be >= 1, got {args.runs}")
+    return Sweep(Path(args.file), Path(args.logs), args.runs)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from frugalrl.analysis import unfinished
+    from frugalrl.config import GridError
+
+    try:
+        sweep = _sweep(args)
+        missing = unfinished(sweep)
+    except (GridError, ValueError) as error:
+        return _error(str(error), EXIT_CONFIG)
+    total = sweep.runs * sweep.size
+    done = total - len(missing)
+    print(f"{sweep.experiment}: {done} of {total} runs finished ({sweep.size} combinations x {sweep.runs} runs)")
+    if missing:
+        print(f"unfinished: {_ranges(missing)}")
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from frugalrl.analysis import results_table, summarise_time_and_memory
+    from frugalrl.config import GridError
+
+    try:
+        sweep = _sweep(args)
+        print(summarise_time_and_memory(sweep))
+        for mode in ("Train", "Test") if args.mode == "both" else (args.mode,):
+            table = results_table(sweep, mode, args.last)
+            print(f"\n{mode}: {len(table)} combinations with results -> {sweep.analysis_dir / f'results_{mode}.csv'}")
+            if not table.empty:
+                print(table.head(args.top).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    except (GridError, ValueError) as error:
+        return _error(str(error), EXIT_CONFIG)
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from frugalrl.analysis import Sweep, plot_curves
+    from frugalrl.config import GridError
+
+    series = []
+    try:
+        first = None
+        for spec in args.specs:
+            parts = spec.split(":")
+            if len(parts) not in (2, 3) or not parts[1].isdigit():
+                raise ValueError(f"a curve is FILE:IDX or FILE:IDX:LABEL, got {spec!r}")
+            sweep = Sweep(Path(parts[0]), Path(args.logs), args.runs)
+            first = first or sweep
+            idx = int(parts[1])
+            if not 1 <= idx <= sweep.size:
+                raise ValueError(f"{parts[0]} has combinations 1..{sweep.size}, got {idx}")
+            paths = [sweep.run_dir(i) for i in sweep.indices(idx)]
+            paths = [path for path in paths if (path / f"result_{args.mode}.csv").exists()]
+            if not paths:
+                raise ValueError(f"no results for {spec} under {sweep.logs / sweep.experiment}")
+            series.append((parts[2] if len(parts) == 3 else f"{sweep.experiment} {idx}", paths))
+        out = plot_curves(series, first.analysis_dir / f"{args.name}.png", args.mode, args.window, args.title)
+    except (GridError, ValueError) as error:
+        return _error(str(error), EXIT_CONFIG)
+    print(out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="frugal", description="frugalrl: efficient deep RL research in JAX")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -124,6 +206,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="print every index with its swept keys")
     p.add_argument("--check", action="store_true", help="validate every combination against the schema")
     p.set_defaults(func=cmd_sweep)
+    for name, func, text in (
+        ("status", cmd_status, "list the unfinished config indices of a sweep"),
+        ("analyze", cmd_analyze, "time and memory summaries and the per-config results table of a sweep"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("file", help="JSON config grid")
+        p.add_argument("--runs", type=int, default=1, help="runs per combination (idx + k*N, k < runs)")
+        p.add_argument("--logs", default="logs", help="root of run directories (default ./logs)")
+        p.set_defaults(func=func)
+        if name == "analyze":
+            p.add_argument("--mode", choices=("Train", "Test", "both"), default="both")
+            p.add_argument("--last", type=int, help="returns averaged per seed (default 100 Train, 5 Test)")
+            p.add_argument("--top", type=int, default=10, help="rows of the table to print")
+    p = sub.add_parser("plot", help="merged learning curves (mean ± standard error over seeds and runs)")
+    p.add_argument("specs", nargs="+", metavar="FILE:IDX[:LABEL]", help="a combination of a grid file per curve")
+    p.add_argument("--name", default="curves", help="file name under logs/{experiment of the first}/0/")
+    p.add_argument("--mode", choices=("Train", "Test"), default="Train")
+    p.add_argument("--window", type=int, default=20, help="moving average of training returns")
+    p.add_argument("--runs", type=int, default=1, help="runs per combination")
+    p.add_argument("--logs", default="logs")
+    p.add_argument("--title", default="")
+    p.set_defaults(func=cmd_plot)
     sub.add_parser("envs", help="list registered environments").set_defaults(func=cmd_envs)
     sub.add_parser("keys", help="list every config key with its default").set_defaults(func=cmd_keys)
     return parser

@@ -27,8 +27,9 @@ class DQNState(NamedTuple):
     opt_state: Any
 
 
-# (params, target_params, batch, key) -> (loss, metrics): added to the TD loss.
-LossTerm = Callable[[Any, Any, Batch, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
+# (params, target_params, aux, key) -> (loss, metrics): added to the TD loss. ``aux`` holds the
+# term's inputs that the loop prepares (e.g. consolidation states and their weight).
+LossTerm = Callable[[Any, Any, dict[str, jax.Array], jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
 
 
 @dataclass(frozen=True)
@@ -90,14 +91,26 @@ class DQN:
             loss = jnp.mean(error**2)
         return loss, {"td_loss": loss, "q_mean": q_taken.mean()}
 
-    def update(self, state: DQNState, batch: Batch, key: jax.Array) -> tuple[DQNState, dict[str, jax.Array]]:
-        """One gradient step on TD loss plus any extra loss terms."""
-        target = self.td_target(state, batch)
+    def update(
+        self,
+        state: DQNState,
+        batch: Batch,
+        key: jax.Array,
+        target: jax.Array | None = None,
+        aux: dict[str, jax.Array] | None = None,
+    ) -> tuple[DQNState, dict[str, jax.Array]]:
+        """One gradient step on TD loss plus any extra loss terms.
+
+        ``target``: TD targets fixed by the caller, for several optimizer steps on one batch
+        (computed here when None); ``aux``: the extra loss terms' inputs.
+        """
+        if target is None:
+            target = self.td_target(state, batch)
 
         def total_loss(params: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
             loss, metrics = self.td_loss(params, batch, target)
             for term in self.extra_losses:
-                extra, extra_metrics = term(params, state.target_params, batch, key)
+                extra, extra_metrics = term(params, state.target_params, aux or {}, key)
                 loss = loss + extra
                 metrics = {**metrics, **extra_metrics}
             return loss, {**metrics, "loss": loss}

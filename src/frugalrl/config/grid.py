@@ -56,12 +56,40 @@ def decode_dict(grid: dict[str, Any], index: int) -> dict[str, Any]:
     return out
 
 
+def expand_paths(config: dict[str, Any]) -> dict[str, Any]:
+    """Turn path keys ('train/train_every': 4) into nested ones, merged with their section.
+
+    A grid may name a nested key by its path at any position, so that the order of the keys (and
+    so the meaning of each index) can follow another tool's grid even when our sections group the
+    keys differently.
+    """
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        value = expand_paths(value) if isinstance(value, dict) else value
+        *sections, leaf = key.split("/")
+        node = out
+        for depth, section in enumerate(sections):
+            node = node.setdefault(section, {})
+            if not isinstance(node, dict):
+                raise GridError(f"'{'/'.join(sections[: depth + 1])}' is a value, so '{key}' cannot go inside it")
+        if leaf in node and (isinstance(node[leaf], dict) and isinstance(value, dict)):
+            for inner, inner_value in value.items():
+                if inner in node[leaf]:
+                    raise GridError(f"config key '{key}/{inner}' is given twice")
+                node[leaf][inner] = inner_value
+        elif leaf in node:
+            raise GridError(f"config key '{key}' is given twice")
+        else:
+            node[leaf] = value
+    return out
+
+
 def decode(grid: dict[str, Any], config_idx: int) -> tuple[dict[str, Any], int]:
     """Return (combination, run) for a 1-based config index: run k for idx + k*N."""
     if isinstance(config_idx, bool) or not isinstance(config_idx, int) or config_idx < 1:
         raise GridError(f"--idx must be a positive integer (1-based), got {config_idx!r}")
     n = count_dict(grid)
-    return decode_dict(grid, (config_idx - 1) % n), (config_idx - 1) // n
+    return expand_paths(decode_dict(grid, (config_idx - 1) % n)), (config_idx - 1) // n
 
 
 def load_grid(path: str | Path) -> dict[str, Any]:
@@ -98,6 +126,6 @@ def swept_keys(grid: dict[str, Any]) -> list[str]:
     """Leaf paths ('a/b') whose value differs between combinations, in grid order."""
     seen: dict[str, set[str]] = {}
     for index in range(count_dict(grid)):
-        for path, value in flatten(decode_dict(grid, index)).items():
+        for path, value in flatten(decode_dict(grid, index)).items():  # grid order, path keys as written
             seen.setdefault(path, set()).add(json.dumps(value, sort_keys=True))
     return [path for path, values in seen.items() if len(values) > 1]

@@ -116,17 +116,46 @@ SCHEMA: dict[str, Any] = {
     "replay": {
         "capacity": Field(10_000, int, "transitions kept per seed (FIFO)", check=positive),
         "batch_size": Field(128, int, "transitions per gradient step", check=positive),
+        "td_batch": Field(
+            "sample",
+            str,
+            "TD batch: 'sample' batch_size transitions with replacement, or 'all' of the buffer (MeDQN(U))",
+            choices=("sample", "all"),
+        ),
     },
     "train": {
         "learning_starts": Field(10_000, int, "env steps before the first gradient step", check=non_negative),
         "random_steps": Field(0, int, "env steps of uniformly random actions at the start", check=non_negative),
         "train_every": Field(10, int, "env steps between updates", check=positive),
-        "gradient_steps": Field(1, int, "gradient steps per update (fresh batch each)", check=positive),
+        "gradient_steps": Field(1, int, "TD batches per update (fresh batch each)", check=positive),
+        "epochs_per_batch": Field(
+            1,
+            int,
+            "optimizer steps on each TD batch with its targets fixed (MeDQN's consolidation epochs E)",
+            check=positive,
+        ),
+    },
+    "consolidation": {
+        "source": Field(
+            "off",
+            str,
+            "knowledge consolidation (MeDQN): states uniform in the seen observation box (MeDQN(U)), "
+            "from the replay (MeDQN(R)), or off",
+            choices=("off", "uniform", "replay"),
+        ),
+        "lambda_start": Field(0.01, float, "consolidation weight at step 0", check=non_negative),
+        "lambda_end": Field(1.0, float, "consolidation weight at the last step (linear)", check=non_negative),
+        "batch_size": Field(
+            None, int, "states per optimizer step; null = replay/batch_size", nullable=True, check=positive
+        ),
     },
     "eval": {
         "every": Field(50_000, int, "env steps between greedy evaluations; 0 = only at the end", check=non_negative),
         "episodes": Field(10, int, "evaluation episodes per seed", check=positive),
         "epsilon": Field(0.0, float, "epsilon during evaluation", check=unit_interval),
+        "max_episode_steps": Field(
+            27_000, int, "evaluation episodes end here if the env's own time limit is longer", check=positive
+        ),
     },
     "checkpoint": {
         "every": Field(100_000, int, "env steps between checkpoints; 0 = off", check=non_negative),
@@ -159,6 +188,10 @@ ALIASES = {
     "gradient_clip": "optimizer/max_grad_norm",
     "min_replay_history": "train/learning_starts",
     "hidden_layers": "network/hidden",
+    "consod_start": "consolidation/lambda_start",
+    "consod_end": "consolidation/lambda_end",
+    "consod_epoch": "train/epochs_per_batch",
+    "consod_batch_size": "consolidation/batch_size",
 }
 
 
@@ -269,6 +302,12 @@ def _resolve_section(schema: dict[str, Any], raw: dict[str, Any], prefix: str) -
     return out
 
 
+def first_learning_block(cfg: dict[str, Any]) -> int:
+    """Env step at which the first learning block starts (learning_starts rounded up to train_every)."""
+    k = cfg["train"]["train_every"]
+    return -(-cfg["train"]["learning_starts"] // k) * k
+
+
 def _cross_checks(cfg: dict[str, Any]) -> None:
     train, total = cfg["train"], cfg["total_steps"]
     k = train["train_every"]
@@ -281,6 +320,18 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
             raise ConfigError(
                 f"config key '{path}' ({value}) must be a multiple of 'train/train_every' ({k}) so that "
                 "evaluations and checkpoints fall between updates"
+            )
+    replay = cfg["replay"]
+    if replay["td_batch"] == "all":
+        if replay["batch_size"] != replay["capacity"]:
+            raise ConfigError(
+                f"config key 'replay/batch_size' ({replay['batch_size']}) must equal 'replay/capacity' "
+                f"({replay['capacity']}) when 'replay/td_batch' is 'all' (the TD batch is the whole buffer)"
+            )
+        if first_learning_block(cfg) + train["train_every"] < replay["capacity"]:
+            raise ConfigError(
+                f"config key 'train/learning_starts' ({train['learning_starts']}) must be >= 'replay/capacity' "
+                f"({replay['capacity']}) when 'replay/td_batch' is 'all': the buffer must be full when learning starts"
             )
     if cfg["replay"]["capacity"] < cfg["agent"]["n_step"]:
         raise ConfigError(

@@ -64,6 +64,17 @@ for _name in _CLASSIC:
     register(_name, _gymnax_factory(_name), family="classic_control")
 for _name in _MINATAR:
     register(_name, _gymnax_factory(_name), binary_obs=True, family="minatar")
+
+
+def _v0_factory(game: str) -> Callable[[], Any]:
+    from frugalrl.envs.minatar import MinAtarV0
+
+    return lambda: MinAtarV0(game)
+
+
+for _game in ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders"):
+    # the original MinAtar / gym-games v0: all 6 actions, sticky actions 0.1, no time limit
+    register(f"{_game}-MinAtar-v0", _v0_factory(_game), binary_obs=True, family="minatar")
 for _name in gymnax.registered_envs:
     if _name not in REGISTRY:
         register(_name, _gymnax_factory(_name), family="gymnax")

@@ -162,6 +162,14 @@ def sample(state: ReplayState, key: jax.Array, count: jax.Array, batch_size: int
     return gather(state, count, age_index, **kwargs)
 
 
+def sample_obs(state: ReplayState, key: jax.Array, count: jax.Array, n: int) -> jax.Array:
+    """``n`` observations acted in, uniform with replacement over the transitions held (MeDQN(R))."""
+    held = size(state, count)
+    age_index = jnp.minimum((jax.random.uniform(key, (n,)) * held).astype(jnp.int32), held - 1)
+    slots = state.reward.shape[0]
+    return state.obs[(count - held + age_index) % slots]
+
+
 def get(state: ReplayState, count: jax.Array, **kwargs: Any) -> Batch:
     """The whole buffer, oldest first (MeDQN(U) trains on all of a 32-transition buffer)."""
     return gather(state, count, jnp.arange(capacity_of(state)), **kwargs)

@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from frugalrl.agents.consolidation import consolidation_lambda, make_source
+from frugalrl.config.schema import first_learning_block
 from frugalrl.envs import EnvSpec, to_storage
 from frugalrl.replay import fifo
 
@@ -34,6 +36,7 @@ class Carry(NamedTuple):
     episodes: jax.Array  # finished training episodes per seed
     env_step: jax.Array  # [] shared: env steps taken by each seed
     grad_step: jax.Array  # [] shared: gradient steps taken by each seed
+    source: Any = ()  # per-seed state of the consolidation-state source (MeDQN(U)'s observation bounds)
 
 
 class StepOut(NamedTuple):
@@ -72,6 +75,8 @@ def init_carry(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[s
 
     agent_state, replay, env_state, obs, loop_key = jax.jit(jax.vmap(one))(keys)
     seeds = keys.shape[0]
+    source = make_source(cfg, spec)
+    source_state = jax.vmap(lambda _: source.init())(keys) if source is not None else ()
     carry = Carry(
         agent_state,
         replay,
@@ -83,6 +88,7 @@ def init_carry(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[s
         jnp.zeros(seeds, jnp.int32),
         jnp.zeros((), jnp.int32),
         jnp.zeros((), jnp.int32),
+        source_state,
     )
     # every leaf its own buffer (params and target params start equal): the segment donates them
     return jax.tree.map(jnp.copy, carry)
@@ -94,8 +100,7 @@ def first_learning_step(cfg: dict[str, Any]) -> int:
     With CleanRL's settings (learning_starts 10k, train_every 10, 500k steps) this gives exactly
     its 49,000 updates.
     """
-    k = cfg["train"]["train_every"]
-    return -(-cfg["train"]["learning_starts"] // k) * k
+    return first_learning_block(cfg)
 
 
 def make_segment(
@@ -107,7 +112,13 @@ def make_segment(
     when it starts at or after ``first_learning_step``, through ``lax.cond``).
     """
     train, agent_cfg = cfg["train"], cfg["agent"]
-    k, m = train["train_every"], train["gradient_steps"]
+    k, m, epochs = train["train_every"], train["gradient_steps"], train["epochs_per_batch"]
+    source = make_source(cfg, spec)
+    lambda_schedule = dict(
+        total_steps=cfg["total_steps"],
+        lambda_start=cfg["consolidation"]["lambda_start"],
+        lambda_end=cfg["consolidation"]["lambda_end"],
+    )
     learning_from, random_steps = first_learning_step(cfg), train["random_steps"]
     period, unit = agent_cfg["target_every"], agent_cfg["target_unit"]
     sample_kwargs = dict(
@@ -118,10 +129,19 @@ def make_segment(
     act = jax.vmap(agent.act, in_axes=(0, 0, 0, None))
     env_step_fn = jax.vmap(env.step, in_axes=(0, 0, 0, None))
     add_block = jax.vmap(fifo.add_block, in_axes=(0, None, 1, 0))
-    sample = jax.vmap(
-        lambda r, key, count: fifo.sample(r, key, count, batch_size, **sample_kwargs), in_axes=(0, 0, None)
-    )
-    update = jax.vmap(agent.update)
+    if cfg["replay"]["td_batch"] == "all":
+        sample = jax.vmap(lambda r, key, count: fifo.get(r, count, **sample_kwargs), in_axes=(0, 0, None))
+    else:
+        sample = jax.vmap(
+            lambda r, key, count: fifo.sample(r, key, count, batch_size, **sample_kwargs), in_axes=(0, 0, None)
+        )
+    td_target = jax.vmap(agent.td_target)
+    update = jax.vmap(agent.update, in_axes=(0, 0, 0, 0, {"consolidation_states": 0, "consolidation_lambda": None}))
+    update_plain = jax.vmap(agent.update, in_axes=(0, 0, 0, 0))
+    if source is not None:
+        observe = jax.vmap(source.observe, in_axes=(0, 1))  # transitions are [time, seed, ...]
+        draw = jax.vmap(source.draw, in_axes=(0, 0, None, 0))
+    split2 = jax.vmap(lambda key: jax.random.split(key))
     sync = agent.sync_target  # elementwise, so it applies to seed-batched state as it is
     split3 = jax.vmap(lambda key: jax.random.split(key, 3))
 
@@ -165,31 +185,61 @@ def make_segment(
         )
         replay = add_block(c.replay, first, transitions, to_storage(c.obs, spec))
         episodes = c.episodes + jnp.sum(out.finished_length > 0, axis=0, dtype=c.episodes.dtype)
-        return c._replace(replay=replay, env_step=first + k, episodes=episodes), out
+        source_state = observe(c.source, transitions.obs) if source is not None else c.source
+        return c._replace(replay=replay, env_step=first + k, episodes=episodes, source=source_state), out
 
     def learn(operands: tuple[Any, ...]) -> tuple[Any, ...]:
-        agent_state, key, grad_step, replay, env_step_count = operands
+        agent_state, key, grad_step, replay, env_step_count, source_state = operands
+        if unit == "env_steps" and period % k:
+            # a sync due inside the block (Explorer checks every env step, after its updates) comes
+            # before this block's update; one due at its last step comes after it, below
+            inside = (env_step_count // period > (env_step_count - k) // period) & (env_step_count % period != 0)
+            agent_state = tree_select(inside, sync(agent_state), agent_state)
+        if source is not None:
+            weight = consolidation_lambda(env_step_count, **lambda_schedule)
 
-        def grad_step_fn(inner: tuple[Any, ...], _: None) -> tuple[tuple[Any, ...], Any]:
-            agent_state, key, grad_step = inner
-            keys = split3(key)
-            batch = sample(replay, keys[:, 1], env_step_count)
-            agent_state, metrics = update(agent_state, batch, keys[:, 2])
+        def optimizer_step(inner: tuple[Any, ...], epoch_key: jax.Array) -> tuple[tuple[Any, ...], Any]:
+            """One optimizer step on the block's TD batch, with fresh consolidation states."""
+            agent_state, grad_step, batch, target = inner
+            if source is not None:
+                draw_keys = split2(epoch_key)
+                epoch_key = draw_keys[:, 1]
+                aux = {
+                    "consolidation_states": draw(source_state, replay, env_step_count, draw_keys[:, 0]),
+                    "consolidation_lambda": weight,
+                }
+                agent_state, metrics = update(agent_state, batch, epoch_key, target, aux)
+            else:
+                agent_state, metrics = update_plain(agent_state, batch, epoch_key, target)
             grad_step = grad_step + 1
             if unit == "grad_steps":
                 agent_state = tree_select(grad_step % period == 0, sync(agent_state), agent_state)
-            return (agent_state, keys[:, 0], grad_step), metrics
+            return (agent_state, grad_step, batch, target), metrics
+
+        def td_batch_fn(inner: tuple[Any, ...], _: None) -> tuple[tuple[Any, ...], Any]:
+            """A fresh TD batch, its targets computed once, then ``epochs`` optimizer steps on it."""
+            agent_state, key, grad_step = inner
+            keys = split3(key)
+            batch = sample(replay, keys[:, 1], env_step_count)
+            target = td_target(agent_state, batch)
+            if epochs == 1 and source is None:
+                epoch_keys = keys[:, 2][None]  # plain DQN: the update key itself
+            else:
+                epoch_keys = jnp.swapaxes(jax.vmap(lambda key: jax.random.split(key, epochs))(keys[:, 2]), 0, 1)
+            (agent_state, grad_step, _, _), metrics = jax.lax.scan(
+                optimizer_step, (agent_state, grad_step, batch, target), epoch_keys
+            )
+            return (agent_state, keys[:, 0], grad_step), jax.tree.map(lambda x: x.mean(0), metrics)
 
         (agent_state, key, grad_step), metrics = jax.lax.scan(
-            grad_step_fn, (agent_state, key, grad_step), None, length=m
+            td_batch_fn, (agent_state, key, grad_step), None, length=m
         )
         if unit == "env_steps":
-            crossed = env_step_count // period > (env_step_count - k) // period
-            agent_state = tree_select(crossed, sync(agent_state), agent_state)
+            agent_state = tree_select(env_step_count % period == 0, sync(agent_state), agent_state)
         return agent_state, key, grad_step, jax.tree.map(lambda x: x.mean(0), metrics)
 
     def skip(operands: tuple[Any, ...]) -> tuple[Any, ...]:
-        agent_state, key, grad_step, _, _ = operands
+        agent_state, key, grad_step, *_ = operands
         metric_shapes = jax.eval_shape(learn, operands)[3]
         return agent_state, key, grad_step, jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), metric_shapes)
 
@@ -202,7 +252,8 @@ def make_segment(
     def block(c: Carry, _: None) -> tuple[Carry, tuple[StepOut, Any]]:
         start = c.env_step
         c, steps = act_for_block(c)
-        agent_state, key, grad_step, metrics = branch(start, (c.agent, c.key, c.grad_step, c.replay, c.env_step))
+        operands = (c.agent, c.key, c.grad_step, c.replay, c.env_step, c.source)
+        agent_state, key, grad_step, metrics = branch(start, operands)
         return c._replace(agent=agent_state, key=key, grad_step=grad_step), (steps, metrics)
 
     def segment(c: Carry) -> tuple[Carry, tuple[StepOut, Any]]:
@@ -214,7 +265,7 @@ def make_segment(
 def make_evaluate(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any]):
     """A function (agent_states[seeds], keys[seeds]) -> returns [seeds, episodes] of whole episodes."""
     episodes, epsilon = cfg["eval"]["episodes"], cfg["eval"]["epsilon"]
-    max_steps = spec.max_episode_steps
+    max_steps = min(spec.max_episode_steps, cfg["eval"]["max_episode_steps"])
     reset = jax.vmap(jax.vmap(env.reset, in_axes=(0, None)), in_axes=(0, None))
     step = jax.vmap(jax.vmap(env.step, in_axes=(0, 0, 0, None)), in_axes=(0, 0, 0, None))
     act = jax.vmap(jax.vmap(agent.act, in_axes=(None, 0, 0, None)), in_axes=(0, 0, 0, None))

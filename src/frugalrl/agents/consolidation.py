@@ -1,0 +1,131 @@
+"""Knowledge consolidation (MeDQN, Lan et al. 2023) as a loss term any value agent can add.
+
+The online Q-network is pulled toward the target network on *consolidation states*, over all
+actions: ``L_C = mean_s mean_a (Q_θ(s, a) − sg Q_θ⁻(s, a))²``, always MSE (even when the TD loss is
+Huber). The total loss is ``L_TD + λ_t · L_C`` with λ rising linearly from ``lambda_start`` to
+``lambda_end`` over the run (env steps). Right after a hard target sync ``L_C`` and its gradient
+are zero; it grows as the online network drifts from the copy that holds the old knowledge.
+
+Consolidation states come from a *source*, chosen by ``consolidation/source``:
+
+* ``uniform`` — MeDQN(U): uniform in the running per-dimension [min, max] box of the raw
+  observations seen so far (integer draws for binary planes such as MinAtar's, so a cell that was
+  ever 1 is a fair coin and one never seen as 1 stays 0);
+* ``replay`` — MeDQN(R): observations drawn uniformly, with replacement, from the replay buffer.
+
+Each of the E epochs an update makes on one TD batch draws a fresh consolidation batch (the loop
+calls ``draw`` once per optimizer step). The source's state (the bounds) lives in the loop's
+carry, one per seed, and is updated from the observations acted in — the pre-step states, as in
+Explorer, so the bounds include the very first reset observation and never a final observation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from frugalrl.envs import EnvSpec
+from frugalrl.replay import fifo
+
+
+def consolidation_lambda(step: jax.Array, total_steps: int, lambda_start: float, lambda_end: float) -> jax.Array:
+    """λ_t = λ_start + (λ_end − λ_start) · t / T, clipped to [0, T]: λ(0) = λ_start, λ(T) = λ_end."""
+    frac = jnp.clip(jnp.asarray(step, jnp.float32) / max(total_steps, 1), 0.0, 1.0)
+    return lambda_start + frac * (lambda_end - lambda_start)
+
+
+def consolidation_loss(network: Any, params: Any, target_params: Any, states: jax.Array) -> jax.Array:
+    """MSE over states and all actions between online Q and the stop-gradient target Q."""
+    q = network.apply(params, states)
+    q_target = jax.lax.stop_gradient(network.apply(target_params, states))
+    return jnp.mean((q - q_target) ** 2)
+
+
+class ObsBounds(NamedTuple):
+    """Running elementwise min and max of the observations seen (float32, ±inf before any)."""
+
+    low: jax.Array
+    high: jax.Array
+
+
+def init_bounds(obs_shape: tuple[int, ...]) -> ObsBounds:
+    return ObsBounds(jnp.full(obs_shape, jnp.inf, jnp.float32), jnp.full(obs_shape, -jnp.inf, jnp.float32))
+
+
+def update_bounds(bounds: ObsBounds, observations: jax.Array) -> ObsBounds:
+    """Widen the box to hold every observation of ``observations`` [k, *obs_shape]."""
+    observations = observations.astype(jnp.float32)
+    return ObsBounds(
+        jnp.minimum(bounds.low, observations.min(axis=0)), jnp.maximum(bounds.high, observations.max(axis=0))
+    )
+
+
+def uniform_states(bounds: ObsBounds, key: jax.Array, n: int, integer: bool) -> jax.Array:
+    """``n`` states uniform in the box: continuous, or integers in [rint(low), rint(high)] inclusive."""
+    shape = (n,) + bounds.low.shape
+    if integer:
+        low, high = jnp.rint(bounds.low), jnp.rint(bounds.high)
+        # floor(low + u * (high - low + 1)) is uniform on the integers low .. high
+        draw = jnp.floor(low + jax.random.uniform(key, shape) * (high - low + 1.0))
+        return jnp.minimum(draw, high)
+    return bounds.low + jax.random.uniform(key, shape) * (bounds.high - bounds.low)
+
+
+@dataclass(frozen=True)
+class ConsolidationSource:
+    """Where consolidation states come from, with its per-seed state (single-seed functions)."""
+
+    kind: str  # "uniform" | "replay"
+    batch_size: int
+    spec: EnvSpec
+
+    @property
+    def integer(self) -> bool:
+        return self.spec.obs_dtype.kind in "ub"  # binary planes stored as uint8
+
+    def init(self) -> Any:
+        return init_bounds(self.spec.obs_shape) if self.kind == "uniform" else ()
+
+    def observe(self, state: Any, observations: jax.Array) -> Any:
+        return update_bounds(state, observations) if self.kind == "uniform" else state
+
+    def draw(self, state: Any, replay: fifo.ReplayState, count: jax.Array, key: jax.Array) -> jax.Array:
+        if self.kind == "uniform":
+            return uniform_states(state, key, self.batch_size, self.integer)
+        return fifo.sample_obs(replay, key, count, self.batch_size)
+
+
+def make_source(cfg: dict[str, Any], spec: EnvSpec) -> ConsolidationSource | None:
+    """The configured source, or None when consolidation is off."""
+    section = cfg["consolidation"]
+    if section["source"] == "off":
+        return None
+    batch = section["batch_size"] or cfg["replay"]["batch_size"]
+    return ConsolidationSource(section["source"], batch, spec)
+
+
+def make_consolidation_term(cfg: dict[str, Any], network: Any):
+    """The loss term for the agent: (params, target_params, aux, key) -> (λ·L_C, metrics)."""
+
+    def term(params: Any, target_params: Any, aux: dict[str, jax.Array], key: jax.Array):
+        loss = consolidation_loss(network, params, target_params, aux["consolidation_states"])
+        weight = aux["consolidation_lambda"]
+        return weight * loss, {"consolidation_loss": loss, "consolidation_lambda": weight}
+
+    return term
+
+
+__all__ = [
+    "ConsolidationSource",
+    "ObsBounds",
+    "consolidation_lambda",
+    "consolidation_loss",
+    "init_bounds",
+    "make_consolidation_term",
+    "make_source",
+    "uniform_states",
+    "update_bounds",
+]

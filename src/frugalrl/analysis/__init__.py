@@ -1,0 +1,254 @@
+"""Sweep analysis like Explorer's: unfinished runs, time and memory, per-config results, merged curves.
+
+A sweep is a grid file with ``N`` combinations; run ``k`` of combination ``i`` lives in
+``logs/{experiment}/{i + k*N}/`` and holds ``num_seeds`` vmapped seeds (a ``seed`` column in its
+CSVs). Every seed of every run of a combination counts as one independent sample, so the mean and
+standard error of a combination are over all of them. Outputs go to ``logs/{experiment}/0/``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from frugalrl.config import count_dict, decode, flatten, load_grid, swept_keys
+from frugalrl.runs.rundir import FINISHED_PREFIX, RunDir
+
+LAST_RETURNS = {"Train": 100, "Test": 5}  # Explorer's final-performance windows
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A grid file and where its runs are."""
+
+    file: Path
+    logs: Path
+    runs: int = 1
+
+    @property
+    def experiment(self) -> str:
+        return self.file.stem
+
+    @property
+    def grid(self) -> dict[str, Any]:
+        return load_grid(self.file)
+
+    @property
+    def size(self) -> int:
+        return count_dict(self.grid)
+
+    @property
+    def analysis_dir(self) -> Path:
+        return self.logs / self.experiment / "0"
+
+    def run_dir(self, idx: int) -> Path:
+        return self.logs / self.experiment / str(idx)
+
+    def indices(self, combination: int) -> list[int]:
+        """Config indices of the runs of a combination (1-based)."""
+        return [combination + k * self.size for k in range(self.runs)]
+
+
+def unfinished(sweep: Sweep) -> list[int]:
+    """Every index in 1 .. runs*N whose log.txt is missing or does not end with 'Time elapsed'."""
+    return [idx for idx in range(1, sweep.runs * sweep.size + 1) if not RunDir(sweep.run_dir(idx)).finished()]
+
+
+_MEMORY = re.compile(r"Memory usage: ([0-9.]+) MB")
+_TIME = re.compile(re.escape(FINISHED_PREFIX) + r" ([0-9.]+) minutes")
+
+
+def time_and_memory(sweep: Sweep) -> pd.DataFrame:
+    """Peak memory (MB) and wall time (minutes) of every finished run, from the end of its log.txt."""
+    rows = []
+    for idx in range(1, sweep.runs * sweep.size + 1):
+        run = RunDir(sweep.run_dir(idx))
+        if not run.finished():
+            continue
+        tail = run.log_path.read_text().strip().splitlines()[-2:]
+        memory, minutes = _MEMORY.search(tail[0]), _TIME.search(tail[-1])
+        rows.append(
+            {
+                "config_idx": idx,
+                "memory_mb": float(memory.group(1)) if memory else math.nan,
+                "minutes": float(minutes.group(1)) if minutes else math.nan,
+            }
+        )
+    return pd.DataFrame(rows, columns=["config_idx", "memory_mb", "minutes"])
+
+
+def summarise_time_and_memory(sweep: Sweep) -> str:
+    """Max / mean / min of memory and time, and histograms of both in the analysis folder."""
+    frame = time_and_memory(sweep)
+    if frame.empty:
+        return f"{sweep.experiment}: no finished runs under {sweep.logs / sweep.experiment}"
+    lines = []
+    for column, label, unit, name in (
+        ("memory_mb", "Memory usage", "MB", "memory_info.png"),
+        ("minutes", "Time elapsed", "minutes", "time_info.png"),
+    ):
+        values = frame[column].dropna()
+        lines.append(
+            f"{label} over {len(values)} runs: max {values.max():.2f} {unit}, mean {values.mean():.2f} {unit}, "
+            f"min {values.min():.2f} {unit}"
+        )
+        _histogram(values, f"{label} ({unit})", sweep.analysis_dir / name)
+    return "\n".join(lines)
+
+
+def _histogram(values: pd.Series, label: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.hist(values, bins=min(20, max(len(values), 1)))
+    ax.set_xlabel(label)
+    ax.set_ylabel("runs")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _result_file(run_path: Path, mode: str) -> Path:
+    return run_path / f"result_{mode}.csv"
+
+
+def seed_scores(run_path: Path, mode: str, last: int) -> pd.Series:
+    """Per seed: mean of the last ``last`` returns (training episodes or evaluations)."""
+    frame = pd.read_csv(_result_file(run_path, mode))
+    order = ["step", "episode"] if mode == "Train" else ["step"]
+    frame = frame.sort_values(order)
+    return frame.groupby("seed")["return"].apply(lambda r: r.iloc[-last:].mean())
+
+
+def results_table(sweep: Sweep, mode: str = "Train", last: int | None = None) -> pd.DataFrame:
+    """One row per combination: mean and standard error over every seed of every finished run.
+
+    Standard error = std (ddof 0, as Explorer) / sqrt(n). Columns for each swept key, rows sorted by
+    mean (descending) then standard error. Written to ``logs/{exp}/0/results_{mode}.csv``.
+    """
+    if mode not in LAST_RETURNS:
+        raise ValueError(f"mode must be Train or Test, got {mode!r}")
+    last = last or LAST_RETURNS[mode]
+    grid = sweep.grid
+    keys = swept_keys(grid)
+    rows = []
+    for combination in range(1, sweep.size + 1):
+        scores, env, agent = [], None, None
+        for idx in sweep.indices(combination):
+            run_path = sweep.run_dir(idx)
+            if not (RunDir(run_path).finished() and _result_file(run_path, mode).exists()):
+                continue
+            per_seed = seed_scores(run_path, mode, last)
+            scores.extend(per_seed.tolist())
+            saved = json.loads((run_path / "config.json").read_text())
+            env, agent = saved["env"]["name"], _agent_label(saved)
+        if not scores:
+            continue
+        values = np.asarray(scores, dtype=float)
+        flat = flatten(decode(grid, combination)[0])
+        rows.append(
+            {
+                "env": env,
+                "agent": agent,
+                "config_idx": combination,
+                "return_mean": values.mean(),
+                "return_se": values.std() / math.sqrt(len(values)),
+                "seeds": len(values),
+                **{key: _cell(flat.get(key, "/")) for key in keys},
+            }
+        )
+    columns = ["env", "agent", "config_idx", "return_mean", "return_se", "seeds", *keys]
+    table = pd.DataFrame(rows, columns=columns)
+    table = table.sort_values(["return_mean", "return_se"], ascending=[False, True], kind="stable")
+    sweep.analysis_dir.mkdir(parents=True, exist_ok=True)
+    table.to_csv(sweep.analysis_dir / f"results_{mode}.csv", index=False)
+    return table
+
+
+def _agent_label(cfg: dict[str, Any]) -> str:
+    source = cfg.get("consolidation", {}).get("source", "off")
+    label = {"uniform": "MeDQN(U)", "replay": "MeDQN(R)"}.get(source, cfg["agent"]["name"].upper())
+    return label
+
+
+def _cell(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, list | dict) else value
+
+
+def learning_curve(
+    run_paths: list[Path], mode: str = "Train", window: int = 20, points: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(steps, mean, standard error, n) of the return over every seed of the given runs.
+
+    Each seed's curve (for Train, the moving average of ``window`` episode returns) is resampled by
+    linear interpolation onto a common grid of steps from the latest first step to the earliest last
+    step, with as many points as the shortest curve (at most 500) unless ``points`` is given.
+    """
+    curves = []
+    for run_path in run_paths:
+        frame = pd.read_csv(_result_file(run_path, mode))
+        for _, seed_frame in frame.groupby("seed"):
+            seed_frame = seed_frame.sort_values("step")
+            y = seed_frame["return"].to_numpy(float)
+            if mode == "Train" and window > 1:
+                y = pd.Series(y).rolling(window, min_periods=1).mean().to_numpy()
+            curves.append((seed_frame["step"].to_numpy(float), y))
+    if not curves:
+        raise ValueError("no results to plot")
+    start, stop = max(c[0][0] for c in curves), min(c[0][-1] for c in curves)
+    n = points or max(2, min(500, min(len(c[0]) for c in curves)))
+    grid = np.linspace(start, stop, n) if stop > start else np.array([start])
+    stacked = np.stack([np.interp(grid, x, y) for x, y in curves])
+    mean = stacked.mean(0)
+    se = stacked.std(0) / math.sqrt(len(curves))
+    return grid, mean, se, len(curves)
+
+
+def plot_curves(
+    series: list[tuple[str, list[Path]]], path: Path, mode: str = "Train", window: int = 20, title: str = ""
+) -> Path:
+    """Overlay merged curves (mean ± standard error band), one per (label, run directories)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for label, run_paths in series:
+        steps, mean, se, n = learning_curve(run_paths, mode, window)
+        (line,) = ax.plot(steps, mean, label=f"{label} (n={n})")
+        ax.fill_between(steps, mean - se, mean + se, color=line.get_color(), alpha=0.25, linewidth=0)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("training return" + (f" (moving average of {window})" if mode == "Train" else "greedy return"))
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+__all__ = [
+    "Sweep",
+    "learning_curve",
+    "plot_curves",
+    "results_table",
+    "seed_scores",
+    "summarise_time_and_memory",
+    "time_and_memory",
+    "unfinished",
+]

@@ -1,0 +1,103 @@
+"""MinAtar games as the MinAtar package and gym-games' ``*-MinAtar-v0`` define them.
+
+gymnax's MinAtar games default to each game's minimal action set, have no sticky actions and
+end episodes after 1000 steps. The original ``minatar.Environment`` (which MeDQN used through
+gym-games ``-v0``) exposes all 6 actions, repeats the previous action with probability 0.1
+(``sticky_action_prob``; the previous action persists across episode resets, as there), ramps
+difficulty where the game does, and has no time limit (gym-games caps Seaquest at 10,000 steps).
+``MinAtarV0`` wraps a gymnax game to behave like that; the game dynamics are gymnax's.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments import environment, spaces
+from gymnax.environments.minatar import asterix, breakout, freeway, seaquest, space_invaders
+
+GAMES = {
+    "Asterix": asterix.MinAsterix,
+    "Breakout": breakout.MinBreakout,
+    "Freeway": freeway.MinFreeway,
+    "Seaquest": seaquest.MinSeaquest,
+    "SpaceInvaders": space_invaders.MinSpaceInvaders,
+}
+NO_LIMIT = 2**31 - 1
+TIME_LIMITS = {"Seaquest": 10_000}  # gym-games' registration; the others run until the game ends
+
+
+@struct.dataclass
+class V0State(environment.EnvState):
+    game: Any
+    last_action: jax.Array
+
+
+@struct.dataclass
+class V0Params(environment.EnvParams):
+    game: Any = None
+    sticky_action_prob: float = 0.1
+    max_steps_in_episode: int = NO_LIMIT
+
+
+class MinAtarV0(environment.Environment[V0State, V0Params]):
+    """A gymnax MinAtar game with the full action set, sticky actions and the original time limit."""
+
+    def __init__(self, game: str) -> None:
+        super().__init__()
+        self.game_name = game
+        self.game = GAMES[game](use_minimal_action_set=False)
+        self.obs_shape = self.game.obs_shape
+
+    @property
+    def default_params(self) -> V0Params:
+        game_params = self.game.default_params.replace(max_steps_in_episode=NO_LIMIT)
+        return V0Params(game=game_params, max_steps_in_episode=TIME_LIMITS.get(self.game_name, NO_LIMIT))
+
+    def step_env(
+        self, key: jax.Array, state: V0State, action: Any, params: V0Params
+    ) -> tuple[jax.Array, V0State, jax.Array, jax.Array, dict[str, Any]]:
+        sticky_key, game_key = jax.random.split(key)
+        action = jnp.where(jax.random.uniform(sticky_key) < params.sticky_action_prob, state.last_action, action)
+        obs, game_state, reward, terminated, info = self.game.step_env(game_key, state.game, action, params.game)
+        taken = action.astype(jnp.int32)
+        return obs, V0State(time=state.time + 1, game=game_state, last_action=taken), reward, terminated, info
+
+    def reset_env(self, key: jax.Array, params: V0Params) -> tuple[jax.Array, V0State]:
+        obs, game_state = self.game.reset_env(key, params.game)
+        return obs, V0State(time=0, game=game_state, last_action=jnp.zeros((), jnp.int32))
+
+    @partial(jax.jit, static_argnames=("self",))
+    def step(self, key: jax.Array, state: V0State, action: Any, params: V0Params | None = None) -> tuple[Any, ...]:
+        """gymnax's v1 auto-resetting step, except that the last action survives the reset (as in MinAtar)."""
+        params = self.default_params if params is None else params
+        step_key, reset_key = jax.random.split(key)
+        obs_step, state_step, reward, terminated, info = self.step_env(step_key, state, action, params)
+        truncated = self.is_truncated(state_step, params)
+        done = terminated | truncated
+        obs_reset, state_reset = self.reset_env(reset_key, params)
+        state_reset = state_reset.replace(last_action=state_step.last_action)
+        new_state = jax.tree.map(lambda r, s: jax.lax.select(done, r, s), state_reset, state_step)
+        obs = jax.lax.select(done, obs_reset, obs_step)
+        info = {**info, "terminated": terminated, "truncated": truncated, "final_observation": obs_step}
+        return obs, new_state, reward, terminated, truncated, info
+
+    def get_obs(self, state: V0State, params: V0Params | None = None, key: jax.Array | None = None) -> jax.Array:
+        return self.game.get_obs(state.game)
+
+    @property
+    def name(self) -> str:
+        return f"{self.game_name}-MinAtar-v0"
+
+    @property
+    def num_actions(self) -> int:
+        return 6
+
+    def action_space(self, params: V0Params | None = None) -> spaces.Discrete:
+        return spaces.Discrete(6)
+
+    def observation_space(self, params: V0Params) -> spaces.Box:
+        return self.game.observation_space(params.game)

@@ -1,0 +1,93 @@
+"""Sweep analysis: unfinished indices, time and memory, per-config table, merged curves."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from frugalrl.analysis import Sweep, learning_curve, results_table, time_and_memory, unfinished
+from frugalrl.cli import main
+from frugalrl.config import resolve
+
+GRID = {"optimizer/lr": [1e-3, 1e-4], "train/train_every": [1, 2], "num_seeds": [2]}  # N = 4
+
+
+def fake_run(logs, idx, seed_returns, minutes=1.5, memory=300.0, finished=True):
+    """A run directory as `frugal run` leaves it, with made-up returns per seed."""
+    from frugalrl.config import decode
+
+    combination, run = decode(GRID, idx)
+    cfg = resolve(combination)
+    path = logs / "grid" / str(idx)
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({**cfg, "config_idx": idx, "run": run}))
+    rows, test_rows = [], []
+    for lane, returns in enumerate(seed_returns):
+        for episode, value in enumerate(returns):
+            rows.append(["CartPole-v1", "dqn", run * 2 + lane, episode + 1, 100 * (episode + 1), value, 100])
+        test_rows.append(["CartPole-v1", "dqn", run * 2 + lane, 100 * len(returns), returns[-1], 0.0, 10])
+    pd.DataFrame(rows, columns=["env", "agent", "seed", "episode", "step", "return", "length"]).to_csv(
+        path / "result_Train.csv", index=False
+    )
+    pd.DataFrame(test_rows, columns=["env", "agent", "seed", "step", "return", "return_std", "episodes"]).to_csv(
+        path / "result_Test.csv", index=False
+    )
+    lines = ["2026-11-21 - INFO: started"]
+    if finished:
+        lines += [f"INFO: Memory usage: {memory} MB", f"INFO: Time elapsed: {minutes} minutes"]
+    (path / "log.txt").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    (tmp_path / "grid.json").write_text(json.dumps(GRID))
+    logs = tmp_path / "logs"
+    fake_run(logs, 1, [[1, 2, 3], [3, 4, 5]], minutes=1.0, memory=100.0)  # combination 1, run 0
+    fake_run(logs, 5, [[5, 6, 7], [7, 8, 9]], minutes=3.0, memory=300.0)  # combination 1, run 1
+    fake_run(logs, 2, [[10, 10, 10], [20, 20, 20]])  # combination 2, run 0
+    fake_run(logs, 3, [[0, 0, 0], [0, 0, 0]], finished=False)  # killed: ignored
+    return Sweep(tmp_path / "grid.json", logs, runs=2)
+
+
+def test_unfinished_lists_missing_and_killed_runs(sweep, capsys):
+    assert unfinished(sweep) == [3, 4, 6, 7, 8]
+    assert main(["status", str(sweep.file), "--runs", "2", "--logs", str(sweep.logs)]) == 0
+    out = capsys.readouterr().out
+    assert "3 of 8 runs finished" in out and "unfinished: 3-4 6-8" in out
+
+
+def test_table_averages_the_last_returns_of_every_seed_of_every_run(sweep):
+    table = results_table(sweep, "Train", last=2).set_index("config_idx")
+    seeds = np.array([2.5, 4.5, 6.5, 8.5])  # last two returns of each seed of runs 1 and 5
+    assert table.loc[1, "return_mean"] == pytest.approx(seeds.mean())
+    assert table.loc[1, "return_se"] == pytest.approx(seeds.std() / math.sqrt(4))
+    assert table.loc[1, "seeds"] == 4 and table.loc[2, "seeds"] == 2
+    assert list(table.index) == [2, 1]  # sorted by mean, best first
+    assert table.loc[1, "optimizer/lr"] == 1e-3 and table.loc[2, "optimizer/lr"] == 1e-4
+    assert (sweep.analysis_dir / "results_Train.csv").exists()
+    test = results_table(sweep, "Test").set_index("config_idx")
+    assert test.loc[1, "return_mean"] == pytest.approx(np.mean([3, 5, 7, 9]))
+
+
+def test_time_memory_summary_and_histograms(sweep, capsys):
+    frame = time_and_memory(sweep).set_index("config_idx")
+    assert frame.loc[1, "minutes"] == 1.0 and frame.loc[5, "memory_mb"] == 300.0 and 3 not in frame.index
+    assert main(["analyze", str(sweep.file), "--runs", "2", "--logs", str(sweep.logs)]) == 0
+    out = capsys.readouterr().out
+    assert "Memory usage over 3 runs: max 300.00 MB" in out and "Time elapsed over 3 runs" in out
+    assert (sweep.analysis_dir / "memory_info.png").stat().st_size > 0
+    assert (sweep.analysis_dir / "time_info.png").stat().st_size > 0
+
+
+def test_merged_curve_resamples_every_seed_to_a_common_grid(sweep, capsys):
+    steps, mean, se, n = learning_curve([sweep.run_dir(1), sweep.run_dir(5)], "Train", window=1, points=3)
+    assert n == 4
+    np.testing.assert_allclose(steps, [100, 200, 300])
+    np.testing.assert_allclose(mean, [4, 5, 6])
+    np.testing.assert_allclose(se, np.std([1, 3, 5, 7]) / 2)
+    code = main(["plot", f"{sweep.file}:1:fast", f"{sweep.file}:2", "--name", "cmp", "--logs", str(sweep.logs)])
+    assert code == 0 and (sweep.analysis_dir / "cmp.png").stat().st_size > 0
+    assert main(["plot", f"{sweep.file}:9", "--logs", str(sweep.logs)]) == 2
+    assert "has combinations 1..4" in capsys.readouterr().err
