@@ -212,3 +212,12 @@ def test_a_diverging_loss_stops_the_run_with_a_clear_error(tmp_path):
     )
     with pytest.raises(TrainingError, match=r"the loss of seed\(s\) \[0, 1\] became NaN or inf"):
         run(cfg, tmp_path / "r", progress=False)
+
+
+def test_replay_memory_is_printed_in_readable_units():
+    from frugalrl.train.run import human_bytes
+
+    assert human_bytes(713) == "713 B"
+    assert human_bytes(210_121) == "205.20 KiB"
+    assert human_bytes(2.22 * 2**20) == "2.22 MiB"
+    assert human_bytes(3 * 2**30) == "3.00 GiB"

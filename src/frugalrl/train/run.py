@@ -64,6 +64,15 @@ class Summary:
         return "\n".join(lines)
 
 
+def human_bytes(count: float) -> str:
+    """1536 -> '1.50 KiB'."""
+    for unit in ("B", "KiB", "MiB"):
+        if count < 1024:
+            return f"{count:.0f} B" if unit == "B" else f"{count:.2f} {unit}"
+        count /= 1024
+    return f"{count:.2f} GiB"
+
+
 def segment_steps(cfg: dict[str, Any]) -> int:
     """Env steps per jitted call: divides the total and every eval/checkpoint period, and if it can
     without becoming tiny, the step where learning starts (so no segment needs a branch)."""
@@ -144,8 +153,8 @@ def run(
     log.info("config %s", json.dumps(cfg, sort_keys=True))
     log.info("XLA compilation cache: %s", jax.config.jax_compilation_cache_dir or "off")
     message = (
-        f"replay: {per_transition:.1f} bytes per transition, {replay_bytes / num_seeds / 2**20:.2f} MiB "
-        f"per seed, {replay_bytes / 2**20:.2f} MiB for {num_seeds} seeds"
+        f"replay: {per_transition:.1f} bytes per transition, {human_bytes(replay_bytes / num_seeds)} per seed, "
+        f"{human_bytes(replay_bytes)} for {num_seeds} seeds"
     )
     log.info(message)
     say(message)
