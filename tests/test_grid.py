@@ -135,5 +135,31 @@ def test_merl_config_files_count_as_explorer_does():
         "MERL_mc_medqn_lambda.json": 125,
         "MERL_acrobot_dqn.json": 10,
         "MERL_acrobot_medqn.json": 180,
+        "MERL_minatar_dqn.json": 30,
+        "MERL_minatar_medqn_r.json": 240,
+        "MERL_minatar_medqn_u.json": 240,
+        "MERL_seaquest_dqn.json": 5,
+        "MERL_seaquest_medqn_r.json": 240,
+        "MERL_seaquest_medqn_u.json": 80,
     }
     assert {name: counts[name] for name in expected} == expected
+    # our MeDQN(R) MinAtar file decodes the worked example of A7 as Explorer's file does
+    grid = load_grid(folder / "MERL_minatar_medqn_r.json")
+
+    def pick(idx):
+        cfg, run = decode(grid, idx)
+        return (
+            cfg["env"]["name"],
+            cfg["consolidation"]["lambda_end"],
+            cfg["train"]["epochs_per_batch"],
+            cfg["optimizer"]["lr"],
+            cfg["train"]["train_every"],
+            run,
+        )
+
+    assert [pick(i) for i in (1, 2, 3)] == [
+        (game, 4, 2, 3e-3, 4, 0) for game in ("Asterix-MinAtar-v0", "Breakout-MinAtar-v0", "SpaceInvaders-MinAtar-v0")
+    ]
+    assert pick(4)[:2] == ("Asterix-MinAtar-v0", 2)
+    assert pick(13)[3] == 1e-3 and pick(61)[4] == 8
+    assert pick(241) == pick(1)[:5] + (1,)
