@@ -154,20 +154,23 @@ def gather(
     )
 
 
+def uniform_ages(key: jax.Array, held: jax.Array, n: int) -> jax.Array:
+    """``n`` ages uniform in 0 .. held - 1, with replacement.
+
+    floor(u * held) rather than randint: randint's rejection-free scheme draws twice the bits.
+    """
+    return jnp.minimum((jax.random.uniform(key, (n,)) * held).astype(jnp.int32), held - 1)
+
+
 def sample(state: ReplayState, key: jax.Array, count: jax.Array, batch_size: int, **kwargs: Any) -> Batch:
     """Uniform sample with replacement from the transitions held."""
-    # floor(u * n) rather than randint: randint's rejection-free scheme draws twice the bits
-    held = size(state, count)
-    age_index = jnp.minimum((jax.random.uniform(key, (batch_size,)) * held).astype(jnp.int32), held - 1)
-    return gather(state, count, age_index, **kwargs)
+    return gather(state, count, uniform_ages(key, size(state, count), batch_size), **kwargs)
 
 
 def sample_obs(state: ReplayState, key: jax.Array, count: jax.Array, n: int) -> jax.Array:
     """``n`` observations acted in, uniform with replacement over the transitions held (MeDQN(R))."""
     held = size(state, count)
-    age_index = jnp.minimum((jax.random.uniform(key, (n,)) * held).astype(jnp.int32), held - 1)
-    slots = state.reward.shape[0]
-    return state.obs[(count - held + age_index) % slots]
+    return state.obs[(count - held + uniform_ages(key, held, n)) % state.reward.shape[0]]
 
 
 def get(state: ReplayState, count: jax.Array, **kwargs: Any) -> Batch:
