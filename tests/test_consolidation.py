@@ -144,3 +144,28 @@ def test_whole_buffer_td_batch_needs_a_full_buffer_and_its_size():
         resolve({**MEDQN_U, "train": {"learning_starts": 0, "train_every": 1}})
     with pytest.raises(ConfigError, match="did you mean 'consolidation/lambda_end'"):
         resolve({**MEDQN_U, "consod_end": 4})
+
+
+def test_medqn_u_on_minatar_v0_draws_binary_states_from_the_lit_cells():
+    raw = {
+        "env": {"name": "Breakout-MinAtar-v0"},
+        "num_seeds": 2,
+        "total_steps": 640,
+        "network": {"name": "minatar_cnn", "hidden": [16]},
+        "replay": {"capacity": 32, "batch_size": 32, "td_batch": "all"},
+        "agent": {"target_every": 300, "loss": "huber", "bootstrap_truncation": False},
+        "train": {"learning_starts": 500, "random_steps": 500, "train_every": 8, "epochs_per_batch": 2},
+        "consolidation": {"source": "uniform", "lambda_end": 4.0},
+        "optimizer": {"name": "rmsprop", "lr": 1e-3, "alpha": 0.95, "centered": True, "eps": 0.01},
+        "eval": {"every": 0, "episodes": 1},
+        "checkpoint": {"every": 0},
+    }
+    cfg, env, params, spec, agent = build(raw)
+    carry = init_carry(agent, env, params, spec, cfg, seed_keys(0, 0, 2))
+    carry, (_, metrics) = jax.jit(make_segment(agent, env, params, spec, cfg, 80))(carry)
+    assert int(carry.grad_step) == 17 * 2  # blocks starting at 504 .. 632
+    assert np.isfinite(np.asarray(metrics["consolidation_loss"])[-17:]).all()
+    low, high = np.asarray(carry.source.low), np.asarray(carry.source.high)
+    assert set(np.unique(low)) <= {0.0, 1.0} and set(np.unique(high)) <= {0.0, 1.0}
+    states = np.asarray(uniform_states(jax.tree.map(lambda x: x[0], carry.source), jax.random.PRNGKey(0), 64, True))
+    assert set(np.unique(states)) <= {0.0, 1.0} and states[:, high[0] == 0].max() == 0
