@@ -72,8 +72,12 @@ def test_lambda_schedule_ends_where_it_should():
     assert float(consolidation_lambda(250_000, 100_000, 0.01, 4.0)) == pytest.approx(4.0)  # clipped
 
 
+# float32 values without subnormals: XLA on CPU flushes those to zero, so their box is not exact
+OBS_VALUE = st.floats(-5, 5, width=32, allow_subnormal=False)
+
+
 @settings(max_examples=30, deadline=None)
-@given(st.lists(st.lists(st.floats(-5, 5), min_size=3, max_size=3), min_size=1, max_size=20), st.integers(0, 2**31))
+@given(st.lists(st.lists(OBS_VALUE, min_size=3, max_size=3), min_size=1, max_size=20), st.integers(0, 2**31))
 def test_uniform_states_stay_in_the_running_box(observations, seed):
     obs = jnp.asarray(observations, jnp.float32)
     bounds = update_bounds(init_bounds((3,)), obs[: len(obs) // 2 + 1])

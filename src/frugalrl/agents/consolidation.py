@@ -71,7 +71,8 @@ def uniform_states(bounds: ObsBounds, key: jax.Array, n: int, integer: bool) -> 
         # floor(low + u * (high - low + 1)) is uniform on the integers low .. high
         draw = jnp.floor(low + jax.random.uniform(key, shape) * (high - low + 1.0))
         return jnp.minimum(draw, high)
-    return bounds.low + jax.random.uniform(key, shape) * (bounds.high - bounds.low)
+    # the clip only guards against rounding past high when high - low rounds up
+    return jnp.minimum(bounds.low + jax.random.uniform(key, shape) * (bounds.high - bounds.low), bounds.high)
 
 
 @dataclass(frozen=True)
