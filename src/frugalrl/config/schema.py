@@ -303,7 +303,11 @@ def _resolve_section(schema: dict[str, Any], raw: dict[str, Any], prefix: str) -
 
 
 def first_learning_block(cfg: dict[str, Any]) -> int:
-    """Env step at which the first learning block starts (learning_starts rounded up to train_every)."""
+    """Env step at which the first learning block starts: blocks starting at >= learning_starts learn.
+
+    With CleanRL's settings (learning_starts 10k, train_every 10, 500k steps) this gives exactly
+    its 49,000 updates.
+    """
     k = cfg["train"]["train_every"]
     return -(-cfg["train"]["learning_starts"] // k) * k
 

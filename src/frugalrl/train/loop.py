@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from frugalrl.agents.consolidation import consolidation_lambda, make_source
-from frugalrl.config.schema import first_learning_block
+from frugalrl.config.schema import first_learning_block as first_learning_step
 from frugalrl.envs import EnvSpec, to_storage
 from frugalrl.replay import fifo
 
@@ -92,15 +92,6 @@ def init_carry(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[s
     )
     # every leaf its own buffer (params and target params start equal): the segment donates them
     return jax.tree.map(jnp.copy, carry)
-
-
-def first_learning_step(cfg: dict[str, Any]) -> int:
-    """Env step at which the first learning block starts: blocks starting at >= learning_starts learn.
-
-    With CleanRL's settings (learning_starts 10k, train_every 10, 500k steps) this gives exactly
-    its 49,000 updates.
-    """
-    return first_learning_block(cfg)
 
 
 def make_segment(
