@@ -163,3 +163,27 @@ def test_merl_config_files_count_as_explorer_does():
     assert pick(4)[:2] == ("Asterix-MinAtar-v0", 2)
     assert pick(13)[3] == 1e-3 and pick(61)[4] == 8
     assert pick(241) == pick(1)[:5] + (1,)
+
+
+def test_medqn_atari_configs_parse_count_and_decode_the_papers_best_indices():
+    from frugalrl.cli import load_config
+
+    folder = Path(__file__).resolve().parents[1] / "configs" / "merl"
+    assert count_dict(load_grid(folder / "MeDQN_atari_dqn.json")) == 10
+    assert count_dict(load_grid(folder / "MeDQN_atari_medqn.json")) == 60
+
+    def pick(idx):
+        cfg = load_config(str(folder / "MeDQN_atari_medqn.json"), idx)  # validates against the schema
+        return (
+            cfg["env"]["name"].removesuffix("NoFrameskip-v4"),
+            cfg["consolidation"]["lambda_end"],
+            cfg["train"]["epochs_per_batch"],
+            cfg["train"]["train_every"],
+        )
+
+    # gather_results.py's picks: update_per_step 0.05 / 0.025 = one update per 20 / 40 env steps
+    assert pick(36) == ("Qbert", 2, 1, 20) and pick(40) == ("Phoenix", 2, 1, 20)
+    assert [pick(i) for i in (52, 53, 54)] == [(g, 4, 1, 40) for g in ("BattleZone", "DoubleDunk", "NameThisGame")]
+    dqn = load_config(str(folder / "MeDQN_atari_dqn.json"), 7)
+    assert (dqn["env"]["name"], dqn["replay"]["capacity"]) == ("BattleZoneNoFrameskip-v4", 100_000)
+    assert dqn["agent"]["target_unit"] == "grad_steps" and dqn["network"]["name"] == "nature_cnn"

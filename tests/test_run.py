@@ -221,3 +221,16 @@ def test_replay_memory_is_printed_in_readable_units():
     assert human_bytes(210_121) == "205.20 KiB"
     assert human_bytes(2.22 * 2**20) == "2.22 MiB"
     assert human_bytes(3 * 2**30) == "3.00 GiB"
+
+
+def test_atari_config_parses_but_run_refuses_before_making_a_directory(tmp_path):
+    from frugalrl.cli import main
+
+    config = tmp_path / "atari.json"
+    config.write_text(json.dumps({"env": [{"name": ["PongNoFrameskip-v4"]}], "network": [{"name": ["nature_cnn"]}]}))
+    assert main(["sweep", str(config), "--check"]) == 0
+    assert main(["run", str(config), "--logs", str(tmp_path / "logs")]) == 2
+    assert not (tmp_path / "logs").exists()
+    # a typo in a non-Atari name is still an unknown environment
+    config.write_text(json.dumps({"env": [{"name": ["Cartpole-v1"]}]}))
+    assert main(["sweep", str(config), "--check"]) == 2

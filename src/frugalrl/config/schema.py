@@ -72,7 +72,7 @@ SCHEMA: dict[str, Any] = {
         "params": Field({}, dict, "overrides of the environment's parameters"),
     },
     "network": {
-        "name": Field("mlp", str, "Q-network torso", choices=("mlp", "minatar_cnn")),
+        "name": Field("mlp", str, "Q-network torso", choices=("mlp", "minatar_cnn", "nature_cnn")),
         "hidden": Field(
             [120, 84], list, "hidden layer sizes of the MLP / CNN head", item_kind=int, check=positive_list
         ),
@@ -82,6 +82,12 @@ SCHEMA: dict[str, Any] = {
             str,
             "dense-layer weight init",
             choices=("lecun_normal", "kaiming_uniform", "xavier_uniform"),
+        ),
+        "conv_init": Field(
+            "lecun_normal",
+            str,
+            "conv-layer init; torch_default = PyTorch's Conv2d default (as Explorer and Tianshou)",
+            choices=("lecun_normal", "torch_default"),
         ),
     },
     "agent": {

@@ -5,9 +5,19 @@ from frugalrl.envs.registry import (
     EnvSpec,
     available_envs,
     check_env_config,
+    check_runnable,
     make,
     register,
     to_storage,
 )
 
-__all__ = ["REGISTRY", "EnvSpec", "available_envs", "check_env_config", "make", "register", "to_storage"]
+__all__ = [
+    "REGISTRY",
+    "EnvSpec",
+    "available_envs",
+    "check_env_config",
+    "check_runnable",
+    "make",
+    "register",
+    "to_storage",
+]

@@ -23,6 +23,38 @@ INITS: dict[str, Callable[..., Any]] = {
     "xavier_uniform": nn.initializers.xavier_uniform(),
 }
 
+# Conv-layer inits. "torch_default" is PyTorch's Conv2d default (kaiming_uniform_ with a=sqrt(5)):
+# weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)); Explorer's MinAtar and Tianshou's Atari
+# networks keep it for their conv layers.
+CONV_INITS = ("lecun_normal", "torch_default")
+
+
+def _uniform_fan_in_bias(fan_in: int) -> Callable[..., jax.Array]:
+    bound = 1.0 / fan_in**0.5
+    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+def conv_layer(features: int, kernel: int, stride: int, in_channels: int, init: str) -> nn.Conv:
+    """A VALID-padded square conv with the named init (``CONV_INITS``)."""
+    if init == "lecun_normal":
+        return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding="VALID")
+    fan_in = kernel * kernel * in_channels
+    return nn.Conv(
+        features,
+        (kernel, kernel),
+        strides=(stride, stride),
+        padding="VALID",
+        kernel_init=nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
+        bias_init=_uniform_fan_in_bias(fan_in),
+    )
+
+
+def _dense_head(x: jax.Array, hidden: Sequence[int], out: int, activation: str, weight_init: str) -> jax.Array:
+    act, kernel_init = ACTIVATIONS[activation], INITS[weight_init]
+    for width in hidden:
+        x = act(nn.Dense(width, kernel_init=kernel_init)(x))
+    return nn.Dense(out, kernel_init=kernel_init)(x)
+
 
 class MLP(nn.Module):
     """Dense layers with an activation after each; a linear output layer of ``out`` units."""
@@ -37,10 +69,7 @@ class MLP(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         x = x.astype(jnp.float32)
         x = x.reshape(x.shape[: x.ndim - self.obs_ndim] + (-1,))
-        act, kernel_init = ACTIVATIONS[self.activation], INITS[self.weight_init]
-        for width in self.hidden:
-            x = act(nn.Dense(width, kernel_init=kernel_init)(x))
-        return nn.Dense(self.out, kernel_init=kernel_init)(x)
+        return _dense_head(x, self.hidden, self.out, self.activation, self.weight_init)
 
 
 class MinAtarCNN(nn.Module):
@@ -50,21 +79,42 @@ class MinAtarCNN(nn.Module):
     out: int
     activation: str = "relu"
     weight_init: str = "lecun_normal"
+    conv_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         x = x.astype(jnp.float32)
         batch_shape = x.shape[:-3]
         x = x.reshape((-1,) + x.shape[-3:])
-        x = nn.relu(nn.Conv(16, (3, 3), strides=(1, 1), padding="VALID")(x))
+        x = nn.relu(conv_layer(16, 3, 1, x.shape[-1], self.conv_init)(x))
         x = x.reshape(batch_shape + (-1,))
-        act, kernel_init = ACTIVATIONS[self.activation], INITS[self.weight_init]
-        for width in self.hidden:
-            x = act(nn.Dense(width, kernel_init=kernel_init)(x))
-        return nn.Dense(self.out, kernel_init=kernel_init)(x)
+        return _dense_head(x, self.hidden, self.out, self.activation, self.weight_init)
 
 
-TORSOS: dict[str, type[nn.Module]] = {"mlp": MLP, "minatar_cnn": MinAtarCNN}
+class NatureCNN(nn.Module):
+    """The DQN (Nature 2015) network: convs 32 8x8/4, 64 4x4/2, 64 3x3/1 with ReLU, dense hidden, linear.
+
+    Inputs are taken as they are stored (Atari frames: raw 0-255 values, as the MeDQN code fed them).
+    """
+
+    hidden: Sequence[int]
+    out: int
+    activation: str = "relu"
+    weight_init: str = "lecun_normal"
+    conv_init: str = "lecun_normal"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = x.astype(jnp.float32)
+        batch_shape = x.shape[:-3]
+        x = x.reshape((-1,) + x.shape[-3:])
+        for features, kernel, stride in ((32, 8, 4), (64, 4, 2), (64, 3, 1)):
+            x = nn.relu(conv_layer(features, kernel, stride, x.shape[-1], self.conv_init)(x))
+        x = x.reshape(batch_shape + (-1,))
+        return _dense_head(x, self.hidden, self.out, self.activation, self.weight_init)
+
+
+TORSOS: dict[str, type[nn.Module]] = {"mlp": MLP, "minatar_cnn": MinAtarCNN, "nature_cnn": NatureCNN}
 
 
 def make_q_network(network_cfg: dict[str, Any], obs_shape: tuple[int, ...], num_actions: int) -> nn.Module:
@@ -77,9 +127,20 @@ def make_q_network(network_cfg: dict[str, Any], obs_shape: tuple[int, ...], num_
     )
     if network_cfg["name"] == "mlp":
         return MLP(obs_ndim=len(obs_shape), **common)
+    name = network_cfg["name"]
     if len(obs_shape) != 3:
-        raise ValueError(f"network 'minatar_cnn' needs image observations (H, W, C), got shape {obs_shape}")
-    return MinAtarCNN(**common)
+        raise ValueError(f"network '{name}' needs image observations (H, W, C), got shape {obs_shape}")
+    return TORSOS[name](conv_init=network_cfg["conv_init"], **common)
 
 
-__all__ = ["MLP", "MinAtarCNN", "make_q_network", "ACTIVATIONS", "INITS", "TORSOS"]
+__all__ = [
+    "MLP",
+    "MinAtarCNN",
+    "NatureCNN",
+    "make_q_network",
+    "conv_layer",
+    "ACTIVATIONS",
+    "INITS",
+    "CONV_INITS",
+    "TORSOS",
+]

@@ -124,6 +124,7 @@ def run(
     """Train (or resume, or report a finished) run of a resolved config in ``run_path``."""
     say = echo or (lambda text: print(text, file=sys.stderr))
     began = time.perf_counter()
+    envs.check_runnable(cfg)  # before any run directory exists
     unroll_threefry_on_cpu()
     rundir = RunDir(run_path)
     if fresh and run_path.exists():

@@ -1,0 +1,45 @@
+"""Q-network torsos: shapes, and the PyTorch-default conv init the original MinAtar/Atari nets used."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from frugalrl.config import resolve
+from frugalrl.nets import make_q_network
+
+
+def network(name, conv_init, hidden):
+    return resolve({"network": {"name": name, "hidden": hidden, "conv_init": conv_init}})["network"]
+
+
+def test_nature_cnn_maps_stacked_frames_to_q_values():
+    net = make_q_network(network("nature_cnn", "lecun_normal", [512]), (84, 84, 4), 18)
+    frames = jnp.zeros((2, 3, 84, 84, 4), jnp.uint8)  # any leading batch dims
+    params = net.init(jax.random.PRNGKey(0), frames[0, 0])
+    assert net.apply(params, frames).shape == (2, 3, 18)
+    kernels = [p["kernel"].shape for name, p in sorted(params["params"].items()) if name.startswith("Conv")]
+    assert kernels == [(8, 8, 4, 32), (4, 4, 32, 64), (3, 3, 64, 64)]
+    # 84 -> 20 -> 9 -> 7: the dense layer sees 7*7*64 features
+    assert params["params"]["Dense_0"]["kernel"].shape == (7 * 7 * 64, 512)
+
+
+@pytest.mark.parametrize("name,shape", [("minatar_cnn", (10, 10, 6)), ("nature_cnn", (84, 84, 4))])
+def test_torch_default_conv_init_is_uniform_within_one_over_root_fan_in(name, shape):
+    net = make_q_network(network(name, "torch_default", [64]), shape, 6)
+    params = net.init(jax.random.PRNGKey(1), jnp.zeros(shape))["params"]
+    for layer in (p for key, p in params.items() if key.startswith("Conv")):
+        kernel, bias = np.asarray(layer["kernel"]), np.asarray(layer["bias"])
+        bound = 1 / np.sqrt(np.prod(kernel.shape[:3]))
+        assert np.abs(kernel).max() <= bound and np.abs(bias).max() <= bound
+        assert np.abs(bias).max() > 0  # torch draws conv biases too; flax's default is zeros
+        # a uniform on [-b, b] has variance b^2 / 3
+        assert kernel.var() == pytest.approx(bound**2 / 3, rel=0.15)
+    lecun = make_q_network(network(name, "lecun_normal", [64]), shape, 6)
+    conv = lecun.init(jax.random.PRNGKey(1), jnp.zeros(shape))["params"]["Conv_0"]
+    assert not np.any(conv["bias"]) and np.abs(conv["kernel"]).max() > 1 / np.sqrt(np.prod(conv["kernel"].shape[:3]))
+
+
+def test_image_torso_refuses_flat_observations():
+    with pytest.raises(ValueError, match="needs image observations"):
+        make_q_network(network("nature_cnn", "lecun_normal", [512]), (4,), 2)
