@@ -81,8 +81,11 @@ class DQN:
         next_value = jnp.take_along_axis(next_q_target, next_action[..., None], axis=-1)[..., 0]
         return jax.lax.stop_gradient(batch.reward + batch.discount * next_value)
 
-    def td_loss(self, params: Any, batch: Batch, target: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-        q = self.network.apply(params, batch.obs)
+    def td_loss(
+        self, params: Any, batch: Batch, target: jax.Array, q: jax.Array | None = None
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """TD loss of the taken actions; ``q``: the online Q on ``batch.obs`` when already computed."""
+        q = self.network.apply(params, batch.obs) if q is None else q
         q_taken = jnp.take_along_axis(q, batch.action[..., None].astype(jnp.int32), axis=-1)[..., 0]
         error = q_taken - target
         if self.cfg["agent"]["loss"] == "huber":
@@ -108,9 +111,11 @@ class DQN:
             target = self.td_target(state, batch)
 
         def total_loss(params: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
-            loss, metrics = self.td_loss(params, batch, target)
+            q = self.network.apply(params, batch.obs)
+            loss, metrics = self.td_loss(params, batch, target, q)
+            term_inputs = {**(aux or {}), "batch_q": q}  # terms on the TD batch's states reuse its Q
             for term in self.extra_losses:
-                extra, extra_metrics = term(params, state.target_params, aux or {}, key)
+                extra, extra_metrics = term(params, state.target_params, term_inputs, key)
                 loss = loss + extra
                 metrics = {**metrics, **extra_metrics}
             return loss, {**metrics, "loss": loss}
