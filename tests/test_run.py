@@ -234,3 +234,15 @@ def test_atari_config_parses_but_run_refuses_before_making_a_directory(tmp_path)
     # a typo in a non-Atari name is still an unknown environment
     config.write_text(json.dumps({"env": [{"name": ["Cartpole-v1"]}]}))
     assert main(["sweep", str(config), "--check"]) == 2
+
+
+def test_a_run_saved_before_a_schema_key_existed_still_matches_at_that_keys_default(tmp_path):
+    from frugalrl.train.run import check_same_config
+
+    cfg = resolve({**SMALL, "total_steps": 1000})
+    older = json.loads(json.dumps(cfg))
+    del older["network"]["conv_init"]  # as written by a frugalrl without that key
+    check_same_config(older, cfg, tmp_path)
+    other = resolve({**SMALL, "total_steps": 1000, "network": {"conv_init": "torch_default"}})
+    with pytest.raises(ConfigError, match="'network/conv_init': '<absent>' -> 'torch_default'"):
+        check_same_config(older, other, tmp_path)
