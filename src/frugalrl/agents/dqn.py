@@ -46,7 +46,8 @@ class DQN:
         object.__setattr__(
             self, "network", make_q_network(self.cfg["network"], self.spec.obs_shape, self.spec.num_actions)
         )
-        object.__setattr__(self, "optimizer", make_optimizer(self.cfg["optimizer"]))
+        tied_lr = self.cfg["distillation"]["lr_low"] is not None  # QDagger: lr follows lambda
+        object.__setattr__(self, "optimizer", make_optimizer(self.cfg["optimizer"], adjustable_lr=tied_lr))
 
     # -- state -------------------------------------------------------------------------------
     def init(self, key: jax.Array) -> DQNState:
@@ -113,6 +114,8 @@ class DQN:
         def total_loss(params: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
             q = self.network.apply(params, batch.obs)
             loss, metrics = self.td_loss(params, batch, target, q)
+            if aux and "td_weight" in aux:  # pure distillation pretraining switches TD off
+                loss = aux["td_weight"] * loss
             term_inputs = {**(aux or {}), "batch_q": q}  # terms on the TD batch's states reuse its Q
             for term in self.extra_losses:
                 extra, extra_metrics = term(params, state.target_params, term_inputs, key)

@@ -155,6 +155,70 @@ SCHEMA: dict[str, Any] = {
             None, int, "states per optimizer step; null = replay/batch_size", nullable=True, check=positive
         ),
     },
+    "teacher": {
+        "run": Field(
+            None,
+            str,
+            "run directory of a frugalrl run whose last checkpoint is the teacher (reincarnation); null = none",
+            nullable=True,
+        ),
+        "seed_lane": Field(0, int, "which of the teacher run's vmapped seeds is the teacher", check=non_negative),
+        "dataset": Field(
+            "replay",
+            str,
+            "teacher data: the replay buffer saved in its checkpoint, or fresh rollouts of the teacher",
+            choices=("replay", "rollout"),
+        ),
+        "rollout_steps": Field(100_000, int, "env steps of teacher rollouts when dataset = rollout", check=positive),
+        "rollout_epsilon_start": Field(
+            1.0, float, "rollout epsilon at the first step (linear decay)", check=unit_interval
+        ),
+        "rollout_epsilon_end": Field(0.01, float, "rollout epsilon at the last step", check=unit_interval),
+        "random_score": Field(
+            None,
+            float,
+            "return of uniform random play, for normalised scores; null = measured at the start",
+            nullable=True,
+        ),
+        "init_student": Field(False, bool, "start the student from the teacher's parameters (fine-tuning the teacher)"),
+    },
+    "distillation": {
+        "coefficient": Field(
+            0.0, float, "alpha: weight of the distillation loss (QDagger: 3); 0 = off", check=non_negative
+        ),
+        "temperature": Field(0.1, float, "tau of softmax(Q / tau) for teacher and student", check=positive),
+        "kind": Field(
+            "policy",
+            str,
+            "KL to the teacher's softmax policy, MSE to its Q-values, both, or cross-entropy to its best action",
+            choices=("policy", "value", "policy_and_value", "best_action"),
+        ),
+        "schedule": Field(
+            "decay",
+            str,
+            "lambda: 'decay' = max(1 - normalised score, 0) after each evaluation, sticky at 0, 0 after "
+            "decay_period; 'constant' = 1 throughout",
+            choices=("decay", "constant"),
+        ),
+        "decay_period": Field(1_500_000, int, "online env steps after which lambda is 0 (t0)", check=positive),
+        "lr_low": Field(
+            None,
+            float,
+            "learning rate at lambda = 0, tied as lambda * optimizer/lr + (1 - lambda) * lr_low; null = constant lr",
+            nullable=True,
+            check=positive,
+        ),
+    },
+    "pretraining": {
+        "steps": Field(
+            0, int, "offline gradient steps on the teacher data before the online phase", check=non_negative
+        ),
+        "target_every": Field(2_000, int, "gradient steps between target syncs while pretraining", check=positive),
+        "eval_every": Field(
+            0, int, "gradient steps between evaluations while pretraining; 0 = only at the end", check=non_negative
+        ),
+        "td": Field(True, bool, "include the TD loss while pretraining (false = pure distillation)"),
+    },
     "eval": {
         "every": Field(50_000, int, "env steps between greedy evaluations; 0 = only at the end", check=non_negative),
         "episodes": Field(10, int, "evaluation episodes per seed", check=positive),
@@ -166,6 +230,9 @@ SCHEMA: dict[str, Any] = {
     "checkpoint": {
         "every": Field(100_000, int, "env steps between checkpoints; 0 = off", check=non_negative),
         "keep": Field(3, int, "complete checkpoints kept", check=positive),
+        "final": Field(
+            False, bool, "also checkpoint the last step (the final parameters and replay, e.g. of a teacher)"
+        ),
     },
 }
 
@@ -343,6 +410,31 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
                 f"config key 'train/learning_starts' ({train['learning_starts']}) must be >= 'replay/capacity' "
                 f"({replay['capacity']}) when 'replay/td_batch' is 'all': the buffer must be full when learning starts"
             )
+    teacher, distill, pretrain = cfg["teacher"], cfg["distillation"], cfg["pretraining"]
+    uses = [
+        name
+        for name, used in (
+            ("'distillation/coefficient' > 0", distill["coefficient"] > 0),
+            ("'pretraining/steps' > 0", pretrain["steps"] > 0),
+            ("'teacher/init_student'", teacher["init_student"]),
+        )
+        if used
+    ]
+    if uses and teacher["run"] is None:
+        raise ConfigError(f"config key 'teacher/run' must name the teacher's run directory when {uses[0]}")
+    if distill["lr_low"] is not None and distill["coefficient"] == 0:
+        raise ConfigError(
+            "config key 'distillation/lr_low' ties the lr to lambda: it needs 'distillation/coefficient' > 0"
+        )
+    if pretrain["eval_every"] and pretrain["steps"] % pretrain["eval_every"]:
+        raise ConfigError(
+            f"config key 'pretraining/steps' ({pretrain['steps']}) must be a multiple of 'pretraining/eval_every' "
+            f"({pretrain['eval_every']})"
+        )
+    if not pretrain["td"] and distill["coefficient"] == 0 and pretrain["steps"] > 0:
+        raise ConfigError(
+            "config key 'pretraining/td' is false and there is no distillation: pretraining would learn nothing"
+        )
     if cfg["replay"]["capacity"] < cfg["agent"]["n_step"]:
         raise ConfigError(
             f"config key 'replay/capacity' ({cfg['replay']['capacity']}) must be >= "

@@ -47,7 +47,15 @@ class EnvEntry:
 
 # Atari names as the original code used them: configs must parse (and count) before the Atari
 # environments (ale-py on the host, DeepMind wrappers) land in frugalrl.
-_ATARI_PATTERN = re.compile(r"^(ALE/)?[A-Z][A-Za-z]*(NoFrameskip)?-v[045]$")
+ATARI_GAMES = frozenset(
+    """Adventure AirRaid Alien Amidar Assault Asterix Asteroids Atlantis BankHeist BattleZone BeamRider Berzerk
+    Bowling Boxing Breakout Carnival Centipede ChopperCommand CrazyClimber Defender DemonAttack DoubleDunk
+    ElevatorAction Enduro FishingDerby Freeway Frostbite Gopher Gravitar Hero IceHockey Jamesbond JourneyEscape
+    Kangaroo Krull KungFuMaster MontezumaRevenge MsPacman NameThisGame Phoenix Pitfall Pong Pooyan PrivateEye Qbert
+    Riverraid RoadRunner Robotank Seaquest Skiing Solaris SpaceInvaders StarGunner Surround Tennis TimePilot
+    Tutankham UpNDown Venture VideoPinball WizardOfWor YarsRevenge Zaxxon""".split()
+)
+_ATARI_PATTERN = re.compile(r"^(ALE/)?(?P<game>[A-Za-z]+?)(NoFrameskip)?-v[045]$")
 _ATARI_UNAVAILABLE = (
     "Atari environments are not in frugalrl yet (they need ale-py on the host with the DeepMind "
     "wrappers); configs naming them parse and count, but cannot run"
@@ -55,7 +63,8 @@ _ATARI_UNAVAILABLE = (
 
 
 def _atari_entry(name: str) -> EnvEntry | None:
-    if not _ATARI_PATTERN.match(name) or "MinAtar" in name:
+    match = _ATARI_PATTERN.match(name)
+    if match is None or match["game"] not in ATARI_GAMES:
         return None
 
     def factory() -> Any:

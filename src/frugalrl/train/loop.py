@@ -37,6 +37,8 @@ class Carry(NamedTuple):
     env_step: jax.Array  # [] shared: env steps taken by each seed
     grad_step: jax.Array  # [] shared: gradient steps taken by each seed
     source: Any = ()  # per-seed state of the consolidation-state source (MeDQN(U)'s observation bounds)
+    teacher: Any = ()  # per-seed copy of the frozen teacher's parameters (distillation)
+    distill_lambda: Any = ()  # [seeds] QDagger's lambda, set by the host after each evaluation
 
 
 class StepOut(NamedTuple):
@@ -63,8 +65,20 @@ def seed_keys(seed: int, run: int, num_seeds: int) -> jax.Array:
     return jax.vmap(lambda lane: jax.random.fold_in(run_key, lane))(jnp.arange(num_seeds))
 
 
-def init_carry(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any], keys: jax.Array) -> Carry:
-    """Fresh state for all seeds from their keys."""
+def distilling(cfg: dict[str, Any]) -> bool:
+    return cfg["distillation"]["coefficient"] > 0
+
+
+def init_carry(
+    agent: Any,
+    env: Any,
+    env_params: Any,
+    spec: EnvSpec,
+    cfg: dict[str, Any],
+    keys: jax.Array,
+    teacher_params: Any = None,
+) -> Carry:
+    """Fresh state for all seeds from their keys (and the teacher's parameters, when there is one)."""
 
     def one(key: jax.Array) -> tuple[Any, ...]:
         init_key, reset_key, loop_key = jax.random.split(key, 3)
@@ -90,17 +104,31 @@ def init_carry(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[s
         jnp.zeros((), jnp.int32),
         source_state,
     )
+    per_seed = lambda tree: jax.tree.map(lambda x: jnp.broadcast_to(x, (seeds,) + x.shape), tree)
+    if teacher_params is not None and cfg["teacher"]["init_student"]:
+        start = per_seed(teacher_params)
+        carry = carry._replace(agent=carry.agent._replace(params=start, target_params=start))
+    if teacher_params is not None and distilling(cfg):
+        carry = carry._replace(teacher=per_seed(teacher_params), distill_lambda=jnp.ones(seeds, jnp.float32))
     # every leaf its own buffer (params and target params start equal): the segment donates them
     return jax.tree.map(jnp.copy, carry)
 
 
 def make_segment(
-    agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any], num_blocks: int, learning: str = "mixed"
+    agent: Any,
+    env: Any,
+    env_params: Any,
+    spec: EnvSpec,
+    cfg: dict[str, Any],
+    num_blocks: int,
+    learning: str = "mixed",
+    teacher_network: Any = None,
 ):
     """A function Carry -> (Carry, outputs) running ``num_blocks`` blocks; jit it with donation.
 
     ``learning``: "always" (every block updates), "never" (none does) or "mixed" (a block updates
     when it starts at or after ``first_learning_step``, through ``lax.cond``).
+    ``teacher_network``: the teacher's Q-network, when the config distils from one.
     """
     train, agent_cfg = cfg["train"], cfg["agent"]
     k, m, epochs = train["train_every"], train["gradient_steps"], train["epochs_per_batch"]
@@ -116,6 +144,10 @@ def make_segment(
         n_step=agent_cfg["n_step"], gamma=agent_cfg["gamma"], bootstrap_truncation=agent_cfg["bootstrap_truncation"]
     )
     batch_size = cfg["replay"]["batch_size"]
+    distill = distilling(cfg) and teacher_network is not None
+    alpha = cfg["distillation"]["coefficient"]
+    # the epsilon schedule counts pretraining gradient steps, as the reference's global step counter did
+    epsilon_offset = cfg["pretraining"]["steps"]
 
     act = jax.vmap(agent.act, in_axes=(0, 0, 0, None))
     env_step_fn = jax.vmap(env.step, in_axes=(0, 0, 0, None))
@@ -127,8 +159,10 @@ def make_segment(
             lambda r, key, count: fifo.sample(r, key, count, batch_size, **sample_kwargs), in_axes=(0, 0, None)
         )
     td_target = jax.vmap(agent.td_target)
-    update = jax.vmap(agent.update, in_axes=(0, 0, 0, 0, {"consolidation_states": 0, "consolidation_lambda": None}))
+    update = jax.vmap(agent.update)
     update_plain = jax.vmap(agent.update, in_axes=(0, 0, 0, 0))
+    if distill:
+        teacher_q_values = jax.vmap(teacher_network.apply)
     if source is not None:
         observe = jax.vmap(source.observe, in_axes=(0, 1))  # transitions are [time, seed, ...]
         draw = jax.vmap(source.draw, in_axes=(0, 0, None, 0))
@@ -168,7 +202,7 @@ def make_segment(
         keys = jax.vmap(lambda key: jax.random.split(key, 2 * k + 1))(c.key)
         step_keys = jnp.swapaxes(keys[:, 1:], 0, 1).reshape(k, 2, -1, keys.shape[-1])
         steps = c.env_step + jnp.arange(k)
-        epsilon = jnp.where(steps < random_steps, 1.0, agent.epsilon(steps))
+        epsilon = jnp.where(steps < random_steps, 1.0, agent.epsilon(steps + epsilon_offset))
         first = c.env_step
         # unroll=1: unrolling the env step multiplies compile time (18 s vs 3 s at 10) for no gain
         c, (out, transitions) = jax.lax.scan(
@@ -180,32 +214,35 @@ def make_segment(
         return c._replace(replay=replay, env_step=first + k, episodes=episodes, source=source_state), out
 
     def learn(operands: tuple[Any, ...]) -> tuple[Any, ...]:
-        agent_state, key, grad_step, replay, env_step_count, source_state = operands
+        agent_state, key, grad_step, replay, env_step_count, source_state, teacher, distill_lambda = operands
+        seeds = key.shape[0]
         if unit == "env_steps" and period % k:
             # a sync due inside the block (Explorer checks every env step, after its updates) comes
             # before this block's update; one due at its last step comes after it, below
             inside = (env_step_count // period > (env_step_count - k) // period) & (env_step_count % period != 0)
             agent_state = tree_select(inside, sync(agent_state), agent_state)
         if source is not None:
-            weight = consolidation_lambda(env_step_count, **lambda_schedule)
+            weight = jnp.full(seeds, consolidation_lambda(env_step_count, **lambda_schedule))
 
         def optimizer_step(inner: tuple[Any, ...], epoch_key: jax.Array) -> tuple[tuple[Any, ...], Any]:
             """One optimizer step on the block's TD batch, with fresh consolidation states."""
-            agent_state, grad_step, batch, target = inner
+            agent_state, grad_step, batch, target, aux = inner
             if source is not None:
                 draw_keys = split2(epoch_key)
                 epoch_key = draw_keys[:, 1]
                 aux = {
+                    **aux,
                     "consolidation_states": draw(source_state, replay, env_step_count, draw_keys[:, 0]),
                     "consolidation_lambda": weight,
                 }
+            if aux:
                 agent_state, metrics = update(agent_state, batch, epoch_key, target, aux)
             else:
                 agent_state, metrics = update_plain(agent_state, batch, epoch_key, target)
             grad_step = grad_step + 1
             if unit == "grad_steps":
                 agent_state = tree_select(grad_step % period == 0, sync(agent_state), agent_state)
-            return (agent_state, grad_step, batch, target), metrics
+            return (agent_state, grad_step, batch, target, inner[4]), metrics
 
         def td_batch_fn(inner: tuple[Any, ...], _: None) -> tuple[tuple[Any, ...], Any]:
             """A fresh TD batch, its targets computed once, then ``epochs`` optimizer steps on it."""
@@ -213,12 +250,15 @@ def make_segment(
             keys = split3(key)
             batch = sample(replay, keys[:, 1], env_step_count)
             target = td_target(agent_state, batch)
+            aux = {}
+            if distill:  # the teacher's Q on the TD batch, once for all its epochs
+                aux = {"teacher_q": teacher_q_values(teacher, batch.obs), "distillation_weight": distill_lambda * alpha}
             if epochs == 1 and source is None:
                 epoch_keys = keys[:, 2][None]  # plain DQN: the update key itself
             else:
                 epoch_keys = jnp.swapaxes(jax.vmap(lambda key: jax.random.split(key, epochs))(keys[:, 2]), 0, 1)
-            (agent_state, grad_step, _, _), metrics = jax.lax.scan(
-                optimizer_step, (agent_state, grad_step, batch, target), epoch_keys
+            (agent_state, grad_step, *_), metrics = jax.lax.scan(
+                optimizer_step, (agent_state, grad_step, batch, target, aux), epoch_keys
             )
             return (agent_state, keys[:, 0], grad_step), jax.tree.map(lambda x: x.mean(0), metrics)
 
@@ -243,7 +283,7 @@ def make_segment(
     def block(c: Carry, _: None) -> tuple[Carry, tuple[StepOut, Any]]:
         start = c.env_step
         c, steps = act_for_block(c)
-        operands = (c.agent, c.key, c.grad_step, c.replay, c.env_step, c.source)
+        operands = (c.agent, c.key, c.grad_step, c.replay, c.env_step, c.source, c.teacher, c.distill_lambda)
         agent_state, key, grad_step, metrics = branch(start, operands)
         return c._replace(agent=agent_state, key=key, grad_step=grad_step), (steps, metrics)
 
@@ -251,6 +291,57 @@ def make_segment(
         return jax.lax.scan(block, c, None, length=num_blocks)
 
     return segment
+
+
+def make_pretrain(agent: Any, teacher_network: Any, cfg: dict[str, Any], num_steps: int, count: int):
+    """Offline pretraining on the teacher's data (QDagger's phase before any env step).
+
+    Returns ``(agent_state[seeds], teacher[seeds], replay, keys[seeds], grad_step) ->
+    (agent_state, keys, grad_step, metrics)`` running ``num_steps`` gradient steps: each samples a
+    batch from the teacher's replay ``replay`` (one buffer shared by all seeds, ``count``
+    transitions written), takes the TD loss (unless ``pretraining/td`` is off) plus
+    ``distillation/coefficient`` times the distillation loss at lambda = 1, and syncs the target
+    every ``pretraining/target_every`` gradient steps. ``agent`` must not hold loss terms that
+    need the online loop's inputs (consolidation).
+    """
+    agent_cfg, pcfg = cfg["agent"], cfg["pretraining"]
+    sample_kwargs = dict(
+        n_step=agent_cfg["n_step"], gamma=agent_cfg["gamma"], bootstrap_truncation=agent_cfg["bootstrap_truncation"]
+    )
+    batch_size, alpha, period = cfg["replay"]["batch_size"], cfg["distillation"]["coefficient"], pcfg["target_every"]
+    sample = jax.vmap(
+        lambda replay, key: fifo.sample(replay, key, count, batch_size, **sample_kwargs), in_axes=(None, 0)
+    )
+    td_target = jax.vmap(agent.td_target)
+    update = jax.vmap(agent.update)
+    teacher_q_values = jax.vmap(teacher_network.apply)
+    split3 = jax.vmap(lambda key: jax.random.split(key, 3))
+
+    def pretrain(agent_state: Any, teacher: Any, replay: Any, key: jax.Array, grad_step: jax.Array) -> tuple[Any, ...]:
+        seeds = key.shape[0]
+
+        def step(inner: tuple[Any, ...], _: None) -> tuple[tuple[Any, ...], Any]:
+            agent_state, key, grad_step = inner
+            keys = split3(key)
+            batch = sample(replay, keys[:, 1])
+            target = td_target(agent_state, batch)
+            aux = {"td_weight": jnp.full(seeds, 1.0 if pcfg["td"] else 0.0)}
+            if alpha > 0:
+                aux |= {
+                    "teacher_q": teacher_q_values(teacher, batch.obs),
+                    "distillation_weight": jnp.full(seeds, alpha),
+                }
+            agent_state, metrics = update(agent_state, batch, keys[:, 2], target, aux)
+            grad_step = grad_step + 1
+            agent_state = tree_select(grad_step % period == 0, agent.sync_target(agent_state), agent_state)
+            return (agent_state, keys[:, 0], grad_step), metrics
+
+        (agent_state, key, grad_step), metrics = jax.lax.scan(
+            step, (agent_state, key, grad_step), None, length=num_steps
+        )
+        return agent_state, key, grad_step, jax.tree.map(lambda x: x.mean(0), metrics)
+
+    return pretrain
 
 
 def make_evaluate(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any]):

@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from frugalrl import __version__, envs
 from frugalrl.agents import make_agent
+from frugalrl.agents.distillation import normalized_score, qdagger_lambda, tied_learning_rate
+from frugalrl.agents.optim import set_learning_rate
 from frugalrl.config.schema import ConfigError
 from frugalrl.devices import unroll_threefry_on_cpu
 from frugalrl.replay import fifo
@@ -35,11 +38,22 @@ from frugalrl.runs.rundir import (
     available_memory_bytes,
     peak_memory_mb,
 )
-from frugalrl.train.loop import first_learning_step, init_carry, make_evaluate, make_segment, seed_keys
+from frugalrl.train.loop import (
+    distilling,
+    first_learning_step,
+    init_carry,
+    make_evaluate,
+    make_pretrain,
+    make_segment,
+    seed_keys,
+    tree_select,
+)
 
 MAX_SEGMENT_STEPS = 50_000
 MIN_SEGMENT_STEPS = 2_000
 EVAL_STREAM = 0x5EED  # folded into each seed's key for evaluation, apart from training randomness
+PRETRAIN_STREAM = 0x0FF1  # offline pretraining's sampling keys
+REFERENCE_STREAM = 0x5C0E  # the teacher's and random play's reference evaluations
 
 
 class TrainingError(RuntimeError):
@@ -149,9 +163,27 @@ def run(
     run_index = int(cfg.get("run", 0))
     seeds = [run_index * num_seeds + lane for lane in range(num_seeds)]
     keys = seed_keys(cfg["seed"], run_index, num_seeds)
+    teacher = None
+    if cfg["teacher"]["run"] is not None:
+        from frugalrl.train.teacher import load_teacher  # late import: teacher imports this module's neighbours
+
+        teacher = load_teacher(cfg, spec)
+        if cfg["teacher"]["init_student"] and teacher.cfg["network"] != cfg["network"]:
+            raise ConfigError(
+                "config key 'teacher/init_student' needs the student's 'network' to equal the teacher's: "
+                f"{teacher.cfg['network']} vs {cfg['network']}"
+            )
+        message = (
+            f"teacher: {cfg['teacher']['run']} (seed lane {cfg['teacher']['seed_lane']}, checkpoint at step "
+            f"{teacher.checkpoint_step}); teacher data: {teacher.count} transitions ({cfg['teacher']['dataset']})"
+        )
+        log.info(message)
+        say(message)
+    teacher_params = teacher.params if teacher is not None else None
+    teacher_network = teacher.agent.network if teacher is not None else None
 
     # memory: shapes first, refuse before allocating
-    shapes = jax.eval_shape(lambda k: init_carry(agent, env, env_params, spec, cfg, k), keys)
+    shapes = jax.eval_shape(lambda k: init_carry(agent, env, env_params, spec, cfg, k, teacher_params), keys)
     memory = fifo.memory_bytes(shapes.replay, num_seeds)
     replay_bytes, per_transition = memory["total_bytes"], memory["bytes_per_transition"]
     log.info("frugalrl %s, jax %s, devices %s", __version__, jax.__version__, jax.local_devices())
@@ -179,7 +211,7 @@ def run(
     metric_names = None
     restored = checkpoint.restore_latest(rundir.checkpoints, shapes)
     if restored is None:
-        carry = init_carry(agent, env, env_params, spec, cfg, keys)
+        carry = init_carry(agent, env, env_params, spec, cfg, keys, teacher_params)
         rows, elapsed_before, resumed_from = {"train": None, "test": None, "metrics": None}, 0.0, None
     else:
         carry, meta = restored
@@ -202,7 +234,9 @@ def run(
         if mode not in compiled_segments:
             begin = time.perf_counter()
             sharded = jax.shard_map(
-                make_segment(agent, env, env_params, spec, cfg, seg // k, learning=mode),
+                make_segment(
+                    agent, env, env_params, spec, cfg, seg // k, learning=mode, teacher_network=teacher_network
+                ),
                 mesh=mesh,
                 in_specs=(carry_specs,),
                 out_specs=(carry_specs, (step_spec, PartitionSpec(None, "seed"))),
@@ -250,6 +284,40 @@ def run(
         test_log.flush()
         log.info("step %d: greedy return %.2f ± %.2f over seeds", at, returns.mean(), returns.mean(1).std())
         return returns.mean(1)
+
+    scores = None
+    if teacher is not None:
+        scores = reference_scores(teacher, agent, carry, env, env_params, spec, cfg, keys, mesh)
+        log.info("teacher score %.2f, random score %.2f", scores["teacher"], scores["random"])
+        say(f"teacher score {scores['teacher']:.2f}, random score {scores['random']:.2f}")
+        (run_path / "reincarnation.json").write_text(json.dumps(scores, indent=1))
+    if cfg["pretraining"]["steps"] and restored is None:
+        tick = time.perf_counter()
+        carry, pretrain_compile = pretrain_offline(
+            carry, teacher, agent, env, env_params, spec, cfg, keys, run_path, compiled_eval, seeds, scores, say, log
+        )
+        compile_seconds += pretrain_compile
+        phase_pretraining = time.perf_counter() - tick - pretrain_compile
+        log.info("pretraining took %.2f s (compile %.2f s)", phase_pretraining, pretrain_compile)
+
+    def update_lambda(carry: Any, at: int, returns: np.ndarray) -> Any:
+        """QDagger: lambda (and the tied lr) of each seed from its evaluation score."""
+        lam = np.asarray(carry.distill_lambda, np.float64)
+        normalized = [normalized_score(float(r), scores["random"], scores["teacher"]) for r in returns]
+        new = np.array(
+            [
+                qdagger_lambda(float(old), score, at, cfg["distillation"]["decay_period"])
+                for old, score in zip(lam, normalized, strict=True)
+            ],
+            np.float32,
+        )
+        log.info("step %d: normalised scores %s -> lambda %s", at, np.round(normalized, 3).tolist(), new.tolist())
+        carry = carry._replace(distill_lambda=jax.device_put(new, carry.distill_lambda.sharding))
+        if cfg["distillation"]["lr_low"] is not None:
+            lr = tied_learning_rate(new, cfg["optimizer"]["lr"], cfg["distillation"]["lr_low"]).astype(np.float32)
+            opt_state = set_learning_rate(carry.agent.opt_state, jax.device_put(lr, carry.distill_lambda.sharding))
+            carry = carry._replace(agent=carry.agent._replace(opt_state=opt_state))
+        return carry
 
     bar = _progress(total, step, num_seeds, enabled=progress)
     run_start = time.perf_counter()
@@ -309,10 +377,13 @@ def run(
             tick = time.perf_counter()
             if (cfg["eval"]["every"] and step % cfg["eval"]["every"] == 0) or step == total:
                 final_returns = evaluate_now(step)
+                if distilling(cfg) and cfg["distillation"]["schedule"] == "decay":
+                    carry = update_lambda(carry, step, final_returns)
                 bar.set_postfix_str(f"greedy return {final_returns.mean():.1f}", refresh=False)
             phase["evaluation"] += time.perf_counter() - tick
             tick = time.perf_counter()
-            if cfg["checkpoint"]["every"] and step % cfg["checkpoint"]["every"] == 0 and step < total:
+            periodic = cfg["checkpoint"]["every"] and step % cfg["checkpoint"]["every"] == 0 and step < total
+            if periodic or (cfg["checkpoint"]["final"] and step == total):
                 checkpoint.save(
                     rundir.checkpoints,
                     step,
@@ -350,6 +421,104 @@ def run(
     log.info("Memory usage: %.2f MB", peak_memory_mb())
     log.info("%s %.2f minutes", FINISHED_PREFIX, (elapsed_before + time.perf_counter() - began) / 60)
     return Summary(run_path, final_returns, seeds, total, compile_seconds, run_seconds, resumed_from)
+
+
+def reference_scores(
+    teacher: Any,
+    agent: Any,
+    carry: Any,
+    env: Any,
+    env_params: Any,
+    spec: Any,
+    cfg: dict[str, Any],
+    keys: jax.Array,
+    mesh: Mesh,
+) -> dict[str, float]:
+    """The teacher's score (evaluated once, as the student will be) and uniform random play's."""
+    num_seeds = keys.shape[0]
+    reference_keys = jax.vmap(lambda key: jax.random.fold_in(key, REFERENCE_STREAM))(keys)
+    per_seed = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_seeds,) + x.shape), teacher.params)
+    teacher_state = teacher.agent.init(jax.random.PRNGKey(0))._replace(params=per_seed, target_params=per_seed)
+    teacher_state = teacher_state._replace(opt_state=())
+    teacher_returns = jax.jit(make_evaluate(teacher.agent, env, env_params, spec, cfg))(teacher_state, reference_keys)
+    random_score = cfg["teacher"]["random_score"]
+    if random_score is None:
+        random_cfg = {**cfg, "eval": {**cfg["eval"], "epsilon": 1.0}}
+        random_returns = jax.jit(make_evaluate(agent, env, env_params, spec, random_cfg))(carry.agent, reference_keys)
+        random_score = float(np.mean(random_returns))
+    return {"teacher": float(np.mean(teacher_returns)), "random": float(random_score)}
+
+
+def pretrain_offline(
+    carry: Any,
+    teacher: Any,
+    agent: Any,
+    env: Any,
+    env_params: Any,
+    spec: Any,
+    cfg: dict[str, Any],
+    keys: jax.Array,
+    run_path: Path,
+    compiled_eval: Any,
+    seeds: list[int],
+    scores: dict[str, float] | None,
+    say: Any,
+    log: Any,
+) -> tuple[Any, float]:
+    """QDagger's offline phase on the teacher data; evaluations go to ``result_Offline.csv``.
+
+    Runs before any env step and is not checkpointed on its own: a run killed while pretraining
+    redoes it (deterministically) when resumed.
+    """
+    pcfg = cfg["pretraining"]
+    steps = pcfg["steps"]
+    chunk = pcfg["eval_every"] or steps
+    offline_cfg = {**cfg, "consolidation": {**cfg["consolidation"], "source": "off"}}
+    offline_agent = make_agent(offline_cfg, spec)
+    begin = time.perf_counter()
+    pretrain = jax.jit(make_pretrain(offline_agent, teacher.agent.network, cfg, chunk, teacher.count))
+    key = jax.vmap(lambda key: jax.random.fold_in(key, PRETRAIN_STREAM))(keys)
+    grad_step = jnp.zeros((), jnp.int32)
+    compiled = pretrain.lower(carry.agent, carry.teacher, teacher.replay, key, grad_step).compile()
+    compile_seconds = time.perf_counter() - begin
+    offline_log = CsvLog(run_path / "result_Offline.csv", TEST_COLUMNS)
+    offline_log.open(None)
+    env_name, agent_name = cfg["env"]["name"], cfg["agent"]["name"]
+    agent_state = carry.agent
+    try:
+        for done in range(chunk, steps + 1, chunk):
+            agent_state, key, grad_step, metrics = compiled(agent_state, carry.teacher, teacher.replay, key, grad_step)
+            returns = np.asarray(compiled_eval(agent_state, _offline_eval_keys(keys, done)))
+            offline_log.write(
+                [
+                    env_name,
+                    agent_name,
+                    seeds[s],
+                    done,
+                    float(returns[s].mean()),
+                    float(returns[s].std()),
+                    returns.shape[1],
+                ]
+                for s in range(len(seeds))
+            )
+            offline_log.flush()
+            mean = float(returns.mean())
+            extra = ""
+            if scores is not None:
+                extra = f", teacher-normalised {normalized_score(mean, scores['random'], scores['teacher']):.3f}"
+            td_loss = float(np.mean(metrics["td_loss"]))
+            message = f"pretraining step {done}: greedy return {mean:.2f}{extra}, td loss {td_loss:.4f}"
+            log.info(message)
+            say(message)
+    finally:
+        offline_log.close()
+    # the online phase starts from a target equal to the pretrained online network
+    agent_state = tree_select(jnp.array(True), agent.sync_target(agent_state), agent_state)
+    return carry._replace(agent=agent_state), compile_seconds
+
+
+def _offline_eval_keys(keys: jax.Array, at: int) -> jax.Array:
+    return jax.vmap(lambda key: jax.random.fold_in(jax.random.fold_in(key, PRETRAIN_STREAM + 1), at))(keys)
 
 
 def _last_eval(run_path: Path, seeds: list[int]) -> np.ndarray:

@@ -1,0 +1,110 @@
+"""Teachers for reincarnating RL: a frozen Q-network with its own network config, plus its data.
+
+A teacher comes from a frugalrl run directory (``teacher/run``): its saved ``config.json`` builds
+the teacher's own agent (network, preprocessing), its newest complete checkpoint gives the
+parameters of one seed lane and that lane's replay buffer (the teacher dataset). With
+``teacher/dataset = rollout`` the dataset is made fresh instead, by running the teacher in the
+student's environment with epsilon decaying linearly from ``rollout_epsilon_start`` to
+``rollout_epsilon_end`` (for teachers whose buffer was not kept).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from frugalrl import envs
+from frugalrl.agents import make_agent
+from frugalrl.config import ConfigError, resolve
+from frugalrl.envs import EnvSpec
+from frugalrl.replay import fifo
+from frugalrl.runs import checkpoint
+from frugalrl.runs.rundir import RunDir
+from frugalrl.train.loop import init_carry, make_segment, seed_keys
+
+
+@dataclass(frozen=True)
+class Teacher:
+    agent: Any  # the teacher's own agent (its network and acting), built from its config
+    params: Any  # frozen Q-network parameters, no seed axis
+    replay: fifo.ReplayState  # the teacher dataset, no seed axis
+    count: int  # transitions written into ``replay``
+    cfg: dict[str, Any]  # the teacher run's config
+    checkpoint_step: int  # env step of the teacher checkpoint
+
+
+def _teacher_config(run_dir: Path) -> dict[str, Any]:
+    saved = RunDir(run_dir).saved_config()
+    if saved is None:
+        raise ConfigError(f"config key 'teacher/run': {run_dir} holds no frugalrl run (no config.json)")
+    try:
+        return resolve(saved)
+    except ConfigError as error:
+        raise ConfigError(
+            f"config key 'teacher/run': the teacher's config.json in {run_dir} is invalid: {error}"
+        ) from None
+
+
+def load_teacher(cfg: dict[str, Any], spec: EnvSpec) -> Teacher:
+    """The teacher named by ``cfg['teacher']`` for a student acting in an env described by ``spec``."""
+    tcfg = cfg["teacher"]
+    run_dir = Path(tcfg["run"])
+    teacher_cfg = _teacher_config(run_dir)
+    env, env_params, teacher_spec = envs.make(teacher_cfg["env"])
+    if teacher_spec.obs_shape != spec.obs_shape or teacher_spec.num_actions != spec.num_actions:
+        raise ConfigError(
+            f"config key 'teacher/run': the teacher acted in {teacher_spec.name} (observations "
+            f"{teacher_spec.obs_shape}, {teacher_spec.num_actions} actions) but the student's env {spec.name} has "
+            f"observations {spec.obs_shape} and {spec.num_actions} actions"
+        )
+    lane, num_seeds = tcfg["seed_lane"], teacher_cfg["num_seeds"]
+    if lane >= num_seeds:
+        raise ConfigError(
+            f"config key 'teacher/seed_lane' ({lane}) must be < the teacher run's num_seeds ({num_seeds})"
+        )
+    agent = make_agent(teacher_cfg, teacher_spec)
+    keys = seed_keys(teacher_cfg["seed"], int(teacher_cfg.get("run", 0)), num_seeds)
+    shapes = jax.eval_shape(lambda k: init_carry(agent, env, env_params, teacher_spec, teacher_cfg, k), keys)
+    restored = checkpoint.restore_latest(RunDir(run_dir).checkpoints, shapes)
+    if restored is None:
+        raise ConfigError(
+            f"config key 'teacher/run': {run_dir} has no checkpoint; train the teacher with 'checkpoint/final': true "
+            "(keeps the final parameters and replay), or set 'teacher/dataset': 'rollout'"
+        )
+    carry, meta = restored
+    params = jax.tree.map(lambda x: jnp.asarray(x[lane]), carry.agent.params)
+    replay = jax.tree.map(lambda x: jnp.asarray(x[lane]), carry.replay)
+    count = int(carry.env_step)
+    if tcfg["dataset"] == "rollout":
+        rollout_key = jax.random.fold_in(jax.random.PRNGKey(cfg["seed"]), int(cfg.get("run", 0)))
+        replay, count = teacher_rollouts(teacher_cfg["network"], params, cfg, spec, rollout_key)
+    return Teacher(agent, params, replay, count, teacher_cfg, int(meta["step"]))
+
+
+def teacher_rollouts(
+    network_cfg: dict[str, Any], params: Any, cfg: dict[str, Any], spec: EnvSpec, key: jax.Array
+) -> tuple[fifo.ReplayState, int]:
+    """A replay buffer of ``rollout_steps`` transitions of the teacher acting in the student's env."""
+    tcfg = cfg["teacher"]
+    steps = tcfg["rollout_steps"]
+    rollout_cfg = copy.deepcopy(cfg)
+    rollout_cfg["network"] = copy.deepcopy(network_cfg)
+    rollout_cfg["agent"].update(
+        epsilon_start=tcfg["rollout_epsilon_start"], epsilon_end=tcfg["rollout_epsilon_end"], epsilon_decay_steps=steps
+    )
+    rollout_cfg["replay"]["capacity"] = steps
+    rollout_cfg["train"].update(train_every=1, random_steps=0, epochs_per_batch=1)
+    rollout_cfg["consolidation"]["source"] = "off"
+    agent = make_agent(rollout_cfg, spec)
+    env, env_params, _ = envs.make(cfg["env"])
+    carry = init_carry(agent, env, env_params, spec, rollout_cfg, key[None])
+    acting = jax.tree.map(lambda x: x[None], params)
+    carry = carry._replace(agent=carry.agent._replace(params=acting, target_params=acting))
+    segment = jax.jit(make_segment(agent, env, env_params, spec, rollout_cfg, steps, learning="never"))
+    carry, _ = segment(carry)
+    return jax.tree.map(lambda x: x[0], carry.replay), steps
