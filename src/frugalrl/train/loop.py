@@ -114,6 +114,17 @@ def init_carry(
     return jax.tree.map(jnp.copy, carry)
 
 
+def acting_epsilon(agent: Any, cfg: dict[str, Any], steps: jax.Array) -> jax.Array:
+    """Epsilon at env steps ``steps``: 1 during the random warm-up, then the agent's schedule.
+
+    The schedule also counts offline pretraining's gradient steps, as the reincarnation code's
+    global step counter did: a student pretrained for at least ``epsilon_decay_steps`` starts
+    the online phase at ``epsilon_end``.
+    """
+    scheduled = agent.epsilon(steps + cfg["pretraining"]["steps"])
+    return jnp.where(steps < cfg["train"]["random_steps"], 1.0, scheduled)
+
+
 def make_segment(
     agent: Any,
     env: Any,
@@ -138,7 +149,7 @@ def make_segment(
         lambda_start=cfg["consolidation"]["lambda_start"],
         lambda_end=cfg["consolidation"]["lambda_end"],
     )
-    learning_from, random_steps = first_learning_step(cfg), train["random_steps"]
+    learning_from = first_learning_step(cfg)
     period, unit = agent_cfg["target_every"], agent_cfg["target_unit"]
     sample_kwargs = dict(
         n_step=agent_cfg["n_step"], gamma=agent_cfg["gamma"], bootstrap_truncation=agent_cfg["bootstrap_truncation"]
@@ -146,8 +157,6 @@ def make_segment(
     batch_size = cfg["replay"]["batch_size"]
     distill = distilling(cfg) and teacher_network is not None
     alpha = cfg["distillation"]["coefficient"]
-    # the epsilon schedule counts pretraining gradient steps, as the reference's global step counter did
-    epsilon_offset = cfg["pretraining"]["steps"]
 
     act = jax.vmap(agent.act, in_axes=(0, 0, 0, None))
     env_step_fn = jax.vmap(env.step, in_axes=(0, 0, 0, None))
@@ -201,8 +210,7 @@ def make_segment(
         """
         keys = jax.vmap(lambda key: jax.random.split(key, 2 * k + 1))(c.key)
         step_keys = jnp.swapaxes(keys[:, 1:], 0, 1).reshape(k, 2, -1, keys.shape[-1])
-        steps = c.env_step + jnp.arange(k)
-        epsilon = jnp.where(steps < random_steps, 1.0, agent.epsilon(steps + epsilon_offset))
+        epsilon = acting_epsilon(agent, cfg, c.env_step + jnp.arange(k))
         first = c.env_step
         # unroll=1: unrolling the env step multiplies compile time (18 s vs 3 s at 10) for no gain
         c, (out, transitions) = jax.lax.scan(

@@ -100,6 +100,8 @@ def teacher_rollouts(
     rollout_cfg["replay"]["capacity"] = steps
     rollout_cfg["train"].update(train_every=1, random_steps=0, epochs_per_batch=1)
     rollout_cfg["consolidation"]["source"] = "off"
+    rollout_cfg["distillation"].update(coefficient=0.0, lr_low=None)
+    rollout_cfg["pretraining"]["steps"] = 0  # the rollout's epsilon counts its own steps only
     agent = make_agent(rollout_cfg, spec)
     env, env_params, _ = envs.make(cfg["env"])
     carry = init_carry(agent, env, env_params, spec, rollout_cfg, key[None])
