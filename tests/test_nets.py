@@ -43,3 +43,21 @@ def test_torch_default_conv_init_is_uniform_within_one_over_root_fan_in(name, sh
 def test_image_torso_refuses_flat_observations():
     with pytest.raises(ValueError, match="needs image observations"):
         make_q_network(network("nature_cnn", "lecun_normal", [512]), (4,), 2)
+
+
+def test_impala_cnn_shapes_and_input_scale():
+    cfg = resolve({"network": {"name": "impala_cnn", "hidden": [256], "input_scale": 1 / 255}})["network"]
+    net = make_q_network(cfg, (84, 84, 4), 6)
+    frames = jax.random.randint(jax.random.PRNGKey(0), (5, 84, 84, 4), 0, 256).astype(jnp.uint8)
+    params = net.init(jax.random.PRNGKey(1), frames[0])
+    assert net.apply(params, frames).shape == (5, 6)
+    # 84 -> 42 -> 21 -> 11 after three stride-2 pools: the dense layer sees 11*11*32 features
+    assert params["params"]["torso"]["Dense_0"]["kernel"].shape == (11 * 11 * 32, 256)
+    convs = [k for k in jax.tree_util.tree_flatten_with_path(params)[0] if "kernel" in str(k[0][-1])]
+    assert len(convs) == 3 * (1 + 2 * 2) + 2  # per stack: 1 conv + 2 residual blocks of 2 convs; 2 dense
+    # the scale is applied inside: raw frames equal pre-scaled ones through the unscaled torso
+    unscaled = make_q_network({**cfg, "input_scale": 1.0}, (84, 84, 4), 6)
+    inner = {"params": params["params"]["torso"]}
+    np.testing.assert_allclose(
+        net.apply(params, frames), unscaled.apply(inner, frames.astype(jnp.float32) / 255), rtol=1e-5, atol=1e-6
+    )

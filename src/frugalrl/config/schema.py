@@ -72,7 +72,10 @@ SCHEMA: dict[str, Any] = {
         "params": Field({}, dict, "overrides of the environment's parameters"),
     },
     "network": {
-        "name": Field("mlp", str, "Q-network torso", choices=("mlp", "minatar_cnn", "nature_cnn")),
+        "name": Field("mlp", str, "Q-network torso", choices=("mlp", "minatar_cnn", "nature_cnn", "impala_cnn")),
+        "input_scale": Field(
+            1.0, float, "observations are multiplied by this first (1/255 for Atari frames)", check=positive
+        ),
         "hidden": Field(
             [120, 84], list, "hidden layer sizes of the MLP / CNN head", item_kind=int, check=positive_list
         ),

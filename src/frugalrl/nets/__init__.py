@@ -114,7 +114,58 @@ class NatureCNN(nn.Module):
         return _dense_head(x, self.hidden, self.out, self.activation, self.weight_init)
 
 
-TORSOS: dict[str, type[nn.Module]] = {"mlp": MLP, "minatar_cnn": MinAtarCNN, "nature_cnn": NatureCNN}
+class ResidualBlock(nn.Module):
+    """relu, conv 3x3, relu, conv 3x3, plus the input (IMPALA)."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        channels = x.shape[-1]
+        y = nn.Conv(channels, (3, 3), padding="SAME")(nn.relu(x))
+        y = nn.Conv(channels, (3, 3), padding="SAME")(nn.relu(y))
+        return x + y
+
+
+class ImpalaCNN(nn.Module):
+    """The IMPALA encoder (Espeholt et al. 2018): per stack, conv 3x3, max-pool 3x3 stride 2 and two
+    residual blocks; stacks of 16, 32, 32 channels; then relu, a dense hidden layer and a linear output."""
+
+    hidden: Sequence[int]
+    out: int
+    activation: str = "relu"
+    weight_init: str = "lecun_normal"
+    conv_init: str = "lecun_normal"
+    stacks: Sequence[int] = (16, 32, 32)
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = x.astype(jnp.float32)
+        batch_shape = x.shape[:-3]
+        x = x.reshape((-1,) + x.shape[-3:])
+        for channels in self.stacks:
+            x = nn.Conv(channels, (3, 3), padding="SAME")(x)
+            x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+            x = ResidualBlock()(x)
+            x = ResidualBlock()(x)
+        x = nn.relu(x).reshape(batch_shape + (-1,))
+        return _dense_head(x, self.hidden, self.out, self.activation, self.weight_init)
+
+
+class Scaled(nn.Module):
+    """Multiplies inputs by ``scale`` (e.g. 1/255 for Atari frames) before the torso."""
+
+    torso: nn.Module
+    scale: float
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.torso(x.astype(jnp.float32) * self.scale)
+
+
+TORSOS: dict[str, type[nn.Module]] = {
+    "mlp": MLP,
+    "minatar_cnn": MinAtarCNN,
+    "nature_cnn": NatureCNN,
+    "impala_cnn": ImpalaCNN,
+}
 
 
 def make_q_network(network_cfg: dict[str, Any], obs_shape: tuple[int, ...], num_actions: int) -> nn.Module:
@@ -125,18 +176,25 @@ def make_q_network(network_cfg: dict[str, Any], obs_shape: tuple[int, ...], num_
         activation=network_cfg["activation"],
         weight_init=network_cfg["init"],
     )
-    if network_cfg["name"] == "mlp":
-        return MLP(obs_ndim=len(obs_shape), **common)
-    name = network_cfg["name"]
-    if len(obs_shape) != 3:
+    name, scale = network_cfg["name"], network_cfg["input_scale"]
+    if name == "mlp":
+        torso = MLP(obs_ndim=len(obs_shape), **common)
+    elif len(obs_shape) != 3:
         raise ValueError(f"network '{name}' needs image observations (H, W, C), got shape {obs_shape}")
-    return TORSOS[name](conv_init=network_cfg["conv_init"], **common)
+    elif name == "impala_cnn":
+        if network_cfg["conv_init"] != "lecun_normal":
+            raise ValueError("network 'impala_cnn' has no conv_init option; leave 'network/conv_init' at lecun_normal")
+        torso = ImpalaCNN(**common)
+    else:
+        torso = TORSOS[name](conv_init=network_cfg["conv_init"], **common)
+    return torso if scale == 1.0 else Scaled(torso, scale)
 
 
 __all__ = [
     "MLP",
     "MinAtarCNN",
     "NatureCNN",
+    "ImpalaCNN",
     "make_q_network",
     "conv_layer",
     "ACTIVATIONS",
