@@ -7,21 +7,28 @@ from typing import Any
 from frugalrl.agents.consolidation import make_consolidation_term
 from frugalrl.agents.distillation import make_distillation_term
 from frugalrl.agents.dqn import DQN, DQNState
+from frugalrl.agents.offline import make_regularizer_term
 from frugalrl.envs import EnvSpec
 from frugalrl.nets import make_q_network
 
 
-def make_agent(cfg: dict[str, Any], spec: EnvSpec) -> DQN:
-    """The value agent with the loss terms the config switches on (MeDQN: + consolidation, QDagger: + distillation)."""
+def make_agent(cfg: dict[str, Any], spec: EnvSpec, offline: bool = False) -> DQN:
+    """The value agent with the loss terms the config switches on (MeDQN: + consolidation, QDagger: + distillation).
+
+    ``offline``: the agent of the pretraining phase on teacher data: no consolidation (it needs the
+    online loop's state sources), plus the ``pretraining/regularizer`` (DQfD's margin or CQL).
+    """
     name = cfg["agent"]["name"]
     if name != "dqn":
         raise ValueError(f"unknown agent {name}")  # the schema's choices make this unreachable
     terms = []
-    if cfg["consolidation"]["source"] != "off":
+    if cfg["consolidation"]["source"] != "off" and not offline:
         network = make_q_network(cfg["network"], spec.obs_shape, spec.num_actions)
         terms.append(make_consolidation_term(cfg, network))
     if cfg["distillation"]["coefficient"] > 0:
         terms.append(make_distillation_term(cfg))
+    if offline and cfg["pretraining"]["regularizer"] != "none":
+        terms.append(make_regularizer_term(cfg))
     return DQN(spec, cfg, extra_losses=tuple(terms))
 
 

@@ -116,7 +116,11 @@ class DQN:
             loss, metrics = self.td_loss(params, batch, target, q)
             if aux and "td_weight" in aux:  # pure distillation pretraining switches TD off
                 loss = aux["td_weight"] * loss
-            term_inputs = {**(aux or {}), "batch_q": q}  # terms on the TD batch's states reuse its Q
+            term_inputs = {
+                **(aux or {}),
+                "batch_q": q,
+                "batch_action": batch.action,
+            }  # terms on the TD batch reuse its Q
             for term in self.extra_losses:
                 extra, extra_metrics = term(params, state.target_params, term_inputs, key)
                 loss = loss + extra

@@ -221,6 +221,14 @@ SCHEMA: dict[str, Any] = {
             0, int, "gradient steps between evaluations while pretraining; 0 = only at the end", check=non_negative
         ),
         "td": Field(True, bool, "include the TD loss while pretraining (false = pure distillation)"),
+        "regularizer": Field(
+            "none",
+            str,
+            "offline baseline loss on the teacher data: DQfD's large margin or CQL",
+            choices=("none", "large_margin", "cql"),
+        ),
+        "regularizer_weight": Field(1.0, float, "weight of the regularizer", check=non_negative),
+        "margin": Field(1.0, float, "large-margin m: the data's action must lead others by m", check=non_negative),
     },
     "eval": {
         "every": Field(50_000, int, "env steps between greedy evaluations; 0 = only at the end", check=non_negative),
@@ -434,9 +442,9 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
             f"config key 'pretraining/steps' ({pretrain['steps']}) must be a multiple of 'pretraining/eval_every' "
             f"({pretrain['eval_every']})"
         )
-    if not pretrain["td"] and distill["coefficient"] == 0 and pretrain["steps"] > 0:
+    if not pretrain["td"] and distill["coefficient"] == 0 and pretrain["regularizer"] == "none" and pretrain["steps"]:
         raise ConfigError(
-            "config key 'pretraining/td' is false and there is no distillation: pretraining would learn nothing"
+            "config key 'pretraining/td' is false with no distillation and no regularizer: nothing to pretrain"
         )
     if cfg["replay"]["capacity"] < cfg["agent"]["n_step"]:
         raise ConfigError(

@@ -473,8 +473,7 @@ def pretrain_offline(
     pcfg = cfg["pretraining"]
     steps = pcfg["steps"]
     chunk = pcfg["eval_every"] or steps
-    offline_cfg = {**cfg, "consolidation": {**cfg["consolidation"], "source": "off"}}
-    offline_agent = make_agent(offline_cfg, spec)
+    offline_agent = make_agent(cfg, spec, offline=True)
     begin = time.perf_counter()
     pretrain = jax.jit(make_pretrain(offline_agent, teacher.agent.network, cfg, chunk, teacher.count))
     key = jax.vmap(lambda key: jax.random.fold_in(key, PRETRAIN_STREAM))(keys)
