@@ -1,4 +1,4 @@
-"""The ``frugal`` command: run | sweep | status | analyze | plot | envs | keys."""
+"""The ``frugal`` command: run | sweep | status | analyze | plot | envs | keys | import-dopamine."""
 
 from __future__ import annotations
 
@@ -191,6 +191,23 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_dopamine(args: argparse.Namespace) -> int:
+    from frugalrl.train.dopamine import DopamineFormatError, import_dopamine_teacher
+
+    try:
+        meta = import_dopamine_teacher(
+            Path(args.directory), args.checkpoint, Path(args.out), args.env, with_replay=not args.no_replay
+        )
+    except DopamineFormatError as error:
+        return _error(str(error), 1)
+    replay = meta["replay"]
+    held = f"replay of {replay['capacity']} frames ({replay['add_count']} added)" if replay else "no replay"
+    print(
+        f'teacher written to {args.out}: {meta["num_actions"]} actions, {held}; use "teacher": {{"run": "{args.out}"}}'
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="frugal", description="frugalrl: efficient deep RL research in JAX")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -230,6 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plot)
     sub.add_parser("envs", help="list registered environments").set_defaults(func=cmd_envs)
     sub.add_parser("keys", help="list every config key with its default").set_defaults(func=cmd_keys)
+    p = sub.add_parser(
+        "import-dopamine", help="make a teacher directory from a Dopamine JAX DQN checkpoint (e.g. DQN_400)"
+    )
+    p.add_argument("directory", help="Dopamine run directory (holding checkpoints/ckpt.N) or its checkpoints folder")
+    p.add_argument("--checkpoint", type=int, required=True, help="checkpoint number N (DQN_400: 399)")
+    p.add_argument("--env", required=True, help="environment the teacher played (recorded in teacher.json)")
+    p.add_argument("--out", required=True, help="teacher directory to write")
+    p.add_argument("--no-replay", action="store_true", help="parameters only")
+    p.set_defaults(func=cmd_import_dopamine)
     return parser
 
 

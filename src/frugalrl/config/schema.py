@@ -73,6 +73,9 @@ SCHEMA: dict[str, Any] = {
     },
     "network": {
         "name": Field("mlp", str, "Q-network torso", choices=("mlp", "minatar_cnn", "nature_cnn", "impala_cnn")),
+        "conv_padding": Field(
+            "valid", str, "nature_cnn's conv padding: valid (the paper) or same (Dopamine)", choices=("valid", "same")
+        ),
         "input_scale": Field(
             1.0, float, "observations are multiplied by this first (1/255 for Atari frames)", check=positive
         ),

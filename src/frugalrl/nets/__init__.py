@@ -34,16 +34,16 @@ def _uniform_fan_in_bias(fan_in: int) -> Callable[..., jax.Array]:
     return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
-def conv_layer(features: int, kernel: int, stride: int, in_channels: int, init: str) -> nn.Conv:
-    """A VALID-padded square conv with the named init (``CONV_INITS``)."""
+def conv_layer(features: int, kernel: int, stride: int, in_channels: int, init: str, padding: str = "VALID") -> nn.Conv:
+    """A square conv (VALID padding unless told) with the named init (``CONV_INITS``)."""
     if init == "lecun_normal":
-        return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding="VALID")
+        return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=padding)
     fan_in = kernel * kernel * in_channels
     return nn.Conv(
         features,
         (kernel, kernel),
         strides=(stride, stride),
-        padding="VALID",
+        padding=padding,
         kernel_init=nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
         bias_init=_uniform_fan_in_bias(fan_in),
     )
@@ -94,7 +94,9 @@ class MinAtarCNN(nn.Module):
 class NatureCNN(nn.Module):
     """The DQN (Nature 2015) network: convs 32 8x8/4, 64 4x4/2, 64 3x3/1 with ReLU, dense hidden, linear.
 
-    Inputs are taken as they are stored (Atari frames: raw 0-255 values, as the MeDQN code fed them).
+    Inputs are taken as they are stored unless ``network/input_scale`` says otherwise (the MeDQN
+    code fed raw 0-255 values; Dopamine divides by 255). Convs are VALID-padded as in the paper
+    (84 -> 20 -> 9 -> 7) or SAME-padded as in Dopamine (84 -> 21 -> 11 -> 11).
     """
 
     hidden: Sequence[int]
@@ -102,6 +104,7 @@ class NatureCNN(nn.Module):
     activation: str = "relu"
     weight_init: str = "lecun_normal"
     conv_init: str = "lecun_normal"
+    padding: str = "VALID"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -109,7 +112,7 @@ class NatureCNN(nn.Module):
         batch_shape = x.shape[:-3]
         x = x.reshape((-1,) + x.shape[-3:])
         for features, kernel, stride in ((32, 8, 4), (64, 4, 2), (64, 3, 1)):
-            x = nn.relu(conv_layer(features, kernel, stride, x.shape[-1], self.conv_init)(x))
+            x = nn.relu(conv_layer(features, kernel, stride, x.shape[-1], self.conv_init, self.padding)(x))
         x = x.reshape(batch_shape + (-1,))
         return _dense_head(x, self.hidden, self.out, self.activation, self.weight_init)
 
@@ -185,8 +188,10 @@ def make_q_network(network_cfg: dict[str, Any], obs_shape: tuple[int, ...], num_
         if network_cfg["conv_init"] != "lecun_normal":
             raise ValueError("network 'impala_cnn' has no conv_init option; leave 'network/conv_init' at lecun_normal")
         torso = ImpalaCNN(**common)
+    elif name == "nature_cnn":
+        torso = NatureCNN(conv_init=network_cfg["conv_init"], padding=network_cfg["conv_padding"].upper(), **common)
     else:
-        torso = TORSOS[name](conv_init=network_cfg["conv_init"], **common)
+        torso = MinAtarCNN(conv_init=network_cfg["conv_init"], **common)
     return torso if scale == 1.0 else Scaled(torso, scale)
 
 

@@ -32,7 +32,7 @@ from frugalrl.train.loop import init_carry, make_segment, seed_keys
 class Teacher:
     agent: Any  # the teacher's own agent (its network and acting), built from its config
     params: Any  # frozen Q-network parameters, no seed axis
-    replay: fifo.ReplayState  # the teacher dataset, no seed axis
+    replay: fifo.ReplayState | None  # the teacher dataset, no seed axis (None: parameters only)
     count: int  # transitions written into ``replay``
     cfg: dict[str, Any]  # the teacher run's config
     checkpoint_step: int  # env step of the teacher checkpoint
@@ -54,6 +54,8 @@ def load_teacher(cfg: dict[str, Any], spec: EnvSpec) -> Teacher:
     """The teacher named by ``cfg['teacher']`` for a student acting in an env described by ``spec``."""
     tcfg = cfg["teacher"]
     run_dir = Path(tcfg["run"])
+    if (run_dir / "teacher.json").exists():
+        return _imported_teacher(cfg, spec, run_dir)
     teacher_cfg = _teacher_config(run_dir)
     env, env_params, teacher_spec = envs.make(teacher_cfg["env"])
     if teacher_spec.obs_shape != spec.obs_shape or teacher_spec.num_actions != spec.num_actions:
@@ -84,6 +86,40 @@ def load_teacher(cfg: dict[str, Any], spec: EnvSpec) -> Teacher:
         rollout_key = jax.random.fold_in(jax.random.PRNGKey(cfg["seed"]), int(cfg.get("run", 0)))
         replay, count = teacher_rollouts(teacher_cfg["network"], params, cfg, spec, rollout_key)
     return Teacher(agent, params, replay, count, teacher_cfg, int(meta["step"]))
+
+
+def _imported_teacher(cfg: dict[str, Any], spec: EnvSpec, directory: Path) -> Teacher:
+    """A teacher directory written by ``frugal import-dopamine`` (parameters; replay of single frames)."""
+    from frugalrl.train.dopamine import load_teacher_params
+
+    params, meta = load_teacher_params(directory)
+    teacher_cfg = resolve({"env": cfg["env"], "network": meta["network"]})
+    if meta["num_actions"] != spec.num_actions:
+        raise ConfigError(
+            f"config key 'teacher/run': the imported teacher has {meta['num_actions']} actions, "
+            f"the student's env {spec.name} has {spec.num_actions}"
+        )
+    agent = make_agent(teacher_cfg, spec)
+    try:
+        jax.eval_shape(agent.network.apply, params, jnp.zeros(spec.obs_shape, spec.obs_dtype))
+    except Exception as error:
+        raise ConfigError(
+            f"config key 'teacher/run': the imported teacher's network does not take the student's observations "
+            f"{spec.obs_shape} ({type(error).__name__})"
+        ) from None
+    params = jax.tree.map(jnp.asarray, params)
+    if cfg["teacher"]["dataset"] == "rollout":
+        rollout_key = jax.random.fold_in(jax.random.PRNGKey(cfg["seed"]), int(cfg.get("run", 0)))
+        replay, count = teacher_rollouts(teacher_cfg["network"], params, cfg, spec, rollout_key)
+    elif cfg["pretraining"]["steps"] > 0:
+        raise ConfigError(
+            "config key 'pretraining/steps': the imported Dopamine replay keeps single frames that are stacked "
+            "when sampled; pretraining on it needs the frame-stacking replay that comes with the Atari environments. "
+            "Use 'teacher/dataset': 'rollout', or no pretraining (kickstarting)"
+        )
+    else:
+        replay, count = None, 0
+    return Teacher(agent, params, replay, count, teacher_cfg, int(meta.get("training_steps", -1)))
 
 
 def teacher_rollouts(
