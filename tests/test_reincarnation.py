@@ -155,3 +155,32 @@ def test_teacher_errors_are_clear(teacher_dir, tmp_path):
     run(resolve({**BASE, "total_steps": 400, "eval": {"every": 0, "episodes": 1}}), no_checkpoint, progress=False)
     with pytest.raises(ConfigError, match="has no checkpoint"):
         load_teacher(student(no_checkpoint, teacher={"seed_lane": 0}), spec)
+
+
+def test_jsrl_teacher_takes_the_actions_it_is_given_and_roll_ins_shrink(teacher_dir, tmp_path):
+    always = student(
+        teacher_dir,
+        distillation={"coefficient": 0.0, "lr_low": None},
+        pretraining={"steps": 0, "eval_every": 0},
+        jsrl={"guide_prob": 1.0, "decay_period": 10**9, "max_roll_in_steps": 0},
+    )
+    run(always, tmp_path / "always", progress=False)
+    teacher = load_teacher(always, envs.make(always["env"])[2])
+    carry = final_carry(always, tmp_path / "always", teacher)
+    # every training action of both seeds was the teacher's greedy action (the student never acted)
+    for lane in range(2):
+        written = always["total_steps"]
+        obs = carry.replay.obs[lane, :written]
+        greedy = jnp.argmax(teacher.agent.network.apply(teacher.params, obs), axis=-1)
+        np.testing.assert_array_equal(greedy, carry.replay.action[lane, :written])
+    # with a roll-in, its maximum shrinks by roll_in_decay after each of the 3 evaluations
+    rolled = student(
+        teacher_dir,
+        distillation={"coefficient": 0.0, "lr_low": None},
+        pretraining={"steps": 0, "eval_every": 0},
+        jsrl={"guide_prob": 0.5, "max_roll_in_steps": 100, "roll_in_decay": 0.8},
+    )
+    run(rolled, tmp_path / "rolled", progress=False)
+    carry = final_carry(rolled, tmp_path / "rolled", teacher)
+    np.testing.assert_array_equal(carry.jsrl.max_roll_in, [51, 51])  # 100 -> 80 -> 64 -> 51
+    assert np.all((carry.jsrl.roll_in >= 1) & (carry.jsrl.roll_in <= 100))

@@ -215,6 +215,24 @@ SCHEMA: dict[str, Any] = {
             check=positive,
         ),
     },
+    "jsrl": {
+        "guide_prob": Field(
+            0.0,
+            float,
+            "JSRL: probability that the teacher acts after the roll-in, at step 0; 0 = off",
+            check=unit_interval,
+        ),
+        "decay_period": Field(
+            2_500_000, int, "env steps over which that probability decays linearly to 0", check=positive
+        ),
+        "roll_in_guide": Field(False, bool, "the teacher (rather than the student) acts during each episode's roll-in"),
+        "max_roll_in_steps": Field(
+            100, int, "roll-in length drawn uniformly in 1..this per episode", check=non_negative
+        ),
+        "roll_in_decay": Field(
+            0.8, float, "max_roll_in_steps is multiplied by this after each evaluation", check=unit_interval
+        ),
+    },
     "pretraining": {
         "steps": Field(
             0, int, "offline gradient steps on the teacher data before the online phase", check=non_negative
@@ -431,6 +449,7 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
             ("'distillation/coefficient' > 0", distill["coefficient"] > 0),
             ("'pretraining/steps' > 0", pretrain["steps"] > 0),
             ("'teacher/init_student'", teacher["init_student"]),
+            ("JSRL is on", cfg["jsrl"]["guide_prob"] > 0 or cfg["jsrl"]["roll_in_guide"]),
         )
         if used
     ]

@@ -22,6 +22,8 @@ from frugalrl.config.schema import first_learning_block as first_learning_step
 from frugalrl.envs import EnvSpec, to_storage
 from frugalrl.replay import fifo
 
+JSRL_STREAM = 0x75E1  # folded into keys for JSRL's own draws, apart from every other stream
+
 
 class Carry(NamedTuple):
     """Everything a run needs to continue: the checkpointed training state."""
@@ -39,6 +41,12 @@ class Carry(NamedTuple):
     source: Any = ()  # per-seed state of the consolidation-state source (MeDQN(U)'s observation bounds)
     teacher: Any = ()  # per-seed copy of the frozen teacher's parameters (distillation)
     distill_lambda: Any = ()  # [seeds] QDagger's lambda, set by the host after each evaluation
+    jsrl: Any = ()  # JSRLState: per-seed roll-in lengths (JSRL's teacher-guided exploration)
+
+
+class JSRLState(NamedTuple):
+    roll_in: jax.Array  # [seeds] roll-in length of the current episode
+    max_roll_in: jax.Array  # [seeds] upper end of the roll-in draw, shrunk by the host after each evaluation
 
 
 class StepOut(NamedTuple):
@@ -67,6 +75,26 @@ def seed_keys(seed: int, run: int, num_seeds: int) -> jax.Array:
 
 def distilling(cfg: dict[str, Any]) -> bool:
     return cfg["distillation"]["coefficient"] > 0
+
+
+def jump_starting(cfg: dict[str, Any]) -> bool:
+    """JSRL: the teacher acts in part of the training steps."""
+    return cfg["jsrl"]["guide_prob"] > 0 or cfg["jsrl"]["roll_in_guide"]
+
+
+def needs_teacher_in_loop(cfg: dict[str, Any]) -> bool:
+    return distilling(cfg) or jump_starting(cfg)
+
+
+def draw_roll_in(key: jax.Array, max_roll_in: jax.Array) -> jax.Array:
+    """A roll-in length uniform in 1..max_roll_in (0 when max_roll_in < 1), as JSRL's begin_episode."""
+    return jnp.where(max_roll_in >= 1, jax.random.randint(key, (), 1, jnp.maximum(max_roll_in, 1) + 1), 0)
+
+
+def guide_probability(cfg: dict[str, Any], steps: jax.Array) -> jax.Array:
+    """JSRL's roll-out probability of a teacher action: guide_prob, decaying linearly to 0."""
+    jcfg = cfg["jsrl"]
+    return jcfg["guide_prob"] * jnp.clip(1.0 - steps / jcfg["decay_period"], 0.0, 1.0)
 
 
 def init_carry(
@@ -108,8 +136,12 @@ def init_carry(
     if teacher_params is not None and cfg["teacher"]["init_student"]:
         start = per_seed(teacher_params)
         carry = carry._replace(agent=carry.agent._replace(params=start, target_params=start))
-    if teacher_params is not None and distilling(cfg):
+    if teacher_params is not None and needs_teacher_in_loop(cfg):
         carry = carry._replace(teacher=per_seed(teacher_params), distill_lambda=jnp.ones(seeds, jnp.float32))
+    if jump_starting(cfg):
+        max_roll_in = jnp.full(seeds, cfg["jsrl"]["max_roll_in_steps"], jnp.int32)
+        roll_keys = jax.vmap(lambda key: jax.random.fold_in(key, JSRL_STREAM))(keys)
+        carry = carry._replace(jsrl=JSRLState(jax.vmap(draw_roll_in)(roll_keys, max_roll_in), max_roll_in))
     # every leaf its own buffer (params and target params start equal): the segment donates them
     return jax.tree.map(jnp.copy, carry)
 
@@ -170,8 +202,10 @@ def make_segment(
     td_target = jax.vmap(agent.td_target)
     update = jax.vmap(agent.update)
     update_plain = jax.vmap(agent.update, in_axes=(0, 0, 0, 0))
-    if distill:
+    if distill or jump_starting(cfg):
         teacher_q_values = jax.vmap(teacher_network.apply)
+    jsrl_on = jump_starting(cfg) and teacher_network is not None
+    roll_in_guide = cfg["jsrl"]["roll_in_guide"]
     if source is not None:
         observe = jax.vmap(source.observe, in_axes=(0, 1))  # transitions are [time, seed, ...]
         draw = jax.vmap(source.draw, in_axes=(0, 0, None, 0))
@@ -179,9 +213,15 @@ def make_segment(
     sync = agent.sync_target  # elementwise, so it applies to seed-batched state as it is
     split3 = jax.vmap(lambda key: jax.random.split(key, 3))
 
-    def env_step(c: Carry, inputs: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[Carry, tuple[StepOut, Any]]:
-        act_key, env_key, epsilon = inputs
+    def env_step(c: Carry, inputs: tuple[jax.Array, ...]) -> tuple[Carry, tuple[StepOut, Any]]:
+        act_key, env_key, epsilon, guide = inputs
         action = act(c.agent, c.obs, act_key, epsilon)
+        if jsrl_on:  # the teacher acts in the roll-in (if it guides it) and, after it, with probability guide
+            jsrl_keys = jax.vmap(lambda key: jax.random.split(jax.random.fold_in(key, JSRL_STREAM)))(act_key)
+            teacher_action = jnp.argmax(teacher_q_values(c.teacher, c.obs), axis=-1).astype(action.dtype)
+            coin = jax.vmap(jax.random.uniform)(jsrl_keys[:, 0]) < guide
+            use_teacher = jnp.where(c.episode_length < c.jsrl.roll_in, roll_in_guide, coin)
+            action = jnp.where(use_teacher, teacher_action, action)
         next_obs, env_state, reward, terminated, truncated, info = env_step_fn(env_key, c.env_state, action, env_params)
         transition = fifo.Transition(
             obs=to_storage(c.obs, spec),
@@ -200,6 +240,9 @@ def make_segment(
             episode_return=jnp.where(done, 0.0, episode_return),
             episode_length=jnp.where(done, 0, episode_length),
         )
+        if jsrl_on:  # a new episode draws its roll-in length
+            fresh = jax.vmap(draw_roll_in)(jsrl_keys[:, 1], c.jsrl.max_roll_in)
+            c = c._replace(jsrl=c.jsrl._replace(roll_in=jnp.where(done, fresh, c.jsrl.roll_in)))
         return c, (StepOut(episode_return, jnp.where(done, episode_length, 0)), transition)
 
     def act_for_block(c: Carry) -> tuple[Carry, StepOut]:
@@ -211,10 +254,11 @@ def make_segment(
         keys = jax.vmap(lambda key: jax.random.split(key, 2 * k + 1))(c.key)
         step_keys = jnp.swapaxes(keys[:, 1:], 0, 1).reshape(k, 2, -1, keys.shape[-1])
         epsilon = acting_epsilon(agent, cfg, c.env_step + jnp.arange(k))
+        guide = guide_probability(cfg, c.env_step + jnp.arange(k))
         first = c.env_step
         # unroll=1: unrolling the env step multiplies compile time (18 s vs 3 s at 10) for no gain
         c, (out, transitions) = jax.lax.scan(
-            env_step, c._replace(key=keys[:, 0]), (step_keys[:, 0], step_keys[:, 1], epsilon)
+            env_step, c._replace(key=keys[:, 0]), (step_keys[:, 0], step_keys[:, 1], epsilon, guide)
         )
         replay = add_block(c.replay, first, transitions, to_storage(c.obs, spec))
         episodes = c.episodes + jnp.sum(out.finished_length > 0, axis=0, dtype=c.episodes.dtype)

@@ -42,6 +42,7 @@ from frugalrl.train.loop import (
     distilling,
     first_learning_step,
     init_carry,
+    jump_starting,
     make_evaluate,
     make_pretrain,
     make_segment,
@@ -379,6 +380,10 @@ def run(
                 final_returns = evaluate_now(step)
                 if distilling(cfg) and cfg["distillation"]["schedule"] == "decay":
                     carry = update_lambda(carry, step, final_returns)
+                if jump_starting(cfg):  # JSRL's curriculum: shorter roll-ins after each evaluation
+                    shrunk = (np.asarray(carry.jsrl.max_roll_in) * cfg["jsrl"]["roll_in_decay"]).astype(np.int32)
+                    max_roll_in = jax.device_put(shrunk, carry.jsrl.max_roll_in.sharding)
+                    carry = carry._replace(jsrl=carry.jsrl._replace(max_roll_in=max_roll_in))
                 bar.set_postfix_str(f"greedy return {final_returns.mean():.1f}", refresh=False)
             phase["evaluation"] += time.perf_counter() - tick
             tick = time.perf_counter()
