@@ -95,3 +95,41 @@ def test_act_greedy_at_epsilon_zero_and_random_at_one():
     assert np.array_equal(act(state, obs, keys, 0.0), greedy)
     random_actions = act(state, obs, keys, 1.0)
     assert 0.3 < float(jnp.mean(random_actions == greedy)) < 0.7
+
+
+def test_categorical_projection_keeps_mass_and_splits_between_neighbours():
+    from frugalrl.agents.dqn import project_onto_support
+
+    support = jnp.linspace(-2.0, 2.0, 5)  # spacing 1
+    probs = jnp.array([0.1, 0.2, 0.3, 0.25, 0.15])
+    # shifting by a whole spacing moves every atom one point up; the top one is clipped onto v_max
+    shifted = project_onto_support(support, support + 1.0, probs)
+    np.testing.assert_allclose(shifted, [0.0, 0.1, 0.2, 0.3, 0.4], atol=1e-6)
+    # half a spacing splits each atom's mass equally between its two neighbours
+    half = project_onto_support(support, jnp.full(5, 0.5), probs)
+    np.testing.assert_allclose(half, [0, 0, 0.5, 0.5, 0], atol=1e-6)
+    rng = np.random.default_rng(0)
+    returns = jnp.asarray(rng.uniform(-5, 5, (7, 5)), jnp.float32)
+    mass = project_onto_support(support, returns, jnp.tile(probs, (7, 1))).sum(-1)
+    np.testing.assert_allclose(mass, 1.0, atol=1e-6)
+
+
+def test_c51_targets_losses_and_q_values():
+    dqn, state = make(atoms=11, v_min=-5.0, v_max=5.0, loss="mse")
+    b = batch()
+    target = dqn.td_target(state, b)
+    assert target.shape == (5, 11)
+    np.testing.assert_allclose(target.sum(-1), 1.0, atol=1e-6)
+    # a terminal transition's target is its reward, placed on the support
+    terminal = int(np.nonzero(np.asarray(b.discount) == 0)[0][0])
+    mean = float(jnp.sum(target[terminal] * dqn.support))
+    assert mean == pytest.approx(float(np.clip(b.reward[terminal], -5, 5)), abs=1e-5)
+    q = dqn.q.apply(state.params, b.obs)
+    assert q.shape == (5, 2)
+    before = float(dqn.td_loss(state.params, b, target)[0])
+    for _ in range(30):
+        state, _ = dqn.update(state, b, jax.random.PRNGKey(0), target)
+    assert float(dqn.td_loss(state.params, b, target)[0]) < before
+    # acting is greedy on the distributions' means
+    greedy = dqn.act(state, b.obs[0], jax.random.PRNGKey(0), 0.0)
+    assert int(greedy) == int(jnp.argmax(dqn.q.apply(state.params, b.obs[0])))

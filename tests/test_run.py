@@ -246,3 +246,30 @@ def test_a_run_saved_before_a_schema_key_existed_still_matches_at_that_keys_defa
     other = resolve({**SMALL, "total_steps": 1000, "network": {"conv_init": "torch_default"}})
     with pytest.raises(ConfigError, match="'network/conv_init': '<absent>' -> 'torch_default'"):
         check_same_config(older, other, tmp_path)
+
+
+def test_a_checkpoint_of_an_older_state_layout_restores_by_name_when_fields_were_only_added(tmp_path):
+    from typing import Any, NamedTuple
+
+    from frugalrl.runs import checkpoint
+
+    class Old(NamedTuple):
+        params: Any
+        step: Any
+
+    class New(NamedTuple):  # gained empty fields, as Carry did for teachers and JSRL
+        params: Any
+        step: Any
+        teacher: Any = ()
+        jsrl: Any = ()
+
+    old = Old({"w": np.arange(6, dtype=np.float32).reshape(2, 3)}, np.int32(7))
+    checkpoint.save(tmp_path, 10, old, {"rows": {}}, keep=1)
+    restored, meta = checkpoint.restore_latest(tmp_path, New(old.params, old.step))
+    assert isinstance(restored, New) and restored.teacher == () and meta["step"] == 10
+    np.testing.assert_array_equal(restored.params["w"], old.params["w"])
+    # a real change of layout is still refused
+    with pytest.raises(checkpoint.CheckpointError, match="no checkpoint could be restored"):
+        checkpoint.restore_latest(tmp_path, New({"w": np.zeros((3, 2), np.float32)}, np.int32(0)))
+    with pytest.raises(checkpoint.CheckpointError):
+        checkpoint.restore_latest(tmp_path, New({"v": old.params["w"]}, old.step))

@@ -9,7 +9,6 @@ from frugalrl.agents.distillation import make_distillation_term
 from frugalrl.agents.dqn import DQN, DQNState
 from frugalrl.agents.offline import make_regularizer_term
 from frugalrl.envs import EnvSpec
-from frugalrl.nets import make_q_network
 
 
 def make_agent(cfg: dict[str, Any], spec: EnvSpec, offline: bool = False) -> DQN:
@@ -23,8 +22,7 @@ def make_agent(cfg: dict[str, Any], spec: EnvSpec, offline: bool = False) -> DQN
         raise ValueError(f"unknown agent {name}")  # the schema's choices make this unreachable
     terms = []
     if cfg["consolidation"]["source"] != "off" and not offline:
-        network = make_q_network(cfg["network"], spec.obs_shape, spec.num_actions)
-        terms.append(make_consolidation_term(cfg, network))
+        terms.append(make_consolidation_term(cfg, DQN(spec, cfg).q))  # on Q-values (C51: their means)
     if cfg["distillation"]["coefficient"] > 0:
         terms.append(make_distillation_term(cfg))
     if offline and cfg["pretraining"]["regularizer"] != "none":

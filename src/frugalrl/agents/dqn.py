@@ -1,4 +1,9 @@
-"""DQN: online and target Q-networks, n-step TD targets, double DQN, MSE or Huber.
+"""DQN: online and target Q-networks, n-step TD targets, double DQN, MSE or Huber, or C51.
+
+With ``agent/atoms`` > 0 the network outputs a categorical return distribution per action on a
+fixed support of ``atoms`` points in [v_min, v_max] (C51, Bellemare et al. 2017); its Q-values
+(acting, distillation, consolidation) are the distributions' means and the TD loss is the
+cross-entropy to the target distribution projected onto the support.
 
 Single-seed pure functions; the training loop vmaps them over seeds and owns every schedule
 (when to update, when to sync the target), so the agent never branches on step counters.
@@ -32,6 +37,43 @@ class DQNState(NamedTuple):
 LossTerm = Callable[[Any, Any, dict[str, jax.Array], jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
 
 
+class QValues:
+    """``apply(params, obs) -> Q`` of a network: its outputs, or the means of its C51 distributions."""
+
+    def __init__(self, network: Any, num_actions: int, support: jax.Array | None) -> None:
+        self.network, self.num_actions, self.support = network, num_actions, support
+
+    def logits(self, params: Any, obs: jax.Array) -> jax.Array:
+        """[..., actions, atoms] (C51 only)."""
+        return self.split(self.network.apply(params, obs))
+
+    def split(self, outputs: jax.Array) -> jax.Array:
+        return outputs.reshape(outputs.shape[:-1] + (self.num_actions, -1))
+
+    def from_outputs(self, outputs: jax.Array) -> jax.Array:
+        """Q-values from the network's raw outputs."""
+        if self.support is None:
+            return outputs
+        return jnp.sum(jax.nn.softmax(self.split(outputs), axis=-1) * self.support, axis=-1)
+
+    def apply(self, params: Any, obs: jax.Array) -> jax.Array:
+        return self.from_outputs(self.network.apply(params, obs))
+
+    def init(self, key: jax.Array, obs: jax.Array) -> Any:
+        return self.network.init(key, obs)
+
+
+def project_onto_support(support: jax.Array, returns: jax.Array, probs: jax.Array) -> jax.Array:
+    """Categorical projection: the mass ``probs`` [..., atoms] at points ``returns`` [..., atoms],
+    clipped to the support's range and split between the two nearest support points."""
+    v_min, v_max = support[0], support[-1]
+    delta = support[1] - support[0]
+    returns = jnp.clip(returns, v_min, v_max)
+    # weight of source atom j on support point i: the hat function 1 - |Tz_j - z_i| / delta, clipped at 0
+    weights = jnp.clip(1.0 - jnp.abs(returns[..., None, :] - support[:, None]) / delta, 0.0, 1.0)
+    return jnp.sum(weights * probs[..., None, :], axis=-1)
+
+
 @dataclass(frozen=True)
 class DQN:
     """A DQN built from a resolved config: holds the static pieces, all state is explicit."""
@@ -43,9 +85,14 @@ class DQN:
     def __post_init__(self) -> None:
         if not self.spec.discrete:
             raise ValueError(f"DQN needs discrete actions; {self.spec.name} has continuous actions")
-        object.__setattr__(
-            self, "network", make_q_network(self.cfg["network"], self.spec.obs_shape, self.spec.num_actions)
-        )
+        atoms = self.cfg["agent"]["atoms"]
+        outputs = self.spec.num_actions * max(atoms, 1)
+        object.__setattr__(self, "network", make_q_network(self.cfg["network"], self.spec.obs_shape, outputs))
+        support = None
+        if atoms:
+            support = jnp.linspace(self.cfg["agent"]["v_min"], self.cfg["agent"]["v_max"], atoms, dtype=jnp.float32)
+        object.__setattr__(self, "support", support)
+        object.__setattr__(self, "q", QValues(self.network, self.spec.num_actions, support))
         tied_lr = self.cfg["distillation"]["lr_low"] is not None  # QDagger: lr follows lambda
         object.__setattr__(self, "optimizer", make_optimizer(self.cfg["optimizer"], adjustable_lr=tied_lr))
 
@@ -65,7 +112,7 @@ class DQN:
 
     def act(self, state: DQNState, obs: jax.Array, key: jax.Array, epsilon: jax.Array) -> jax.Array:
         """Epsilon-greedy action for one observation."""
-        greedy = jnp.argmax(self.network.apply(state.params, obs), axis=-1)
+        greedy = jnp.argmax(self.q.apply(state.params, obs), axis=-1)
         # one draw gives both the coin and the random action: acting is on the env-step hot path
         coin, pick = jax.random.uniform(key, (2,) + greedy.shape)
         random_action = jnp.minimum((pick * self.spec.num_actions).astype(jnp.int32), self.spec.num_actions - 1)
@@ -73,21 +120,40 @@ class DQN:
 
     # -- learning ----------------------------------------------------------------------------
     def td_target(self, state: DQNState, batch: Batch) -> jax.Array:
-        """r_n + gamma^k * Q_target(s', a*), a* = argmax of the target (or online, double DQN)."""
-        next_q_target = self.network.apply(state.target_params, batch.next_obs)
+        """r_n + gamma^k * Q_target(s', a*), a* = argmax of the target (or online, double DQN).
+
+        C51: the target network's distribution of (s', a*), shifted by r_n and scaled by gamma^k,
+        projected onto the support: [batch, atoms].
+        """
+        if self.support is not None:
+            next_probs = jax.nn.softmax(self.q.logits(state.target_params, batch.next_obs), axis=-1)
+            next_q_target = jnp.sum(next_probs * self.support, axis=-1)
+        else:
+            next_q_target = self.network.apply(state.target_params, batch.next_obs)
         if self.cfg["agent"]["double"]:
-            next_action = jnp.argmax(self.network.apply(state.params, batch.next_obs), axis=-1)
+            next_action = jnp.argmax(self.q.apply(state.params, batch.next_obs), axis=-1)
         else:
             next_action = jnp.argmax(next_q_target, axis=-1)
+        if self.support is not None:
+            probs = jnp.take_along_axis(next_probs, next_action[..., None, None], axis=-2)[..., 0, :]
+            returns = batch.reward[..., None] + batch.discount[..., None] * self.support
+            return jax.lax.stop_gradient(project_onto_support(self.support, returns, probs))
         next_value = jnp.take_along_axis(next_q_target, next_action[..., None], axis=-1)[..., 0]
         return jax.lax.stop_gradient(batch.reward + batch.discount * next_value)
 
     def td_loss(
-        self, params: Any, batch: Batch, target: jax.Array, q: jax.Array | None = None
+        self, params: Any, batch: Batch, target: jax.Array, outputs: jax.Array | None = None
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """TD loss of the taken actions; ``q``: the online Q on ``batch.obs`` when already computed."""
-        q = self.network.apply(params, batch.obs) if q is None else q
-        q_taken = jnp.take_along_axis(q, batch.action[..., None].astype(jnp.int32), axis=-1)[..., 0]
+        """TD loss of the taken actions; ``outputs``: the network's outputs on ``batch.obs`` if computed."""
+        outputs = self.network.apply(params, batch.obs) if outputs is None else outputs
+        action = batch.action[..., None].astype(jnp.int32)
+        if self.support is not None:
+            logits = self.q.split(outputs)
+            taken = jnp.take_along_axis(logits, action[..., None], axis=-2)[..., 0, :]
+            loss = -jnp.mean(jnp.sum(target * jax.nn.log_softmax(taken, axis=-1), axis=-1))
+            q_taken = jnp.sum(jax.nn.softmax(taken, axis=-1) * self.support, axis=-1)
+            return loss, {"td_loss": loss, "q_mean": q_taken.mean()}
+        q_taken = jnp.take_along_axis(outputs, action, axis=-1)[..., 0]
         error = q_taken - target
         if self.cfg["agent"]["loss"] == "huber":
             loss = optax.huber_loss(error, delta=self.cfg["agent"]["huber_delta"]).mean()
@@ -112,8 +178,9 @@ class DQN:
             target = self.td_target(state, batch)
 
         def total_loss(params: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
-            q = self.network.apply(params, batch.obs)
-            loss, metrics = self.td_loss(params, batch, target, q)
+            outputs = self.network.apply(params, batch.obs)
+            q = self.q.from_outputs(outputs)
+            loss, metrics = self.td_loss(params, batch, target, outputs)
             if aux and "td_weight" in aux:  # pure distillation pretraining switches TD off
                 loss = aux["td_weight"] * loss
             term_inputs = {

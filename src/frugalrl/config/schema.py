@@ -101,6 +101,11 @@ SCHEMA: dict[str, Any] = {
         "gamma": Field(0.99, float, "discount", check=unit_interval),
         "n_step": Field(1, int, "n-step returns (cut at episode ends)", check=positive),
         "double": Field(False, bool, "double DQN target (online argmax, target value)"),
+        "atoms": Field(
+            0, int, "C51: atoms of the categorical return distribution; 0 = plain Q-values", check=non_negative
+        ),
+        "v_min": Field(-10.0, float, "C51: lowest support point"),
+        "v_max": Field(10.0, float, "C51: highest support point"),
         "loss": Field("mse", str, "TD loss", choices=("mse", "huber")),
         "huber_delta": Field(1.0, float, "Huber threshold", check=positive),
         "target_every": Field(500, int, "target update period", check=positive),
@@ -467,6 +472,12 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
     if not pretrain["td"] and distill["coefficient"] == 0 and pretrain["regularizer"] == "none" and pretrain["steps"]:
         raise ConfigError(
             "config key 'pretraining/td' is false with no distillation and no regularizer: nothing to pretrain"
+        )
+    agent = cfg["agent"]
+    if agent["atoms"] == 1 or (agent["atoms"] and agent["v_max"] <= agent["v_min"]):
+        raise ConfigError(
+            f"config key 'agent/atoms' ({agent['atoms']}) needs at least 2 atoms on a support with "
+            f"'agent/v_max' ({agent['v_max']}) > 'agent/v_min' ({agent['v_min']})"
         )
     if cfg["replay"]["capacity"] < cfg["agent"]["n_step"]:
         raise ConfigError(

@@ -80,7 +80,7 @@ def restore_latest(directory: Path, like: Any) -> tuple[Any, dict[str, Any]] | N
         try:
             meta = json.loads((path / "meta.json").read_text())
             abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), like)
-            state = _checkpointer().restore((path / "state").absolute(), abstract)
+            state = _restore(path / "state", abstract)
             if checksum(state) != meta["checksum"]:
                 raise ValueError("array checksum does not match the one saved")
             return state, meta
@@ -94,6 +94,44 @@ def restore_latest(directory: Path, like: Any) -> tuple[Any, dict[str, Any]] | N
             + "\nrerun with --fresh to start over (results so far will be replaced)"
         )
     return None
+
+
+def _path_names(path: tuple[Any, ...]) -> tuple[str, ...]:
+    """A tree path as plain names: NamedTuple fields, dict keys and sequence indices alike."""
+    names = []
+    for entry in path:
+        for attr in ("name", "key", "idx"):
+            if hasattr(entry, attr):
+                names.append(str(getattr(entry, attr)))
+                break
+    return tuple(names)
+
+
+def _restore(path: Path, abstract: Any) -> Any:
+    """Restore into ``abstract``'s structure. A checkpoint written before the state gained new,
+    empty fields (e.g. a teacher run saved by an older frugalrl) is matched leaf by leaf by name;
+    any other difference in structure, shape or dtype is an error."""
+    checkpointer = _checkpointer()
+    try:
+        return checkpointer.restore(path.absolute(), abstract)
+    except ValueError as error:
+        if "structure" not in str(error):
+            raise
+    raw = checkpointer.restore(path.absolute())
+    found = {_path_names(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(raw)[0]}
+    wanted, treedef = jax.tree_util.tree_flatten_with_path(abstract)
+    if len(found) != len(wanted):
+        raise ValueError(f"the checkpoint holds {len(found)} arrays where this state has {len(wanted)}")
+    leaves = []
+    for p, spec in wanted:
+        name = _path_names(p)
+        if name not in found:
+            raise ValueError(f"the checkpoint has no array {'/'.join(name)}")
+        leaf = np.asarray(found[name])
+        if leaf.shape != spec.shape or leaf.dtype != spec.dtype:
+            raise ValueError(f"array {'/'.join(name)} is {leaf.shape} {leaf.dtype}, expected {spec.shape} {spec.dtype}")
+        leaves.append(leaf)
+    return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
 def _write_atomic(path: Path, text: str) -> None:

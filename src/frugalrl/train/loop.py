@@ -165,13 +165,13 @@ def make_segment(
     cfg: dict[str, Any],
     num_blocks: int,
     learning: str = "mixed",
-    teacher_network: Any = None,
+    teacher_q: Any = None,
 ):
     """A function Carry -> (Carry, outputs) running ``num_blocks`` blocks; jit it with donation.
 
     ``learning``: "always" (every block updates), "never" (none does) or "mixed" (a block updates
     when it starts at or after ``first_learning_step``, through ``lax.cond``).
-    ``teacher_network``: the teacher's Q-network, when the config distils from one.
+    ``teacher_q``: the teacher's Q-function (``apply(params, obs)``), when the config uses a teacher.
     """
     train, agent_cfg = cfg["train"], cfg["agent"]
     k, m, epochs = train["train_every"], train["gradient_steps"], train["epochs_per_batch"]
@@ -187,7 +187,7 @@ def make_segment(
         n_step=agent_cfg["n_step"], gamma=agent_cfg["gamma"], bootstrap_truncation=agent_cfg["bootstrap_truncation"]
     )
     batch_size = cfg["replay"]["batch_size"]
-    distill = distilling(cfg) and teacher_network is not None
+    distill = distilling(cfg) and teacher_q is not None
     alpha = cfg["distillation"]["coefficient"]
 
     act = jax.vmap(agent.act, in_axes=(0, 0, 0, None))
@@ -203,8 +203,8 @@ def make_segment(
     update = jax.vmap(agent.update)
     update_plain = jax.vmap(agent.update, in_axes=(0, 0, 0, 0))
     if distill or jump_starting(cfg):
-        teacher_q_values = jax.vmap(teacher_network.apply)
-    jsrl_on = jump_starting(cfg) and teacher_network is not None
+        teacher_q_values = jax.vmap(teacher_q.apply)
+    jsrl_on = jump_starting(cfg) and teacher_q is not None
     roll_in_guide = cfg["jsrl"]["roll_in_guide"]
     if source is not None:
         observe = jax.vmap(source.observe, in_axes=(0, 1))  # transitions are [time, seed, ...]
@@ -345,7 +345,7 @@ def make_segment(
     return segment
 
 
-def make_pretrain(agent: Any, teacher_network: Any, cfg: dict[str, Any], num_steps: int, count: int):
+def make_pretrain(agent: Any, teacher_q: Any, cfg: dict[str, Any], num_steps: int, count: int):
     """Offline pretraining on the teacher's data (QDagger's phase before any env step).
 
     Returns ``(agent_state[seeds], teacher[seeds], replay, keys[seeds], grad_step) ->
@@ -366,7 +366,7 @@ def make_pretrain(agent: Any, teacher_network: Any, cfg: dict[str, Any], num_ste
     )
     td_target = jax.vmap(agent.td_target)
     update = jax.vmap(agent.update)
-    teacher_q_values = jax.vmap(teacher_network.apply)
+    teacher_q_values = jax.vmap(teacher_q.apply)
     split3 = jax.vmap(lambda key: jax.random.split(key, 3))
 
     def pretrain(agent_state: Any, teacher: Any, replay: Any, key: jax.Array, grad_step: jax.Array) -> tuple[Any, ...]:

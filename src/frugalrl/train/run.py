@@ -181,7 +181,7 @@ def run(
         log.info(message)
         say(message)
     teacher_params = teacher.params if teacher is not None else None
-    teacher_network = teacher.agent.network if teacher is not None else None
+    teacher_q = teacher.agent.q if teacher is not None else None
 
     # memory: shapes first, refuse before allocating
     shapes = jax.eval_shape(lambda k: init_carry(agent, env, env_params, spec, cfg, k, teacher_params), keys)
@@ -235,9 +235,7 @@ def run(
         if mode not in compiled_segments:
             begin = time.perf_counter()
             sharded = jax.shard_map(
-                make_segment(
-                    agent, env, env_params, spec, cfg, seg // k, learning=mode, teacher_network=teacher_network
-                ),
+                make_segment(agent, env, env_params, spec, cfg, seg // k, learning=mode, teacher_q=teacher_q),
                 mesh=mesh,
                 in_specs=(carry_specs,),
                 out_specs=(carry_specs, (step_spec, PartitionSpec(None, "seed"))),
@@ -480,7 +478,7 @@ def pretrain_offline(
     chunk = pcfg["eval_every"] or steps
     offline_agent = make_agent(cfg, spec, offline=True)
     begin = time.perf_counter()
-    pretrain = jax.jit(make_pretrain(offline_agent, teacher.agent.network, cfg, chunk, teacher.count))
+    pretrain = jax.jit(make_pretrain(offline_agent, teacher.agent.q, cfg, chunk, teacher.count))
     key = jax.vmap(lambda key: jax.random.fold_in(key, PRETRAIN_STREAM))(keys)
     grad_step = jnp.zeros((), jnp.int32)
     compiled = pretrain.lower(carry.agent, carry.teacher, teacher.replay, key, grad_step).compile()

@@ -101,7 +101,7 @@ def _imported_teacher(cfg: dict[str, Any], spec: EnvSpec, directory: Path) -> Te
         )
     agent = make_agent(teacher_cfg, spec)
     try:
-        jax.eval_shape(agent.network.apply, params, jnp.zeros(spec.obs_shape, spec.obs_dtype))
+        jax.eval_shape(agent.q.apply, params, jnp.zeros(spec.obs_shape, spec.obs_dtype))
     except Exception as error:
         raise ConfigError(
             f"config key 'teacher/run': the imported teacher's network does not take the student's observations "
