@@ -188,3 +188,37 @@ def test_an_imported_teacher_serves_as_a_students_teacher(tmp_path):
     pretrain = resolve({**cfg, "pretraining": {"steps": 100}})
     with pytest.raises(ConfigError, match="frame-stacking replay"):
         load_teacher(pretrain, spec)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.array([1, "a"], dtype=object),  # pointers to Python objects
+        np.zeros(2, dtype=[("f0", "f8"), ("f1", "i4")]),  # structured: a pickle can forge its fields and flags
+        np.array(["abc"]),  # strings are not parameters either
+    ],
+)
+def test_only_plain_numeric_arrays_are_built_from_a_checkpoint(tmp_path, array):
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    with open(folder / f"ckpt.{NUMBER}", "wb") as handle:
+        pickle.dump({"online_params": {"params": {"Conv_0": {"kernel": array}}}}, handle)
+    with pytest.raises(DopamineFormatError, match="plain numeric"):
+        read_checkpoint(tmp_path / "run", NUMBER)
+
+
+class ForgedShape:
+    """Pickles as numpy does for an ndarray, but claims 600 floats while carrying 6."""
+
+    def __reduce__(self):
+        state = (1, (200, 3), np.dtype("f4"), False, bytes(24))
+        return (np._core.multiarray._reconstruct, (np.ndarray, (0,), b"b"), state)
+
+
+def test_an_array_whose_bytes_do_not_match_its_shape_is_refused(tmp_path):
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    with open(folder / f"ckpt.{NUMBER}", "wb") as handle:
+        pickle.dump({"online_params": ForgedShape()}, handle)
+    with pytest.raises(DopamineFormatError, match=r"shape \(200, 3\) float32 holds 24 bytes"):
+        read_checkpoint(tmp_path / "run", NUMBER)

@@ -52,7 +52,7 @@ def student(teacher_dir, **sections):
         "total_steps": 1200,
         "num_seeds": 2,
         "teacher": {"run": str(teacher_dir), "seed_lane": 1},
-        "distillation": {"coefficient": 3.0, "lr_low": 1e-4, "decay_period": 1000},
+        "distillation": {"coefficient": 3.0, "lr_low": 1e-4, "decay_period": 5000},
         "pretraining": {"steps": 200, "eval_every": 100, "target_every": 50},
         "agent": {"target_every": 200, "epsilon_start": 1.0, "epsilon_end": 0.01, "epsilon_decay_steps": 200},
         "eval": {"every": 400, "episodes": 3},
@@ -63,13 +63,14 @@ def student(teacher_dir, **sections):
     return resolve(raw)
 
 
-def final_carry(cfg, path, teacher):
+def final_carry(cfg, path, teacher, at=None):
+    """The run's state at its last step (or at step ``at``), from its checkpoints."""
     env, env_params, spec = envs.make(cfg["env"])
     agent = make_agent(cfg, spec)
     keys = seed_keys(cfg["seed"], 0, cfg["num_seeds"])
     shapes = jax.eval_shape(lambda k: init_carry(agent, env, env_params, spec, cfg, k, teacher.params), keys)
-    carry, meta = checkpoint.restore_latest(path / "checkpoints", shapes)
-    assert meta["step"] == cfg["total_steps"]
+    carry, meta = checkpoint.restore_latest(path / "checkpoints", shapes, at=at)
+    assert meta["step"] == (cfg["total_steps"] if at is None else at)
     return carry
 
 
@@ -92,19 +93,30 @@ def test_qdagger_pretrains_then_sets_lambda_and_lr_from_each_seeds_score(teacher
     assert sorted(set(offline["step"])) == [100, 200] and len(offline) == 4
     scores = json.loads((path / "reincarnation.json").read_text())
     assert scores["teacher"] > scores["random"]
-    # replay lambda's rule over the logged evaluations of each seed and compare with the final state
-    test = pd.read_csv(path / "result_Test.csv")
-    carry = final_carry(cfg, path, load_teacher(cfg, envs.make(cfg["env"])[2]))
-    for lane in range(2):
-        lam = 1.0
-        for step, score in test[test["seed"] == lane][["step", "return"]].itertuples(index=False):
-            lam = qdagger_lambda(lam, normalized_score(score, scores["random"], scores["teacher"]), step, 1000)
-        assert float(carry.distill_lambda[lane]) == pytest.approx(lam, abs=1e-6)
-        expected_lr = tied_learning_rate(lam, 1e-3, 1e-4)
-        assert float(learning_rate(carry.agent.opt_state)[lane]) == pytest.approx(expected_lr, rel=1e-5)
-    assert float(carry.distill_lambda.max()) == 0.0  # after decay_period every seed is weaned
     metrics = pd.read_csv(path / "metrics.csv")
     assert "distillation_loss" in metrics.columns
+    # kickstarting (no pretraining) starts below the teacher, so lambda moves through (0, 1): replay
+    # its rule over each seed's logged evaluations and compare with the state saved after each one
+    cfg = student(teacher_dir, pretraining={"steps": 0, "eval_every": 0})
+    path = tmp_path / "kickstarting"
+    run(cfg, path, progress=False)
+    scores = json.loads((path / "reincarnation.json").read_text())
+    test = pd.read_csv(path / "result_Test.csv")
+    teacher = load_teacher(cfg, envs.make(cfg["env"])[2])
+    seen = []
+    for at in (400, 800, 1200):
+        carry = final_carry(cfg, path, teacher, at=at)
+        for lane in range(2):
+            lam = 1.0
+            evaluations = test[(test["seed"] == lane) & (test["step"] <= at)]
+            for step, score in evaluations[["step", "return"]].itertuples(index=False):
+                lam = qdagger_lambda(lam, normalized_score(score, scores["random"], scores["teacher"]), step, 5000)
+            assert float(carry.distill_lambda[lane]) == pytest.approx(lam, abs=1e-6)
+            expected_lr = tied_learning_rate(lam, 1e-3, 1e-4)
+            assert float(learning_rate(carry.agent.opt_state)[lane]) == pytest.approx(expected_lr, rel=1e-5)
+            seen.append(lam)
+    # the rule was exercised away from its corners: some seed was partly distilling at some point
+    assert any(0 < lam < 1 for lam in seen)
 
 
 def test_student_starts_at_epsilon_end_after_pretraining_and_can_start_from_the_teacher(teacher_dir, tmp_path):
@@ -184,3 +196,20 @@ def test_jsrl_teacher_takes_the_actions_it_is_given_and_roll_ins_shrink(teacher_
     carry = final_carry(rolled, tmp_path / "rolled", teacher)
     np.testing.assert_array_equal(carry.jsrl.max_roll_in, [51, 51])  # 100 -> 80 -> 64 -> 51
     assert np.all((carry.jsrl.roll_in >= 1) & (carry.jsrl.roll_in <= 100))
+
+
+def test_a_resumed_qdagger_jsrl_run_ends_exactly_as_an_uninterrupted_one(teacher_dir, tmp_path):
+    import shutil
+
+    cfg = student(teacher_dir, jsrl={"guide_prob": 0.5, "max_roll_in_steps": 20}, checkpoint={"keep": 5})
+    run(cfg, tmp_path / "whole", progress=False)
+    run(cfg, tmp_path / "cut", progress=False)
+    for step in (800, 1200):  # as if killed right after the checkpoint at step 400
+        shutil.rmtree(tmp_path / "cut" / "checkpoints" / str(step))
+    run(cfg, tmp_path / "cut", progress=False)
+    for name in ("result_Train.csv", "result_Test.csv", "result_Offline.csv", "reincarnation.json"):
+        assert (tmp_path / "cut" / name).read_text() == (tmp_path / "whole" / name).read_text(), name
+    teacher = load_teacher(cfg, envs.make(cfg["env"])[2])
+    whole, cut = final_carry(cfg, tmp_path / "whole", teacher), final_carry(cfg, tmp_path / "cut", teacher)
+    for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(cut), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -460,6 +460,20 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
     ]
     if uses and teacher["run"] is None:
         raise ConfigError(f"config key 'teacher/run' must name the teacher's run directory when {uses[0]}")
+    if distill["coefficient"] > 0 and distill["schedule"] == "decay" and cfg["eval"]["every"] == 0:
+        raise ConfigError(
+            "config key 'eval/every' must be > 0 when 'distillation/schedule' is 'decay': lambda follows evaluations"
+        )
+    if distill["lr_low"] is not None and distill["schedule"] == "constant":
+        raise ConfigError(
+            "config key 'distillation/lr_low' needs 'distillation/schedule': 'decay' (lambda stays 1 otherwise)"
+        )
+    if pretrain["regularizer"] != "none" and pretrain["steps"] == 0:
+        raise ConfigError("config key 'pretraining/regularizer' acts while pretraining: set 'pretraining/steps' > 0")
+    if pretrain["steps"] > 0 and cfg["train"]["random_steps"] > 0:
+        raise ConfigError(
+            "config key 'train/random_steps' must be 0 after pretraining: a pretrained student acts from its first step"
+        )
     if distill["lr_low"] is not None and distill["coefficient"] == 0:
         raise ConfigError(
             "config key 'distillation/lr_low' ties the lr to lambda: it needs 'distillation/coefficient' > 0"

@@ -71,9 +71,12 @@ def save(directory: Path, step: int, state: Any, meta: dict[str, Any], keep: int
     return target
 
 
-def restore_latest(directory: Path, like: Any) -> tuple[Any, dict[str, Any]] | None:
-    """The newest complete checkpoint that restores and matches its checksum, or None if none exist."""
+def restore_latest(directory: Path, like: Any, at: int | None = None) -> tuple[Any, dict[str, Any]] | None:
+    """The newest complete checkpoint (or the one of step ``at``) that restores and matches its
+    checksum, or None if none exist."""
     steps = complete_steps(directory)
+    if at is not None:
+        steps = [step for step in steps if step == at]
     problems = []
     for step in reversed(steps):
         path = directory / str(step)

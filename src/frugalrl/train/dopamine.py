@@ -60,16 +60,99 @@ class _StateTuple(tuple):
         return super().__new__(cls, fields)
 
 
-def _jax_array(fun: Any, args: Any, array_state: Any, aval_state: Any = None) -> np.ndarray:
-    array = fun(*args)
+# numpy's own unpickling runs C code on the pickled bytes (dtype flags, object pointers), so none of
+# it is called: stand-ins record what the pickle describes, and arrays are built afterwards with
+# np.frombuffer from plain bytes of a whitelisted numeric dtype.
+NUMERIC_DTYPES = frozenset({"b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8"})
+
+
+class _DType:
+    """What a pickled ``numpy.dtype(code, align, copy)`` names; its state gives the byte order."""
+
+    def __init__(self, code: Any = None, *args: Any) -> None:
+        self.code, self.byteorder = code, "="
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple) and len(state) > 1 and state[1] in ("<", ">", "=", "|"):
+            self.byteorder = state[1]
+
+    def resolve(self) -> np.dtype:
+        if not isinstance(self.code, str) or self.code not in NUMERIC_DTYPES:
+            raise DopamineFormatError(
+                f"refusing an array of dtype {self.code!r}: only plain numeric arrays are accepted"
+            )
+        dtype = np.dtype(self.code)
+        return dtype.newbyteorder(self.byteorder) if self.byteorder in ("<", ">") else dtype
+
+
+class _ArrayClass:
+    """Stand-in for ``numpy.ndarray`` as the first argument of ``_reconstruct``."""
+
+
+class _Array:
+    """A pickled ndarray: ``_reconstruct(ndarray, (0,), b'b')`` then its state (shape, dtype, bytes)."""
+
+    def __init__(self, *args: Any) -> None:
+        self.state: Any = None
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def build(self) -> np.ndarray:
+        state = self.state
+        if not (isinstance(state, tuple) and len(state) == 5):
+            raise DopamineFormatError("an array's pickled state is not (version, shape, dtype, fortran, bytes)")
+        _, shape, dtype, fortran, raw = state
+        if not isinstance(dtype, _DType) or not isinstance(raw, bytes):
+            raise DopamineFormatError("an array's pickled data is not the raw bytes of a plain numeric array")
+        if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
+            raise DopamineFormatError(f"an array's pickled shape {shape!r} is not a tuple of sizes")
+        real = dtype.resolve()
+        if len(raw) != int(np.prod(shape, dtype=np.int64)) * real.itemsize:
+            raise DopamineFormatError(f"an array of shape {shape} {real} holds {len(raw)} bytes")
+        return np.frombuffer(raw, real).reshape(shape, order="F" if fortran else "C").copy()
+
+
+def _scalar(dtype: Any, raw: Any) -> Any:
+    if not isinstance(dtype, _DType) or not isinstance(raw, bytes):
+        raise DopamineFormatError("a pickled numpy scalar is not the raw bytes of a plain numeric value")
+    real = dtype.resolve()
+    if len(raw) != real.itemsize:
+        raise DopamineFormatError(f"a pickled {real} scalar holds {len(raw)} bytes")
+    return np.frombuffer(raw, real)[0].item()
+
+
+def _jax_array(fun: Any, args: Any, array_state: Any, aval_state: Any = None) -> _Array:
+    if fun is not _Array:
+        raise DopamineFormatError("a pickled jax array is not built from a numpy array")
+    array = _Array()
     array.__setstate__(array_state)
     return array
 
 
-_NUMPY = {"_reconstruct", "scalar"}
+def _built(node: Any) -> Any:
+    """The loaded tree with every stand-in array built (and checked)."""
+    if isinstance(node, _Array):
+        return node.build()
+    if isinstance(node, _DType):
+        raise DopamineFormatError("a pickled dtype outside an array")
+    if isinstance(node, dict):
+        return {key: _built(value) for key, value in node.items()}
+    if isinstance(node, (list, tuple)):
+        return (
+            type(node)(_built(value) for value in node)
+            if not isinstance(node, _StateTuple)
+            else tuple(_built(value) for value in node)
+        )
+    if isinstance(node, set):
+        return {_built(value) for value in node}
+    return node
+
+
+_NUMPY = {"_reconstruct": _Array, "scalar": _scalar}
 _ALLOWED: dict[tuple[str, str], Any] = {
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
+    ("numpy", "ndarray"): _ArrayClass,
+    ("numpy", "dtype"): _DType,
     ("jax._src.array", "_reconstruct_array"): _jax_array,
     ("flax.core.frozen_dict", "FrozenDict"): _PlainDict,
     ("optax._src.transform", "ScaleByAdamState"): _StateTuple,
@@ -83,7 +166,7 @@ _ALLOWED: dict[tuple[str, str], Any] = {
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name in _NUMPY:
-            return getattr(np._core.multiarray if hasattr(np, "_core") else np.core.multiarray, name)
+            return _NUMPY[name]
         if (module, name) in _ALLOWED:
             return _ALLOWED[(module, name)]
         raise DopamineFormatError(
@@ -100,23 +183,14 @@ def read_checkpoint(directory: Path, number: int) -> dict[str, Any]:
         raise DopamineFormatError(f"no Dopamine checkpoint ckpt.{number} in {directory} or its checkpoints/ folder")
     try:
         with open(path, "rb") as handle:
-            bundle = _RestrictedUnpickler(handle).load()
+            bundle = _built(_RestrictedUnpickler(handle).load())
     except DopamineFormatError as error:
         raise DopamineFormatError(f"{path}: {error}") from None
     except Exception as error:  # truncated or garbled bytes
         raise DopamineFormatError(f"{path} is not a readable pickle ({type(error).__name__}: {error})") from None
     if not isinstance(bundle, dict) or "online_params" not in bundle:
         raise DopamineFormatError(f"{path} holds no 'online_params': not a Dopamine DQN checkpoint")
-    _refuse_object_arrays(bundle, str(path))
     return bundle
-
-
-def _refuse_object_arrays(node: Any, where: str) -> None:
-    if isinstance(node, np.ndarray) and node.dtype.kind == "O":
-        raise DopamineFormatError(f"{where} holds an array of Python objects; only numeric arrays are accepted")
-    children = node.values() if isinstance(node, dict) else node if isinstance(node, (list, tuple, set)) else ()
-    for child in children:
-        _refuse_object_arrays(child, where)
 
 
 _LINEN = ("Conv_0", "Conv_1", "Conv_2", "Dense_0", "Dense_1")

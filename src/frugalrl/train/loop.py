@@ -202,9 +202,9 @@ def make_segment(
     td_target = jax.vmap(agent.td_target)
     update = jax.vmap(agent.update)
     update_plain = jax.vmap(agent.update, in_axes=(0, 0, 0, 0))
-    if distill or jump_starting(cfg):
-        teacher_q_values = jax.vmap(teacher_q.apply)
     jsrl_on = jump_starting(cfg) and teacher_q is not None
+    if distill or jsrl_on:
+        teacher_q_values = jax.vmap(teacher_q.apply)
     roll_in_guide = cfg["jsrl"]["roll_in_guide"]
     if source is not None:
         observe = jax.vmap(source.observe, in_axes=(0, 1))  # transitions are [time, seed, ...]
@@ -385,7 +385,9 @@ def make_pretrain(agent: Any, teacher_q: Any, cfg: dict[str, Any], num_steps: in
                 }
             agent_state, metrics = update(agent_state, batch, keys[:, 2], target, aux)
             grad_step = grad_step + 1
-            agent_state = tree_select(grad_step % period == 0, agent.sync_target(agent_state), agent_state)
+            # a hard copy, as the reference's pretraining did, whatever agent/tau says for online learning
+            synced = agent_state._replace(target_params=agent_state.params)
+            agent_state = tree_select(grad_step % period == 0, synced, agent_state)
             return (agent_state, keys[:, 0], grad_step), metrics
 
         (agent_state, key, grad_step), metrics = jax.lax.scan(

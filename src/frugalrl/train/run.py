@@ -47,7 +47,6 @@ from frugalrl.train.loop import (
     make_pretrain,
     make_segment,
     seed_keys,
-    tree_select,
 )
 
 MAX_SEGMENT_STEPS = 50_000
@@ -285,16 +284,29 @@ def run(
         return returns.mean(1)
 
     scores = None
-    if teacher is not None:
+    scores_path = run_path / "reincarnation.json"
+    if teacher is not None and restored is not None and scores_path.exists():
+        # a resumed run keeps the scores it started with (exact resume), from the same teacher
+        scores = json.loads(scores_path.read_text())
+        if scores.get("teacher_checkpoint_step") != teacher.checkpoint_step:
+            raise ConfigError(
+                f"config key 'teacher/run': the teacher's newest checkpoint is now at step {teacher.checkpoint_step}, "
+                f"this run started from the one at step {scores.get('teacher_checkpoint_step')}; "
+                "rerun with --fresh to start over"
+            )
+    elif teacher is not None:
         scores = reference_scores(teacher, agent, carry, env, env_params, spec, cfg, keys, mesh)
+        scores["teacher_checkpoint_step"] = teacher.checkpoint_step
+        scores_path.write_text(json.dumps(scores, indent=1))
+    if scores is not None:
         log.info("teacher score %.2f, random score %.2f", scores["teacher"], scores["random"])
         say(f"teacher score {scores['teacher']:.2f}, random score {scores['random']:.2f}")
-        (run_path / "reincarnation.json").write_text(json.dumps(scores, indent=1))
     if cfg["pretraining"]["steps"] and restored is None:
         tick = time.perf_counter()
         carry, pretrain_compile = pretrain_offline(
             carry, teacher, agent, env, env_params, spec, cfg, keys, run_path, compiled_eval, seeds, scores, say, log
         )
+        carry = jax.device_put(carry, carry_sharding)  # as the compiled segments expect it
         compile_seconds += pretrain_compile
         phase_pretraining = time.perf_counter() - tick - pretrain_compile
         log.info("pretraining took %.2f s (compile %.2f s)", phase_pretraining, pretrain_compile)
@@ -514,8 +526,9 @@ def pretrain_offline(
             say(message)
     finally:
         offline_log.close()
-    # the online phase starts from a target equal to the pretrained online network
-    agent_state = tree_select(jnp.array(True), agent.sync_target(agent_state), agent_state)
+    # the online phase starts from a target equal to the pretrained online network (a hard copy,
+    # into buffers of its own: the segments donate the carry, and donation needs unaliased leaves)
+    agent_state = agent_state._replace(target_params=jax.tree.map(jnp.copy, agent_state.params))
     return carry._replace(agent=agent_state), compile_seconds
 
 

@@ -25,7 +25,7 @@ from frugalrl.envs import EnvSpec
 from frugalrl.replay import fifo
 from frugalrl.runs import checkpoint
 from frugalrl.runs.rundir import RunDir
-from frugalrl.train.loop import init_carry, make_segment, seed_keys
+from frugalrl.train.loop import init_carry, make_segment, needs_teacher_in_loop, seed_keys
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,11 @@ def load_teacher(cfg: dict[str, Any], spec: EnvSpec) -> Teacher:
     if lane >= num_seeds:
         raise ConfigError(
             f"config key 'teacher/seed_lane' ({lane}) must be < the teacher run's num_seeds ({num_seeds})"
+        )
+    if needs_teacher_in_loop(teacher_cfg):
+        raise ConfigError(
+            f"config key 'teacher/run': {run_dir} was itself trained with a teacher in its loop "
+            "(distillation or JSRL); a teacher of that kind is not supported yet"
         )
     agent = make_agent(teacher_cfg, teacher_spec)
     keys = seed_keys(teacher_cfg["seed"], int(teacher_cfg.get("run", 0)), num_seeds)
@@ -138,6 +143,7 @@ def teacher_rollouts(
     rollout_cfg["consolidation"]["source"] = "off"
     rollout_cfg["distillation"].update(coefficient=0.0, lr_low=None)
     rollout_cfg["pretraining"]["steps"] = 0  # the rollout's epsilon counts its own steps only
+    rollout_cfg["jsrl"].update(guide_prob=0.0, roll_in_guide=False)
     agent = make_agent(rollout_cfg, spec)
     env, env_params, _ = envs.make(cfg["env"])
     carry = init_carry(agent, env, env_params, spec, rollout_cfg, key[None])
