@@ -187,3 +187,14 @@ def test_medqn_atari_configs_parse_count_and_decode_the_papers_best_indices():
     dqn = load_config(str(folder / "MeDQN_atari_dqn.json"), 7)
     assert (dqn["env"]["name"], dqn["replay"]["capacity"]) == ("BattleZoneNoFrameskip-v4", 100_000)
     assert dqn["agent"]["target_unit"] == "grad_steps" and dqn["network"]["name"] == "nature_cnn"
+
+
+def test_every_config_file_in_the_repository_is_valid():
+    from frugalrl.cli import load_config
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    files = sorted(root.rglob("*.json"))
+    assert len(files) >= 30
+    for path in files:
+        for idx in range(1, count_dict(load_grid(path)) + 1):
+            load_config(str(path), idx)  # raises GridError / ConfigError naming the key
