@@ -46,10 +46,10 @@ def teacher_dir(tmp_path_factory):
     return path
 
 
-def student(teacher_dir, **sections):
+def student(teacher_dir, total_steps=1200, **sections):
     raw = {
         **BASE,
-        "total_steps": 1200,
+        "total_steps": total_steps,
         "num_seeds": 2,
         "teacher": {"run": str(teacher_dir), "seed_lane": 1},
         "distillation": {"coefficient": 3.0, "lr_low": 1e-4, "decay_period": 5000},
@@ -213,3 +213,18 @@ def test_a_resumed_qdagger_jsrl_run_ends_exactly_as_an_uninterrupted_one(teacher
     whole, cut = final_carry(cfg, tmp_path / "whole", teacher), final_carry(cfg, tmp_path / "cut", teacher)
     for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(cut), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_pretraining_learning_rate_of_its_own_hands_over_to_the_online_one(teacher_dir, tmp_path):
+    cfg = student(
+        teacher_dir,
+        total_steps=400,
+        distillation={"coefficient": 0.0, "lr_low": None},
+        pretraining={"regularizer": "cql", "lr": 5e-4},
+        eval={"every": 400},
+        checkpoint={"every": 0},
+    )
+    run(cfg, tmp_path / "cql", progress=False)
+    carry = final_carry(cfg, tmp_path / "cql", load_teacher(cfg, envs.make(cfg["env"])[2]))
+    np.testing.assert_allclose(learning_rate(carry.agent.opt_state), 1e-3)
+    assert "cql_loss" not in pd.read_csv(tmp_path / "cql" / "metrics.csv").columns  # offline only

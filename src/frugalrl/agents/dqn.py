@@ -93,7 +93,8 @@ class DQN:
             support = jnp.linspace(self.cfg["agent"]["v_min"], self.cfg["agent"]["v_max"], atoms, dtype=jnp.float32)
         object.__setattr__(self, "support", support)
         object.__setattr__(self, "q", QValues(self.network, self.spec.num_actions, support))
-        tied_lr = self.cfg["distillation"]["lr_low"] is not None  # QDagger: lr follows lambda
+        # QDagger's lr follows lambda; a pretraining lr of its own switches back after pretraining
+        tied_lr = self.cfg["distillation"]["lr_low"] is not None or self.cfg["pretraining"]["lr"] is not None
         object.__setattr__(self, "optimizer", make_optimizer(self.cfg["optimizer"], adjustable_lr=tied_lr))
 
     # -- state -------------------------------------------------------------------------------

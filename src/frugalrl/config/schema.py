@@ -247,6 +247,13 @@ SCHEMA: dict[str, Any] = {
             0, int, "gradient steps between evaluations while pretraining; 0 = only at the end", check=non_negative
         ),
         "td": Field(True, bool, "include the TD loss while pretraining (false = pure distillation)"),
+        "lr": Field(
+            None,
+            float,
+            "learning rate while pretraining; null = optimizer/lr (e.g. CQL: 1e-4, then 1e-5 online)",
+            nullable=True,
+            check=positive,
+        ),
         "regularizer": Field(
             "none",
             str,

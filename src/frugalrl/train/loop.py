@@ -303,8 +303,13 @@ def make_segment(
             batch = sample(replay, keys[:, 1], env_step_count)
             target = td_target(agent_state, batch)
             aux = {}
-            if distill:  # the teacher's Q on the TD batch, once for all its epochs
-                aux = {"teacher_q": teacher_q_values(teacher, batch.obs), "distillation_weight": distill_lambda * alpha}
+            if distill:  # the teacher's Q on the TD batch, once for all its epochs; skipped once every lambda is 0
+                teacher_q = jax.lax.cond(
+                    jnp.any(distill_lambda > 0),
+                    lambda: teacher_q_values(teacher, batch.obs),
+                    lambda: jnp.zeros(jax.eval_shape(teacher_q_values, teacher, batch.obs).shape, jnp.float32),
+                )
+                aux = {"teacher_q": teacher_q, "distillation_weight": distill_lambda * alpha}
             if epochs == 1 and source is None:
                 epoch_keys = keys[:, 2][None]  # plain DQN: the update key itself
             else:

@@ -499,6 +499,8 @@ def pretrain_offline(
     offline_log.open(None)
     env_name, agent_name = cfg["env"]["name"], cfg["agent"]["name"]
     agent_state = carry.agent
+    if pcfg["lr"] is not None:
+        agent_state = agent_state._replace(opt_state=set_learning_rate(agent_state.opt_state, pcfg["lr"]))
     try:
         for done in range(chunk, steps + 1, chunk):
             agent_state, key, grad_step, metrics = compiled(agent_state, carry.teacher, teacher.replay, key, grad_step)
@@ -529,6 +531,8 @@ def pretrain_offline(
     # the online phase starts from a target equal to the pretrained online network (a hard copy,
     # into buffers of its own: the segments donate the carry, and donation needs unaliased leaves)
     agent_state = agent_state._replace(target_params=jax.tree.map(jnp.copy, agent_state.params))
+    if pcfg["lr"] is not None:  # the online phase starts at optimizer/lr (lambda = 1)
+        agent_state = agent_state._replace(opt_state=set_learning_rate(agent_state.opt_state, cfg["optimizer"]["lr"]))
     return carry._replace(agent=agent_state), compile_seconds
 
 
