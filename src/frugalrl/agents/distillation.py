@@ -24,17 +24,22 @@ import jax.numpy as jnp
 KINDS = ("policy", "value", "policy_and_value", "best_action")
 
 
-def distillation_loss(student_q: jax.Array, teacher_q: jax.Array, temperature: float, kind: str) -> jax.Array:
-    """Batch-mean distillation loss of ``student_q`` [B, A] toward ``teacher_q`` [B, A]."""
+def distillation_loss(
+    student_q: jax.Array, teacher_q: jax.Array, temperature: float, kind: str, weights: jax.Array | None = None
+) -> jax.Array:
+    """Batch-mean distillation loss of ``student_q`` [B, A] toward ``teacher_q`` [B, A]
+    (weighted by ``weights`` [B], prioritized replay's importance weights, when given)."""
     teacher_q = jax.lax.stop_gradient(teacher_q)
     log_student = jax.nn.log_softmax(student_q / temperature, axis=-1)
     if kind == "best_action":
         best = jnp.argmax(teacher_q, axis=-1)
-        return -jnp.mean(jnp.take_along_axis(log_student, best[..., None], axis=-1))
-    log_teacher = jax.nn.log_softmax(teacher_q / temperature, axis=-1)
-    policy = jnp.mean(jnp.sum(jnp.exp(log_teacher) * (log_teacher - log_student), axis=-1))
-    value = jnp.mean((student_q - teacher_q) ** 2)
-    return {"policy": policy, "value": value, "policy_and_value": policy + value}[kind]
+        per_example = -jnp.take_along_axis(log_student, best[..., None], axis=-1)[..., 0]
+    else:
+        log_teacher = jax.nn.log_softmax(teacher_q / temperature, axis=-1)
+        policy = jnp.sum(jnp.exp(log_teacher) * (log_teacher - log_student), axis=-1)
+        value = jnp.mean((student_q - teacher_q) ** 2, axis=-1)
+        per_example = {"policy": policy, "value": value, "policy_and_value": policy + value}[kind]
+    return jnp.mean(per_example) if weights is None else jnp.mean(weights * per_example)
 
 
 def normalized_score(score: float, random_score: float, teacher_score: float) -> float:
@@ -68,7 +73,7 @@ def make_distillation_term(cfg: dict[str, Any]):
     temperature, kind = dcfg["temperature"], dcfg["kind"]
 
     def term(params: Any, target_params: Any, aux: dict[str, jax.Array], key: jax.Array):
-        loss = distillation_loss(aux["batch_q"], aux["teacher_q"], temperature, kind)
+        loss = distillation_loss(aux["batch_q"], aux["teacher_q"], temperature, kind, aux.get("sample_weights"))
         return aux["distillation_weight"] * loss, {"distillation_loss": loss}
 
     return term

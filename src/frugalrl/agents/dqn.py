@@ -143,24 +143,32 @@ class DQN:
         return jax.lax.stop_gradient(batch.reward + batch.discount * next_value)
 
     def td_loss(
-        self, params: Any, batch: Batch, target: jax.Array, outputs: jax.Array | None = None
+        self,
+        params: Any,
+        batch: Batch,
+        target: jax.Array,
+        outputs: jax.Array | None = None,
+        weights: jax.Array | None = None,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """TD loss of the taken actions; ``outputs``: the network's outputs on ``batch.obs`` if computed."""
+        """TD loss of the taken actions: the batch mean, or weighted by ``weights`` (prioritized
+        replay's importance weights), with the per-example losses in ``metrics["td_per_example"]``.
+        ``outputs``: the network's outputs on ``batch.obs`` if already computed."""
         outputs = self.network.apply(params, batch.obs) if outputs is None else outputs
         action = batch.action[..., None].astype(jnp.int32)
         if self.support is not None:
             logits = self.q.split(outputs)
             taken = jnp.take_along_axis(logits, action[..., None], axis=-2)[..., 0, :]
-            loss = -jnp.mean(jnp.sum(target * jax.nn.log_softmax(taken, axis=-1), axis=-1))
+            per_example = -jnp.sum(target * jax.nn.log_softmax(taken, axis=-1), axis=-1)
             q_taken = jnp.sum(jax.nn.softmax(taken, axis=-1) * self.support, axis=-1)
-            return loss, {"td_loss": loss, "q_mean": q_taken.mean()}
-        q_taken = jnp.take_along_axis(outputs, action, axis=-1)[..., 0]
-        error = q_taken - target
-        if self.cfg["agent"]["loss"] == "huber":
-            loss = optax.huber_loss(error, delta=self.cfg["agent"]["huber_delta"]).mean()
         else:
-            loss = jnp.mean(error**2)
-        return loss, {"td_loss": loss, "q_mean": q_taken.mean()}
+            q_taken = jnp.take_along_axis(outputs, action, axis=-1)[..., 0]
+            error = q_taken - target
+            if self.cfg["agent"]["loss"] == "huber":
+                per_example = optax.huber_loss(error, delta=self.cfg["agent"]["huber_delta"])
+            else:
+                per_example = error**2
+        loss = jnp.mean(per_example) if weights is None else jnp.mean(weights * per_example)
+        return loss, {"td_loss": loss, "q_mean": q_taken.mean(), "td_per_example": per_example}
 
     def update(
         self,
@@ -181,7 +189,7 @@ class DQN:
         def total_loss(params: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
             outputs = self.network.apply(params, batch.obs)
             q = self.q.from_outputs(outputs)
-            loss, metrics = self.td_loss(params, batch, target, outputs)
+            loss, metrics = self.td_loss(params, batch, target, outputs, (aux or {}).get("sample_weights"))
             if aux and "td_weight" in aux:  # pure distillation pretraining switches TD off
                 loss = aux["td_weight"] * loss
             term_inputs = {
@@ -196,6 +204,9 @@ class DQN:
             return loss, {**metrics, "loss": loss}
 
         grads, metrics = jax.grad(total_loss, has_aux=True)(state.params)
+        per_example = metrics.pop("td_per_example")
+        if aux and "sample_weights" in aux:  # prioritized replay: the new priorities come from these
+            metrics["td_per_example"] = per_example
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         return DQNState(params, state.target_params, opt_state), metrics

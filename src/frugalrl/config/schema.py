@@ -133,6 +133,13 @@ SCHEMA: dict[str, Any] = {
     "replay": {
         "capacity": Field(10_000, int, "transitions kept per seed (FIFO)", check=positive),
         "batch_size": Field(128, int, "transitions per gradient step", check=positive),
+        "prioritized": Field(False, bool, "sample in proportion to priority (PER, as Dopamine's Rainbow)"),
+        "priority_exponent": Field(
+            0.5, float, "priority = (loss + 1e-10) ** this (Dopamine: sqrt of the loss)", check=positive
+        ),
+        "importance_exponent": Field(
+            0.5, float, "importance weights (held * P) ** -this, over the batch's largest", check=non_negative
+        ),
         "td_batch": Field(
             "sample",
             str,
@@ -443,6 +450,8 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
                 "evaluations and checkpoints fall between updates"
             )
     replay = cfg["replay"]
+    if replay["prioritized"] and replay["td_batch"] == "all":
+        raise ConfigError("config key 'replay/prioritized' samples the TD batch: it needs 'replay/td_batch': 'sample'")
     if replay["td_batch"] == "all":
         if replay["batch_size"] != replay["capacity"]:
             raise ConfigError(

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from frugalrl.agents.consolidation import consolidation_lambda, make_source
 from frugalrl.config.schema import first_learning_block as first_learning_step
 from frugalrl.envs import EnvSpec, to_storage
-from frugalrl.replay import fifo
+from frugalrl.replay import fifo, prioritized
 
 JSRL_STREAM = 0x75E1  # folded into keys for JSRL's own draws, apart from every other stream
 
@@ -42,6 +42,7 @@ class Carry(NamedTuple):
     teacher: Any = ()  # per-seed copy of the frozen teacher's parameters (distillation)
     distill_lambda: Any = ()  # [seeds] QDagger's lambda, set by the host after each evaluation
     jsrl: Any = ()  # JSRLState: per-seed roll-in lengths (JSRL's teacher-guided exploration)
+    priorities: Any = ()  # per-seed prioritized-replay priorities (replay/prioritized)
 
 
 class JSRLState(NamedTuple):
@@ -138,6 +139,8 @@ def init_carry(
         carry = carry._replace(agent=carry.agent._replace(params=start, target_params=start))
     if teacher_params is not None and needs_teacher_in_loop(cfg):
         carry = carry._replace(teacher=per_seed(teacher_params), distill_lambda=jnp.ones(seeds, jnp.float32))
+    if cfg["replay"]["prioritized"]:
+        carry = carry._replace(priorities=jax.vmap(lambda _: prioritized.init(cfg["replay"]["capacity"]))(keys))
     if jump_starting(cfg):
         max_roll_in = jnp.full(seeds, cfg["jsrl"]["max_roll_in_steps"], jnp.int32)
         roll_keys = jax.vmap(lambda key: jax.random.fold_in(key, JSRL_STREAM))(keys)
@@ -203,6 +206,17 @@ def make_segment(
     update = jax.vmap(agent.update)
     update_plain = jax.vmap(agent.update, in_axes=(0, 0, 0, 0))
     jsrl_on = jump_starting(cfg) and teacher_q is not None
+    per = cfg["replay"]["prioritized"]
+    if per:
+        priority_exponent, importance_exponent = (
+            cfg["replay"]["priority_exponent"],
+            cfg["replay"]["importance_exponent"],
+        )
+        per_sample = jax.vmap(prioritized.sample_ages, in_axes=(0, 0, 0, None, None))
+        per_gather = jax.vmap(lambda r, count, ages: fifo.gather(r, count, ages, **sample_kwargs), in_axes=(0, None, 0))
+        per_weights = jax.vmap(prioritized.importance_weights, in_axes=(0, None, None))
+        per_update = jax.vmap(prioritized.update, in_axes=(0, None, None, 0, 0, None))
+        per_added = jax.vmap(prioritized.on_add, in_axes=(0, None, None))
     if distill or jsrl_on:
         teacher_q_values = jax.vmap(teacher_q.apply)
     roll_in_guide = cfg["jsrl"]["roll_in_guide"]
@@ -261,12 +275,16 @@ def make_segment(
             env_step, c._replace(key=keys[:, 0]), (step_keys[:, 0], step_keys[:, 1], epsilon, guide)
         )
         replay = add_block(c.replay, first, transitions, to_storage(c.obs, spec))
+        if per:
+            c = c._replace(priorities=per_added(c.priorities, first, k))
         episodes = c.episodes + jnp.sum(out.finished_length > 0, axis=0, dtype=c.episodes.dtype)
         source_state = observe(c.source, transitions.obs) if source is not None else c.source
         return c._replace(replay=replay, env_step=first + k, episodes=episodes, source=source_state), out
 
     def learn(operands: tuple[Any, ...]) -> tuple[Any, ...]:
-        agent_state, key, grad_step, replay, env_step_count, source_state, teacher, distill_lambda = operands
+        agent_state, key, grad_step, replay, env_step_count, source_state, teacher, distill_lambda, priorities = (
+            operands
+        )
         seeds = key.shape[0]
         if unit == "env_steps" and period % k:
             # a sync due inside the block (Explorer checks every env step, after its updates) comes
@@ -298,18 +316,24 @@ def make_segment(
 
         def td_batch_fn(inner: tuple[Any, ...], _: None) -> tuple[tuple[Any, ...], Any]:
             """A fresh TD batch, its targets computed once, then ``epochs`` optimizer steps on it."""
-            agent_state, key, grad_step = inner
+            agent_state, key, grad_step, priorities = inner
             keys = split3(key)
-            batch = sample(replay, keys[:, 1], env_step_count)
-            target = td_target(agent_state, batch)
             aux = {}
+            if per:
+                ages, probabilities = per_sample(priorities, replay, keys[:, 1], env_step_count, batch_size)
+                batch = per_gather(replay, env_step_count, ages)
+                held = fifo.size(jax.tree.map(lambda x: x[0], replay), env_step_count)
+                aux = {"sample_weights": per_weights(probabilities, held, importance_exponent)}
+            else:
+                batch = sample(replay, keys[:, 1], env_step_count)
+            target = td_target(agent_state, batch)
             if distill:  # the teacher's Q on the TD batch, once for all its epochs; skipped once every lambda is 0
                 teacher_q = jax.lax.cond(
                     jnp.any(distill_lambda > 0),
                     lambda: teacher_q_values(teacher, batch.obs),
                     lambda: jnp.zeros(jax.eval_shape(teacher_q_values, teacher, batch.obs).shape, jnp.float32),
                 )
-                aux = {"teacher_q": teacher_q, "distillation_weight": distill_lambda * alpha}
+                aux = {**aux, "teacher_q": teacher_q, "distillation_weight": distill_lambda * alpha}
             if epochs == 1 and source is None:
                 epoch_keys = keys[:, 2][None]  # plain DQN: the update key itself
             else:
@@ -317,19 +341,23 @@ def make_segment(
             (agent_state, grad_step, *_), metrics = jax.lax.scan(
                 optimizer_step, (agent_state, grad_step, batch, target, aux), epoch_keys
             )
-            return (agent_state, keys[:, 0], grad_step), jax.tree.map(lambda x: x.mean(0), metrics)
+            if per:  # the sampled transitions' new priorities, from the last epoch's losses
+                losses = metrics.pop("td_per_example")[-1]
+                priorities = per_update(priorities, env_step_count, held, ages, losses, priority_exponent)
+            return (agent_state, keys[:, 0], grad_step, priorities), jax.tree.map(lambda x: x.mean(0), metrics)
 
-        (agent_state, key, grad_step), metrics = jax.lax.scan(
-            td_batch_fn, (agent_state, key, grad_step), None, length=m
+        (agent_state, key, grad_step, priorities), metrics = jax.lax.scan(
+            td_batch_fn, (agent_state, key, grad_step, priorities), None, length=m
         )
         if unit == "env_steps":
             agent_state = tree_select(env_step_count % period == 0, sync(agent_state), agent_state)
-        return agent_state, key, grad_step, jax.tree.map(lambda x: x.mean(0), metrics)
+        return agent_state, key, grad_step, priorities, jax.tree.map(lambda x: x.mean(0), metrics)
 
     def skip(operands: tuple[Any, ...]) -> tuple[Any, ...]:
         agent_state, key, grad_step, *_ = operands
-        metric_shapes = jax.eval_shape(learn, operands)[3]
-        return agent_state, key, grad_step, jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), metric_shapes)
+        metric_shapes = jax.eval_shape(learn, operands)[4]
+        nan_metrics = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), metric_shapes)
+        return agent_state, key, grad_step, operands[-1], nan_metrics
 
     branch = {
         "always": lambda start, ops: learn(ops),
@@ -340,9 +368,19 @@ def make_segment(
     def block(c: Carry, _: None) -> tuple[Carry, tuple[StepOut, Any]]:
         start = c.env_step
         c, steps = act_for_block(c)
-        operands = (c.agent, c.key, c.grad_step, c.replay, c.env_step, c.source, c.teacher, c.distill_lambda)
-        agent_state, key, grad_step, metrics = branch(start, operands)
-        return c._replace(agent=agent_state, key=key, grad_step=grad_step), (steps, metrics)
+        operands = (
+            c.agent,
+            c.key,
+            c.grad_step,
+            c.replay,
+            c.env_step,
+            c.source,
+            c.teacher,
+            c.distill_lambda,
+            c.priorities,
+        )
+        agent_state, key, grad_step, priorities, metrics = branch(start, operands)
+        return c._replace(agent=agent_state, key=key, grad_step=grad_step, priorities=priorities), (steps, metrics)
 
     def segment(c: Carry) -> tuple[Carry, tuple[StepOut, Any]]:
         return jax.lax.scan(block, c, None, length=num_blocks)
