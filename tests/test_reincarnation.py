@@ -156,6 +156,9 @@ def test_teacher_errors_are_clear(teacher_dir, tmp_path):
     spec = envs.make({"name": "CartPole-v1", "max_episode_steps": -1, "params": {}})[2]
     with pytest.raises(ConfigError, match="holds no frugalrl run"):
         load_teacher(student(tmp_path / "nothing"), spec)
+    with pytest.raises(ConfigError, match="holds no frugalrl run"):  # and the student leaves nothing behind
+        run(student(tmp_path / "nothing"), tmp_path / "student", progress=False)
+    assert not (tmp_path / "student").exists()
     with pytest.raises(ConfigError, match="seed_lane' \\(5\\) must be < the teacher run's num_seeds \\(2\\)"):
         load_teacher(student(teacher_dir, teacher={"seed_lane": 5}), spec)
     mountain = student(teacher_dir, env={"name": "MountainCar-v0"})

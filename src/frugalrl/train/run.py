@@ -154,9 +154,7 @@ def run(
     elif cfg["generate_random_seed"]:
         cfg = {**cfg, "seed": int(np.random.default_rng().integers(1_000_000))}
     cfg = {**cfg, "frugalrl_version": __version__}
-    rundir.write_config(cfg)
-    log = rundir.logger()
-
+    # env, agent and teacher before the run directory is written: a bad teacher leaves nothing behind
     env, env_params, spec = envs.make(cfg["env"])
     agent = make_agent(cfg, spec)
     num_seeds, total = cfg["num_seeds"], cfg["total_steps"]
@@ -173,14 +171,17 @@ def run(
                 "config key 'teacher/init_student' needs the student's 'network' to equal the teacher's: "
                 f"{teacher.cfg['network']} vs {cfg['network']}"
             )
+    teacher_params = teacher.params if teacher is not None else None
+    teacher_q = teacher.agent.q if teacher is not None else None
+    rundir.write_config(cfg)
+    log = rundir.logger()
+    if teacher is not None:
         message = (
             f"teacher: {cfg['teacher']['run']} (seed lane {cfg['teacher']['seed_lane']}, checkpoint at step "
             f"{teacher.checkpoint_step}); teacher data: {teacher.count} transitions ({cfg['teacher']['dataset']})"
         )
         log.info(message)
         say(message)
-    teacher_params = teacher.params if teacher is not None else None
-    teacher_q = teacher.agent.q if teacher is not None else None
 
     # memory: shapes first, refuse before allocating
     shapes = jax.eval_shape(lambda k: init_carry(agent, env, env_params, spec, cfg, k, teacher_params), keys)
