@@ -27,3 +27,11 @@ def test_cql_by_hand():
     grad = np.asarray(jax.grad(cql_loss)(Q, ACTIONS))
     assert grad[0, 1] < 0 and grad[0, 0] > 0 and grad[0, 2] > 0
     np.testing.assert_allclose(grad.sum(axis=-1), 0.0, atol=1e-7)  # softmax minus one-hot, over 2 rows
+
+
+def test_a_mask_restricts_the_regularizers_to_the_teachers_samples():
+    mask = jnp.array([0.0, 1.0])
+    assert float(large_margin_loss(Q, ACTIONS, 1.0, mask)) == pytest.approx(4.0)  # row 1 only
+    row0 = float(jax.nn.logsumexp(Q[0]) - Q[0, 1])
+    assert float(cql_loss(Q, ACTIONS, jnp.array([1.0, 0.0]))) == pytest.approx(row0, rel=1e-6)
+    assert float(cql_loss(Q, ACTIONS, jnp.zeros(2))) == 0.0

@@ -231,3 +231,18 @@ def test_a_pretraining_learning_rate_of_its_own_hands_over_to_the_online_one(tea
     carry = final_carry(cfg, tmp_path / "cql", load_teacher(cfg, envs.make(cfg["env"])[2]))
     np.testing.assert_allclose(learning_rate(carry.agent.opt_state), 1e-3)
     assert "cql_loss" not in pd.read_csv(tmp_path / "cql" / "metrics.csv").columns  # offline only
+
+
+def test_rehearsal_mixes_teacher_data_into_online_batches_with_dqfds_margin(teacher_dir, tmp_path):
+    cfg = student(
+        teacher_dir,
+        total_steps=800,
+        distillation={"coefficient": 0.0, "lr_low": None},
+        pretraining={"regularizer": "large_margin", "steps": 100, "eval_every": 0},
+        rehearsal={"fraction": 0.25, "regularizer_decay_period": 400},
+    )
+    run(cfg, tmp_path / "dqfd", progress=False)
+    metrics = pd.read_csv(tmp_path / "dqfd" / "metrics.csv")
+    assert np.isfinite(metrics["large_margin_loss"]).all() and (metrics["large_margin_loss"] > 0).any()
+    with pytest.raises(ConfigError, match="'teacher/run' must name"):
+        resolve({"rehearsal": {"fraction": 0.5}})

@@ -25,7 +25,8 @@ def make_agent(cfg: dict[str, Any], spec: EnvSpec, offline: bool = False) -> DQN
         terms.append(make_consolidation_term(cfg, DQN(spec, cfg).q))  # on Q-values (C51: their means)
     if cfg["distillation"]["coefficient"] > 0:
         terms.append(make_distillation_term(cfg))
-    if offline and cfg["pretraining"]["regularizer"] != "none":
+    online_regularizer = cfg["rehearsal"]["regularizer_decay_period"] > 0
+    if cfg["pretraining"]["regularizer"] != "none" and (offline or online_regularizer):
         terms.append(make_regularizer_term(cfg))
     return DQN(spec, cfg, extra_losses=tuple(terms))
 

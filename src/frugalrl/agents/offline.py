@@ -22,15 +22,22 @@ def _taken(q: jax.Array, actions: jax.Array) -> jax.Array:
     return jnp.take_along_axis(q, actions[..., None].astype(jnp.int32), axis=-1)[..., 0]
 
 
-def large_margin_loss(q: jax.Array, actions: jax.Array, margin: float) -> jax.Array:
-    """DQfD's supervised loss; 0 once the data's action leads every other by ``margin``."""
+def _mean(values: jax.Array, mask: jax.Array | None) -> jax.Array:
+    if mask is None:
+        return jnp.mean(values)
+    return jnp.sum(mask * values) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def large_margin_loss(q: jax.Array, actions: jax.Array, margin: float, mask: jax.Array | None = None) -> jax.Array:
+    """DQfD's supervised loss; 0 once the data's action leads every other by ``margin``
+    (averaged over the examples ``mask`` selects, when given)."""
     penalty = margin * (jnp.arange(q.shape[-1]) != actions[..., None]).astype(q.dtype)
-    return jnp.mean(jnp.max(q + penalty, axis=-1) - _taken(q, actions))
+    return _mean(jnp.max(q + penalty, axis=-1) - _taken(q, actions), mask)
 
 
-def cql_loss(q: jax.Array, actions: jax.Array) -> jax.Array:
+def cql_loss(q: jax.Array, actions: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     """Discrete CQL's regulariser: soft maximum of Q minus Q of the data's action."""
-    return jnp.mean(jax.nn.logsumexp(q, axis=-1) - _taken(q, actions))
+    return _mean(jax.nn.logsumexp(q, axis=-1) - _taken(q, actions), mask)
 
 
 def make_regularizer_term(cfg: dict[str, Any]):
@@ -39,10 +46,12 @@ def make_regularizer_term(cfg: dict[str, Any]):
     kind, weight, margin = pcfg["regularizer"], pcfg["regularizer_weight"], pcfg["margin"]
 
     def term(params: Any, target_params: Any, aux: dict[str, jax.Array], key: jax.Array):
+        # online (DQfD), only the teacher's samples count, with a decaying weight
+        mask = aux.get("teacher_sample")
         if kind == "large_margin":
-            loss = large_margin_loss(aux["batch_q"], aux["batch_action"], margin)
+            loss = large_margin_loss(aux["batch_q"], aux["batch_action"], margin, mask)
         else:
-            loss = cql_loss(aux["batch_q"], aux["batch_action"])
-        return weight * loss, {f"{kind}_loss": loss}
+            loss = cql_loss(aux["batch_q"], aux["batch_action"], mask)
+        return aux.get("regularizer_scale", 1.0) * weight * loss, {f"{kind}_loss": loss}
 
     return term

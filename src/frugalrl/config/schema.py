@@ -227,6 +227,21 @@ SCHEMA: dict[str, Any] = {
             check=positive,
         ),
     },
+    "rehearsal": {
+        "fraction": Field(
+            0.0,
+            float,
+            "share of each online TD batch drawn from the teacher data (rehearsal, DQfD); 0 = off",
+            check=unit_interval,
+        ),
+        "regularizer_decay_period": Field(
+            0,
+            int,
+            "online env steps over which pretraining/regularizer keeps acting on the teacher samples, its weight "
+            "decaying linearly to 0 (DQfD); 0 = offline only",
+            check=non_negative,
+        ),
+    },
     "jsrl": {
         "guide_prob": Field(
             0.0,
@@ -484,7 +499,20 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
         raise ConfigError(
             "config key 'distillation/lr_low' needs 'distillation/schedule': 'decay' (lambda stays 1 otherwise)"
         )
-    if pretrain["regularizer"] != "none" and pretrain["steps"] == 0:
+    rehearsal = cfg["rehearsal"]
+    if rehearsal["fraction"] > 0 and teacher["run"] is None:
+        raise ConfigError("config key 'rehearsal/fraction' mixes in teacher data: 'teacher/run' must name the teacher")
+    if rehearsal["fraction"] > 0 and round(rehearsal["fraction"] * cfg["replay"]["batch_size"]) < 1:
+        raise ConfigError("config key 'rehearsal/fraction' gives no teacher sample in a batch of 'replay/batch_size'")
+    if rehearsal["regularizer_decay_period"] and (rehearsal["fraction"] == 0 or pretrain["regularizer"] == "none"):
+        raise ConfigError(
+            "config key 'rehearsal/regularizer_decay_period' needs 'rehearsal/fraction' > 0 and a regularizer"
+        )
+    if rehearsal["fraction"] > 0 and (cfg["replay"]["prioritized"] or cfg["replay"]["td_batch"] == "all"):
+        raise ConfigError(
+            "config key 'rehearsal/fraction' needs uniform sampled TD batches ('replay/td_batch': 'sample')"
+        )
+    if pretrain["regularizer"] != "none" and pretrain["steps"] == 0 and not rehearsal["regularizer_decay_period"]:
         raise ConfigError("config key 'pretraining/regularizer' acts while pretraining: set 'pretraining/steps' > 0")
     if pretrain["steps"] > 0 and cfg["train"]["random_steps"] > 0:
         raise ConfigError(

@@ -169,12 +169,14 @@ def make_segment(
     num_blocks: int,
     learning: str = "mixed",
     teacher_q: Any = None,
+    rehearsal_count: int = 0,
 ):
     """A function Carry -> (Carry, outputs) running ``num_blocks`` blocks; jit it with donation.
 
     ``learning``: "always" (every block updates), "never" (none does) or "mixed" (a block updates
     when it starts at or after ``first_learning_step``, through ``lax.cond``).
-    ``teacher_q``: the teacher's Q-function (``apply(params, obs)``), when the config uses a teacher.
+    ``teacher_q``: the teacher's Q-function (``apply(params, obs)``), when the config uses a teacher;
+    ``rehearsal_count``: transitions written into the teacher data that rehearsal samples from.
     """
     train, agent_cfg = cfg["train"], cfg["agent"]
     k, m, epochs = train["train_every"], train["gradient_steps"], train["epochs_per_batch"]
@@ -207,6 +209,18 @@ def make_segment(
     update_plain = jax.vmap(agent.update, in_axes=(0, 0, 0, 0))
     jsrl_on = jump_starting(cfg) and teacher_q is not None
     per = cfg["replay"]["prioritized"]
+    rehearsal = cfg["rehearsal"]
+    teacher_share = round(rehearsal["fraction"] * batch_size) if rehearsal["fraction"] > 0 else 0
+    if teacher_share:
+        teacher_count = rehearsal_count
+        student_sample = jax.vmap(
+            lambda r, key, count: fifo.sample(r, key, count, batch_size - teacher_share, **sample_kwargs),
+            in_axes=(0, 0, None),
+        )
+        teacher_sample = jax.vmap(
+            lambda r, key: fifo.sample(r, key, teacher_count, teacher_share, **sample_kwargs), in_axes=(None, 0)
+        )
+        regularizer_period = rehearsal["regularizer_decay_period"]
     if per:
         priority_exponent, importance_exponent = (
             cfg["replay"]["priority_exponent"],
@@ -282,9 +296,8 @@ def make_segment(
         return c._replace(replay=replay, env_step=first + k, episodes=episodes, source=source_state), out
 
     def learn(operands: tuple[Any, ...]) -> tuple[Any, ...]:
-        agent_state, key, grad_step, replay, env_step_count, source_state, teacher, distill_lambda, priorities = (
-            operands
-        )
+        agent_state, key, grad_step, replay, env_step_count, source_state, teacher, distill_lambda = operands[:8]
+        priorities, rehearsal_data = operands[8:]
         seeds = key.shape[0]
         if unit == "env_steps" and period % k:
             # a sync due inside the block (Explorer checks every env step, after its updates) comes
@@ -324,6 +337,16 @@ def make_segment(
                 batch = per_gather(replay, env_step_count, ages)
                 held = fifo.size(jax.tree.map(lambda x: x[0], replay), env_step_count)
                 aux = {"sample_weights": per_weights(probabilities, held, importance_exponent)}
+            elif teacher_share:  # rehearsal: part of the batch from the teacher's data
+                mixed_keys = split2(keys[:, 1])
+                own = student_sample(replay, mixed_keys[:, 0], env_step_count)
+                theirs = teacher_sample(rehearsal_data, mixed_keys[:, 1])
+                batch = jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=1), own, theirs)
+                from_teacher = jnp.arange(batch_size) >= batch_size - teacher_share
+                aux = {"teacher_sample": jnp.broadcast_to(from_teacher.astype(jnp.float32), (seeds, batch_size))}
+                if regularizer_period:
+                    scale = jnp.clip(1.0 - env_step_count / regularizer_period, 0.0, 1.0)
+                    aux["regularizer_scale"] = jnp.full(seeds, scale)
             else:
                 batch = sample(replay, keys[:, 1], env_step_count)
             target = td_target(agent_state, batch)
@@ -357,7 +380,7 @@ def make_segment(
         agent_state, key, grad_step, *_ = operands
         metric_shapes = jax.eval_shape(learn, operands)[4]
         nan_metrics = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), metric_shapes)
-        return agent_state, key, grad_step, operands[-1], nan_metrics
+        return agent_state, key, grad_step, operands[8], nan_metrics
 
     branch = {
         "always": lambda start, ops: learn(ops),
@@ -365,7 +388,7 @@ def make_segment(
         "mixed": lambda start, ops: jax.lax.cond(start >= learning_from, learn, skip, ops),
     }[learning]
 
-    def block(c: Carry, _: None) -> tuple[Carry, tuple[StepOut, Any]]:
+    def block(c: Carry, _: None, teacher_data: Any) -> tuple[Carry, tuple[StepOut, Any]]:
         start = c.env_step
         c, steps = act_for_block(c)
         operands = (
@@ -378,12 +401,14 @@ def make_segment(
             c.teacher,
             c.distill_lambda,
             c.priorities,
+            teacher_data,
         )
         agent_state, key, grad_step, priorities, metrics = branch(start, operands)
         return c._replace(agent=agent_state, key=key, grad_step=grad_step, priorities=priorities), (steps, metrics)
 
-    def segment(c: Carry) -> tuple[Carry, tuple[StepOut, Any]]:
-        return jax.lax.scan(block, c, None, length=num_blocks)
+    def segment(c: Carry, teacher_data: Any = None) -> tuple[Carry, tuple[StepOut, Any]]:
+        """``teacher_data``: the teacher's replay (no seed axis), when rehearsal mixes it in."""
+        return jax.lax.scan(lambda c, x: block(c, x, teacher_data), c, None, length=num_blocks)
 
     return segment
 

@@ -227,6 +227,8 @@ def run(
     k = cfg["train"]["train_every"]
     step_spec = PartitionSpec(None, None, "seed")
     compiled_segments: dict[str, Any] = {}
+    rehearsing = cfg["rehearsal"]["fraction"] > 0
+    segment_extra = (teacher.replay,) if rehearsing else ()
     compile_seconds = 0.0
 
     def compiled_segment(mode: str, carry: Any) -> Any:
@@ -234,14 +236,22 @@ def run(
         nonlocal compile_seconds
         if mode not in compiled_segments:
             begin = time.perf_counter()
+            count = teacher.count if teacher is not None else 0
+            body = make_segment(
+                agent, env, env_params, spec, cfg, seg // k, learning=mode, teacher_q=teacher_q, rehearsal_count=count
+            )
+            in_specs: tuple[Any, ...] = (carry_specs,)
+            if rehearsing:  # the teacher's replay: one copy, replicated over the seed devices
+                in_specs += (jax.tree.map(lambda _: PartitionSpec(), teacher.replay),)
             sharded = jax.shard_map(
-                make_segment(agent, env, env_params, spec, cfg, seg // k, learning=mode, teacher_q=teacher_q),
+                body,
                 mesh=mesh,
-                in_specs=(carry_specs,),
+                in_specs=in_specs,
                 out_specs=(carry_specs, (step_spec, PartitionSpec(None, "seed"))),
                 check_vma=False,
             )
-            compiled_segments[mode] = jax.jit(sharded, donate_argnums=0).lower(carry).compile()
+            lowered = jax.jit(sharded, donate_argnums=0).lower(carry, *segment_extra)
+            compiled_segments[mode] = lowered.compile()
             took = time.perf_counter() - begin
             compile_seconds += took
             log.info(
@@ -339,7 +349,7 @@ def run(
         while step < total:
             segment = compiled_segment(learning_mode(cfg, step, seg), carry)
             tick = time.perf_counter()
-            carry, (steps_out, metrics) = segment(carry)
+            carry, (steps_out, metrics) = segment(carry, *segment_extra)
             jax.block_until_ready(steps_out)
             phase["segments"] += time.perf_counter() - tick
             tick = time.perf_counter()
