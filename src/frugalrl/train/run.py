@@ -312,6 +312,13 @@ def run(
     if scores is not None:
         log.info("teacher score %.2f, random score %.2f", scores["teacher"], scores["random"])
         say(f"teacher score {scores['teacher']:.2f}, random score {scores['random']:.2f}")
+        if scores["teacher"] <= scores["random"]:
+            warning = (
+                "warning: the teacher scores no better than random play, so teacher-normalised scores (and "
+                "QDagger's lambda) are meaningless; pick another 'teacher/seed_lane' or a better teacher"
+            )
+            log.warning(warning)
+            say(warning)
     if cfg["pretraining"]["steps"] and restored is None:
         tick = time.perf_counter()
         carry, pretrain_compile = pretrain_offline(
