@@ -72,35 +72,18 @@ class MLP(nn.Module):
         return _dense_head(x, self.hidden, self.out, self.activation, self.weight_init)
 
 
-class MinAtarCNN(nn.Module):
-    """The MinAtar network: conv 16 3x3 stride 1 (valid) + ReLU, dense hidden + ReLU, linear."""
+class ConvNet(nn.Module):
+    """Convs (features, kernel, stride) with ReLU, then a dense hidden head and a linear output.
 
-    hidden: Sequence[int]
-    out: int
-    activation: str = "relu"
-    weight_init: str = "lecun_normal"
-    conv_init: str = "lecun_normal"
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = x.astype(jnp.float32)
-        batch_shape = x.shape[:-3]
-        x = x.reshape((-1,) + x.shape[-3:])
-        x = nn.relu(conv_layer(16, 3, 1, x.shape[-1], self.conv_init)(x))
-        x = x.reshape(batch_shape + (-1,))
-        return _dense_head(x, self.hidden, self.out, self.activation, self.weight_init)
-
-
-class NatureCNN(nn.Module):
-    """The DQN (Nature 2015) network: convs 32 8x8/4, 64 4x4/2, 64 3x3/1 with ReLU, dense hidden, linear.
-
-    Inputs are taken as they are stored unless ``network/input_scale`` says otherwise (the MeDQN
-    code fed raw 0-255 values; Dopamine divides by 255). Convs are VALID-padded as in the paper
-    (84 -> 20 -> 9 -> 7) or SAME-padded as in Dopamine (84 -> 21 -> 11 -> 11).
+    ``MINATAR_CONVS``: the MinAtar network (conv 16 3x3/1, valid). ``NATURE_CONVS``: the DQN (Nature
+    2015) network, VALID-padded as in the paper (84 -> 20 -> 9 -> 7) or SAME-padded as in Dopamine
+    (84 -> 21 -> 11 -> 11). Inputs are taken as stored unless ``network/input_scale`` says otherwise
+    (the MeDQN code fed raw 0-255 frames; Dopamine divides by 255).
     """
 
     hidden: Sequence[int]
     out: int
+    convs: Sequence[tuple[int, int, int]]
     activation: str = "relu"
     weight_init: str = "lecun_normal"
     conv_init: str = "lecun_normal"
@@ -111,10 +94,14 @@ class NatureCNN(nn.Module):
         x = x.astype(jnp.float32)
         batch_shape = x.shape[:-3]
         x = x.reshape((-1,) + x.shape[-3:])
-        for features, kernel, stride in ((32, 8, 4), (64, 4, 2), (64, 3, 1)):
+        for features, kernel, stride in self.convs:
             x = nn.relu(conv_layer(features, kernel, stride, x.shape[-1], self.conv_init, self.padding)(x))
         x = x.reshape(batch_shape + (-1,))
         return _dense_head(x, self.hidden, self.out, self.activation, self.weight_init)
+
+
+MINATAR_CONVS = ((16, 3, 1),)
+NATURE_CONVS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
 
 
 class ResidualBlock(nn.Module):
@@ -165,8 +152,8 @@ class Scaled(nn.Module):
 
 TORSOS: dict[str, type[nn.Module]] = {
     "mlp": MLP,
-    "minatar_cnn": MinAtarCNN,
-    "nature_cnn": NatureCNN,
+    "minatar_cnn": ConvNet,
+    "nature_cnn": ConvNet,
     "impala_cnn": ImpalaCNN,
 }
 
@@ -189,16 +176,18 @@ def make_q_network(network_cfg: dict[str, Any], obs_shape: tuple[int, ...], num_
             raise ValueError("network 'impala_cnn' has no conv_init option; leave 'network/conv_init' at lecun_normal")
         torso = ImpalaCNN(**common)
     elif name == "nature_cnn":
-        torso = NatureCNN(conv_init=network_cfg["conv_init"], padding=network_cfg["conv_padding"].upper(), **common)
+        padding = network_cfg["conv_padding"].upper()
+        torso = ConvNet(convs=NATURE_CONVS, conv_init=network_cfg["conv_init"], padding=padding, **common)
     else:
-        torso = MinAtarCNN(conv_init=network_cfg["conv_init"], **common)
+        torso = ConvNet(convs=MINATAR_CONVS, conv_init=network_cfg["conv_init"], **common)
     return torso if scale == 1.0 else Scaled(torso, scale)
 
 
 __all__ = [
     "MLP",
-    "MinAtarCNN",
-    "NatureCNN",
+    "ConvNet",
+    "MINATAR_CONVS",
+    "NATURE_CONVS",
     "ImpalaCNN",
     "make_q_network",
     "conv_layer",
