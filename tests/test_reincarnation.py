@@ -140,6 +140,18 @@ def test_student_starts_at_epsilon_end_after_pretraining_and_can_start_from_the_
         np.testing.assert_array_equal(ours[1], theirs)
 
 
+def test_an_evaluation_at_start_records_where_the_student_starts_and_changes_nothing_else(teacher_dir, tmp_path):
+    results = {}
+    for at_start in (False, True):
+        path = tmp_path / str(at_start)
+        run(student(teacher_dir, total_steps=800, eval={"at_start": at_start}), path, progress=False)
+        results[at_start] = {name: pd.read_csv(path / name) for name in ("result_Train.csv", "result_Test.csv")}
+    pd.testing.assert_frame_equal(results[False]["result_Train.csv"], results[True]["result_Train.csv"])
+    test = results[True]["result_Test.csv"]
+    assert test["step"].tolist() == [0, 0, 400, 400, 800, 800]
+    pd.testing.assert_frame_equal(test.iloc[2:].reset_index(drop=True), results[False]["result_Test.csv"])
+
+
 def test_teacher_rollouts_fill_a_buffer_by_acting_with_the_teacher(teacher_dir):
     cfg = student(teacher_dir, teacher={"dataset": "rollout", "rollout_steps": 600, "rollout_epsilon_end": 0.0})
     spec = envs.make(cfg["env"])[2]

@@ -289,6 +289,9 @@ SCHEMA: dict[str, Any] = {
         "every": Field(50_000, int, "env steps between greedy evaluations; 0 = only at the end", check=non_negative),
         "episodes": Field(10, int, "evaluation episodes per seed", check=positive),
         "epsilon": Field(0.0, float, "epsilon during evaluation", check=unit_interval),
+        "at_start": Field(
+            False, bool, "also evaluate at online step 0 (after any pretraining): where a student starts from"
+        ),
         "max_episode_steps": Field(
             27_000, int, "evaluation episodes end here if the env's own time limit is longer", check=positive
         ),

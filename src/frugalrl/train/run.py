@@ -348,6 +348,8 @@ def run(
             carry = carry._replace(agent=carry.agent._replace(opt_state=opt_state))
         return carry
 
+    if cfg["eval"]["at_start"] and restored is None:
+        evaluate_now(0)  # a starting point only: lambda and JSRL's roll-ins start from their initial values
     bar = _progress(total, step, num_seeds, enabled=progress)
     run_start = time.perf_counter()
     compile_before_run = compile_seconds
