@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from frugalrl.analysis import Sweep, learning_curve, results_table, time_and_memory, unfinished
+from frugalrl.analysis import Reference, Sweep, learning_curve, results_table, time_and_memory, unfinished
 from frugalrl.cli import main
 from frugalrl.config import resolve
 
@@ -91,3 +91,28 @@ def test_merged_curve_resamples_every_seed_to_a_common_grid(sweep, capsys):
     assert code == 0 and (sweep.analysis_dir / "cmp.png").stat().st_size > 0
     assert main(["plot", f"{sweep.file}:9", "--logs", str(sweep.logs)]) == 2
     assert "has combinations 1..4" in capsys.readouterr().err
+
+
+def test_scores_at_a_step_and_teacher_normalised_tables_and_curves(sweep, tmp_path, capsys):
+    reference = tmp_path / "reincarnation.json"
+    reference.write_text(json.dumps({"teacher": 9.0, "random": 1.0, "teacher_checkpoint_step": 10}))
+    table = results_table(sweep, "Test", at=300, reference=Reference.load(reference)).set_index("config_idx")
+    assert table.loc[2, "return_mean"] == pytest.approx(15.0)
+    assert table.loc[2, "normalized_mean"] == pytest.approx((15.0 - 1.0) / 8.0)
+    assert table.loc[2, "normalized_se"] == pytest.approx(5.0 / math.sqrt(2) / 8.0)
+    assert (sweep.analysis_dir / "results_Test_at300.csv").exists()
+    with pytest.raises(ValueError, match="no evaluation at step 7"):
+        results_table(sweep, "Test", at=7)
+    steps, mean, _, n = learning_curve([sweep.run_dir(1)], "Train", window=1, reference=Reference.load(reference))
+    assert n == 2 and mean[0] == pytest.approx(((1 + 3) / 2 - 1.0) / 8.0)
+    args = ["--runs", "2", "--logs", str(sweep.logs), "--normalize", str(reference)]
+    assert main(["analyze", str(sweep.file), "--mode", "Test", "--at", "300", *args]) == 0
+    assert "normalized_mean" in capsys.readouterr().out
+    assert main(["plot", f"{sweep.file}:1", "--mode", "Test", "--name", "norm", *args]) == 0
+    assert (sweep.analysis_dir / "norm.png").stat().st_size > 0
+    # bad references and a score at a step of training episodes are refused with a message
+    reference.write_text(json.dumps({"teacher": 1.0, "random": 1.0}))
+    assert main(["analyze", str(sweep.file), "--mode", "Test", *args]) != 0
+    assert "no better than random" in capsys.readouterr().err
+    assert main(["analyze", str(sweep.file), "--at", "300", "--runs", "2", "--logs", str(sweep.logs)]) != 0
+    assert "--at picks an evaluation" in capsys.readouterr().err

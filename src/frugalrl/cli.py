@@ -146,16 +146,26 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reference(args: argparse.Namespace) -> Any:
+    from frugalrl.analysis import Reference
+
+    return Reference.load(Path(args.normalize)) if args.normalize else None
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from frugalrl.analysis import results_table, summarise_time_and_memory
+    from frugalrl.analysis import results_name, results_table, summarise_time_and_memory
     from frugalrl.config import GridError
 
     try:
         sweep = _sweep(args)
+        reference = _reference(args)
+        if args.at is not None and args.mode in ("Train", "both"):
+            raise ValueError("--at picks an evaluation: give --mode Test or --mode Offline with it")
         print(summarise_time_and_memory(sweep))
         for mode in ("Train", "Test") if args.mode == "both" else (args.mode,):
-            table = results_table(sweep, mode, args.last)
-            print(f"\n{mode}: {len(table)} combinations with results -> {sweep.analysis_dir / f'results_{mode}.csv'}")
+            table = results_table(sweep, mode, args.last, args.at, reference)
+            out = sweep.analysis_dir / results_name(mode, args.at)
+            print(f"\n{mode}: {len(table)} combinations with results -> {out}")
             if not table.empty:
                 print(table.head(args.top).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     except (GridError, ValueError) as error:
@@ -184,7 +194,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
             if not paths:
                 raise ValueError(f"no results for {spec} under {sweep.logs / sweep.experiment}")
             series.append((parts[2] if len(parts) == 3 else f"{sweep.experiment} {idx}", paths))
-        out = plot_curves(series, first.analysis_dir / f"{args.name}.png", args.mode, args.window, args.title)
+        path = first.analysis_dir / f"{args.name}.png"
+        out = plot_curves(series, path, args.mode, args.window, args.title, _reference(args))
     except (GridError, ValueError) as error:
         return _error(str(error), EXIT_CONFIG)
     print(out)
@@ -206,6 +217,12 @@ def cmd_import_dopamine(args: argparse.Namespace) -> int:
         f'teacher written to {args.out}: {meta["num_actions"]} actions, {held}; use "teacher": {{"run": "{args.out}"}}'
     )
     return 0
+
+
+NORMALIZE_HELP = (
+    "teacher-normalised scores, (return - random) / (teacher - random), from a reincarnation.json or a "
+    "student's run directory"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -233,14 +250,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--logs", default="logs", help="root of run directories (default ./logs)")
         p.set_defaults(func=func)
         if name == "analyze":
-            p.add_argument("--mode", choices=("Train", "Test", "both"), default="both")
-            p.add_argument("--last", type=int, help="returns averaged per seed (default 100 Train, 5 Test)")
+            p.add_argument("--mode", choices=("Train", "Test", "Offline", "both"), default="both")
+            p.add_argument("--last", type=int, help="returns averaged per seed (default 100 Train, 5 Test, 1 Offline)")
+            p.add_argument("--at", type=int, help="score = the evaluation at this step (Test or Offline)")
+            p.add_argument("--normalize", metavar="PATH", help=NORMALIZE_HELP)
             p.add_argument("--top", type=int, default=10, help="rows of the table to print")
     p = sub.add_parser("plot", help="merged learning curves (mean ± standard error over seeds and runs)")
     p.add_argument("specs", nargs="+", metavar="FILE:IDX[:LABEL]", help="a combination of a grid file per curve")
     p.add_argument("--name", default="curves", help="file name under logs/{experiment of the first}/0/")
-    p.add_argument("--mode", choices=("Train", "Test"), default="Train")
+    p.add_argument("--mode", choices=("Train", "Test", "Offline"), default="Train")
     p.add_argument("--window", type=int, default=20, help="moving average of training returns")
+    p.add_argument("--normalize", metavar="PATH", help=NORMALIZE_HELP)
     p.add_argument("--runs", type=int, default=1, help="runs per combination")
     p.add_argument("--logs", default="logs")
     p.add_argument("--title", default="")

@@ -21,7 +21,32 @@ import pandas as pd
 from frugalrl.config import count_dict, decode, flatten, load_grid, swept_keys
 from frugalrl.runs.rundir import FINISHED_PREFIX, RunDir
 
-LAST_RETURNS = {"Train": 100, "Test": 5}  # Explorer's final-performance windows
+LAST_RETURNS = {"Train": 100, "Test": 5, "Offline": 1}  # Explorer's final-performance windows
+MODES = tuple(LAST_RETURNS)  # Offline: evaluations during a reincarnated student's pretraining
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Random play's and a teacher's scores, for teacher-normalised returns (0 = random, 1 = teacher)."""
+
+    random: float
+    teacher: float
+
+    @classmethod
+    def load(cls, path: Path) -> Reference:
+        """From a run's ``reincarnation.json`` (or the run directory holding one)."""
+        file = path / "reincarnation.json" if path.is_dir() else path
+        if not file.exists():
+            raise ValueError(f"{file} not found: --normalize takes a reincarnation.json or a student's run directory")
+        scores = json.loads(file.read_text())
+        if not isinstance(scores, dict) or not {"teacher", "random"} <= scores.keys():
+            raise ValueError(f"{file} does not hold a teacher's and random play's scores")
+        if scores["teacher"] <= scores["random"]:
+            raise ValueError(f"{file}: the teacher ({scores['teacher']}) scores no better than random play")
+        return cls(float(scores["random"]), float(scores["teacher"]))
+
+    def normalize(self, returns: Any) -> Any:
+        return (returns - self.random) / (self.teacher - self.random)
 
 
 @dataclass(frozen=True)
@@ -123,22 +148,43 @@ def _result_file(run_path: Path, mode: str) -> Path:
     return run_path / f"result_{mode}.csv"
 
 
-def seed_scores(run_path: Path, mode: str, last: int) -> pd.Series:
-    """Per seed: mean of the last ``last`` returns (training episodes or evaluations)."""
+def seed_scores(run_path: Path, mode: str, last: int, at: int | None = None) -> pd.Series:
+    """Per seed: mean of the last ``last`` returns (training episodes or evaluations), or the
+    evaluation at step ``at``."""
     frame = pd.read_csv(_result_file(run_path, mode))
+    if at is not None:
+        if mode == "Train":
+            raise ValueError("a score at a step is an evaluation's: use mode Test or Offline")
+        frame = frame[frame["step"] == at]
+        if frame.empty:
+            raise ValueError(f"{_result_file(run_path, mode)} has no evaluation at step {at}")
+        return frame.groupby("seed")["return"].mean()
     order = ["step", "episode"] if mode == "Train" else ["step"]
     frame = frame.sort_values(order)
     return frame.groupby("seed")["return"].apply(lambda r: r.iloc[-last:].mean())
 
 
-def results_table(sweep: Sweep, mode: str = "Train", last: int | None = None) -> pd.DataFrame:
+def results_name(mode: str, at: int | None = None) -> str:
+    """File name of a results table under ``logs/{exp}/0/``."""
+    return f"results_{mode}" + (f"_at{at}" if at is not None else "") + ".csv"
+
+
+def results_table(
+    sweep: Sweep,
+    mode: str = "Train",
+    last: int | None = None,
+    at: int | None = None,
+    reference: Reference | None = None,
+) -> pd.DataFrame:
     """One row per combination: mean and standard error over every seed of every finished run.
 
-    Standard error = std (ddof 0, as Explorer) / sqrt(n). Columns for each swept key, rows sorted by
-    mean (descending) then standard error. Written to ``logs/{exp}/0/results_{mode}.csv``.
+    Standard error = std (ddof 0, as Explorer) / sqrt(n). Scores are the mean of the last ``last``
+    returns, or the evaluation at step ``at``; with a ``reference`` they are teacher-normalised too.
+    Columns for each swept key, rows sorted by mean (descending) then standard error. Written to
+    ``logs/{exp}/0/results_{mode}[_at{at}].csv``.
     """
     if mode not in LAST_RETURNS:
-        raise ValueError(f"mode must be Train or Test, got {mode!r}")
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     last = last or LAST_RETURNS[mode]
     grid = sweep.grid
     keys = swept_keys(grid)
@@ -149,7 +195,7 @@ def results_table(sweep: Sweep, mode: str = "Train", last: int | None = None) ->
             run_path = sweep.run_dir(idx)
             if not (RunDir(run_path).finished() and _result_file(run_path, mode).exists()):
                 continue
-            per_seed = seed_scores(run_path, mode, last)
+            per_seed = seed_scores(run_path, mode, last, at)
             scores.extend(per_seed.tolist())
             saved = json.loads((run_path / "config.json").read_text())
             env, agent = saved["env"]["name"], _agent_label(saved)
@@ -157,6 +203,10 @@ def results_table(sweep: Sweep, mode: str = "Train", last: int | None = None) ->
             continue
         values = np.asarray(scores, dtype=float)
         flat = flatten(decode(grid, combination)[0])
+        normalized = {}
+        if reference is not None:
+            scaled = reference.normalize(values)
+            normalized = {"normalized_mean": scaled.mean(), "normalized_se": scaled.std() / math.sqrt(len(values))}
         rows.append(
             {
                 "env": env,
@@ -164,21 +214,25 @@ def results_table(sweep: Sweep, mode: str = "Train", last: int | None = None) ->
                 "config_idx": combination,
                 "return_mean": values.mean(),
                 "return_se": values.std() / math.sqrt(len(values)),
+                **normalized,
                 "seeds": len(values),
                 **{key: _cell(flat.get(key, "/")) for key in keys},
             }
         )
-    columns = ["env", "agent", "config_idx", "return_mean", "return_se", "seeds", *keys]
+    extra = ["normalized_mean", "normalized_se"] if reference is not None else []
+    columns = ["env", "agent", "config_idx", "return_mean", "return_se", *extra, "seeds", *keys]
     table = pd.DataFrame(rows, columns=columns)
     table = table.sort_values(["return_mean", "return_se"], ascending=[False, True], kind="stable")
     sweep.analysis_dir.mkdir(parents=True, exist_ok=True)
-    table.to_csv(sweep.analysis_dir / f"results_{mode}.csv", index=False)
+    table.to_csv(sweep.analysis_dir / results_name(mode, at), index=False)
     return table
 
 
 def _agent_label(cfg: dict[str, Any]) -> str:
     source = cfg.get("consolidation", {}).get("source", "off")
     label = {"uniform": "MeDQN(U)", "replay": "MeDQN(R)"}.get(source, cfg["agent"]["name"].upper())
+    if cfg.get("distillation", {}).get("coefficient", 0.0) > 0:
+        label += "+distillation"
     return label
 
 
@@ -187,13 +241,18 @@ def _cell(value: Any) -> Any:
 
 
 def learning_curve(
-    run_paths: list[Path], mode: str = "Train", window: int = 20, points: int | None = None
+    run_paths: list[Path],
+    mode: str = "Train",
+    window: int = 20,
+    points: int | None = None,
+    reference: Reference | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(steps, mean, standard error, n) of the return over every seed of the given runs.
 
-    Each seed's curve (for Train, the moving average of ``window`` episode returns) is resampled by
-    linear interpolation onto a common grid of steps from the latest first step to the earliest last
-    step, with as many points as the shortest curve (at most 500) unless ``points`` is given.
+    Each seed's curve (for Train, the moving average of ``window`` episode returns; teacher-normalised
+    with a ``reference``) is resampled by linear interpolation onto a common grid of steps from the
+    latest first step to the earliest last step, with as many points as the shortest curve (at most
+    500) unless ``points`` is given.
     """
     curves = []
     for run_path in run_paths:
@@ -203,6 +262,8 @@ def learning_curve(
             y = seed_frame["return"].to_numpy(float)
             if mode == "Train" and window > 1:
                 y = pd.Series(y).rolling(window, min_periods=1).mean().to_numpy()
+            if reference is not None:
+                y = reference.normalize(y)
             curves.append((seed_frame["step"].to_numpy(float), y))
     if not curves:
         raise ValueError("no results to plot")
@@ -216,9 +277,17 @@ def learning_curve(
 
 
 def plot_curves(
-    series: list[tuple[str, list[Path]]], path: Path, mode: str = "Train", window: int = 20, title: str = ""
+    series: list[tuple[str, list[Path]]],
+    path: Path,
+    mode: str = "Train",
+    window: int = 20,
+    title: str = "",
+    reference: Reference | None = None,
 ) -> Path:
-    """Overlay merged curves (mean ± standard error band), one per (label, run directories)."""
+    """Overlay merged curves (mean ± standard error band), one per (label, run directories).
+
+    With a ``reference`` the returns are teacher-normalised and the teacher's level is drawn at 1.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -226,11 +295,16 @@ def plot_curves(
 
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for label, run_paths in series:
-        steps, mean, se, n = learning_curve(run_paths, mode, window)
-        (line,) = ax.plot(steps, mean, label=f"{label} (n={n})")
+        steps, mean, se, n = learning_curve(run_paths, mode, window, reference=reference)
+        (line,) = ax.plot(steps, mean, label=f"{label} (n={n})", marker="." if len(steps) < 30 else None)
         ax.fill_between(steps, mean - se, mean + se, color=line.get_color(), alpha=0.25, linewidth=0)
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("training return" + (f" (moving average of {window})" if mode == "Train" else "greedy return"))
+    ax.set_xlabel("gradient steps of pretraining" if mode == "Offline" else "env steps")
+    what = {"Train": f"training return (moving average of {window})"}.get(mode, "greedy return")
+    if reference is not None:
+        ax.axhline(1.0, color="black", linestyle="--", linewidth=1, label=f"teacher ({reference.teacher:.4g})")
+        ax.axhline(0.0, color="grey", linestyle=":", linewidth=1, label=f"random ({reference.random:.4g})")
+        what = f"teacher-normalised {what}"
+    ax.set_ylabel(what)
     if title:
         ax.set_title(title)
     ax.legend(fontsize=8)
@@ -243,9 +317,12 @@ def plot_curves(
 
 
 __all__ = [
+    "MODES",
+    "Reference",
     "Sweep",
     "learning_curve",
     "plot_curves",
+    "results_name",
     "results_table",
     "seed_scores",
     "summarise_time_and_memory",
