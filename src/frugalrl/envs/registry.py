@@ -110,13 +110,32 @@ for _name in gymnax.registered_envs:
         register(_name, _gymnax_factory(_name), family="gymnax")
 
 
+# families named with a length, like the original ids (T-{L}-v0, passive-visual-{D}-v0, SR-{D}-v0)
+_LENGTH_PATTERN = re.compile(r"^(?P<family>PassiveTMaze|ActiveTMaze)-(?P<length>[0-9]+)$")
+LENGTH_FAMILIES = ("PassiveTMaze-{L}", "ActiveTMaze-{L}")
+
+
+def _length_entry(name: str) -> EnvEntry | None:
+    match = _LENGTH_PATTERN.match(name)
+    if match is None:
+        return None
+    family, length = match["family"], int(match["length"])
+    if length < 1:
+        raise KeyError(f"environment '{name}': the length after '-' must be >= 1")
+    from frugalrl.envs.tmaze import TMaze
+
+    return EnvEntry(lambda: TMaze(length, active=family == "ActiveTMaze"), family="memory")
+
+
 def available_envs() -> list[str]:
-    return sorted(REGISTRY)
+    return sorted(REGISTRY) + list(LENGTH_FAMILIES)
 
 
 def _entry(name: str) -> EnvEntry:
     if name not in REGISTRY and (atari := _atari_entry(name)) is not None:
         return atari
+    if name not in REGISTRY and (sized := _length_entry(name)) is not None:
+        return sized
     if name not in REGISTRY:
         close = difflib.get_close_matches(name, REGISTRY, n=1, cutoff=0.5)
         hint = f"; did you mean '{close[0]}'?" if close else "; `frugal envs` lists them"
@@ -129,6 +148,11 @@ def _params(env: Any, env_cfg: dict[str, Any]) -> Any:
     overrides = dict(env_cfg.get("params", {}))
     if env_cfg.get("max_episode_steps", -1) > 0:
         overrides["max_steps_in_episode"] = env_cfg["max_episode_steps"]
+    if getattr(env, "fixed_episode_length", False) and "max_steps_in_episode" in overrides:
+        raise KeyError(
+            f"environment {env_cfg['name']} has no parameter max_steps_in_episode to change: its episodes always "
+            f"last {params.max_steps_in_episode} steps (the length is part of its name)"
+        )
     fields = {f.name for f in dataclasses.fields(params)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
