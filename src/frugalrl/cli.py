@@ -51,7 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             summary = run(cfg, run_path, fresh=args.fresh, progress=not args.no_progress)
             print(
                 f"compile {summary.compile_seconds:.1f} s, run {summary.run_seconds:.1f} s "
-                f"({cfg['num_seeds']} seeds x {cfg['total_steps']} steps)",
+                f"({cfg['num_seeds']} seeds x {summary.env_steps} steps)",
                 file=sys.stderr,
             )
     except ConfigError as error:

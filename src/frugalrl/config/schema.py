@@ -97,7 +97,12 @@ SCHEMA: dict[str, Any] = {
         ),
     },
     "agent": {
-        "name": Field("dqn", str, "value agent", choices=("dqn",)),
+        "name": Field(
+            "dqn",
+            str,
+            "value agent: 'dqn' learns from transitions; 'recurrent_dqn' from whole episodes with a 'sequence' torso",
+            choices=("dqn", "recurrent_dqn"),
+        ),
         "gamma": Field(0.99, float, "discount", check=unit_interval),
         "n_step": Field(1, int, "n-step returns (cut at episode ends)", check=positive),
         "double": Field(False, bool, "double DQN target (online argmax, target value)"),
@@ -157,6 +162,59 @@ SCHEMA: dict[str, Any] = {
             int,
             "optimizer steps on each TD batch with its targets fixed (MeDQN's consolidation epochs E)",
             check=positive,
+        ),
+    },
+    "sequence": {
+        "model": Field(
+            "lstm",
+            str,
+            "memory agents' sequence model ('markov': none, the memoryless control)",
+            choices=("lstm", "gpt", "markov"),
+        ),
+        "hidden": Field(
+            128, int, "LSTM width (a GPT's width is the token's: the sum of the embeddings)", check=positive
+        ),
+        "layers": Field(1, int, "LSTM layers or GPT blocks", check=positive),
+        "heads": Field(1, int, "GPT attention heads", check=positive),
+        "dropout": Field(
+            0.1,
+            float,
+            "GPT dropout (embeddings, attention, residuals); on while training and exploring",
+            check=unit_interval,
+        ),
+        "position_encoding": Field("sine", str, "GPT positions", choices=("sine", "learned")),
+        "obs_encoder": Field(
+            "mlp", str, "observation embedder: Dense+ReLU, or the small CNN for images", choices=("mlp", "cnn")
+        ),
+        "obs_embed": Field(32, int, "observation embedding size (the CNN's output size)", check=positive),
+        "action_embed": Field(16, int, "previous-action embedding size; 0 = not fed", check=non_negative),
+        "reward_embed": Field(0, int, "previous-reward embedding size; 0 = not fed", check=non_negative),
+        "head_hidden": Field([256, 256], list, "hidden widths of the Q head", item_kind=int, check=positive_list),
+    },
+    "episodic": {
+        "train_episodes": Field(
+            1000,
+            int,
+            "memory agents: training episodes after the random ones; env steps = (random + train)·T",
+            check=positive,
+        ),
+        "random_episodes": Field(10, int, "uniform-random episodes before learning", check=non_negative),
+        "updates_per_step": Field(
+            0.25, float, "gradient steps per env step: ceil(this·T) after each episode", check=positive
+        ),
+        "eval_every": Field(10, int, "training episodes between greedy evaluations", check=positive),
+        "epsilon_fraction": Field(
+            0.1, float, "epsilon decays linearly over this share of the training env steps", check=unit_interval
+        ),
+        "epsilon_end": Field(None, float, "final epsilon; null = 1/T", nullable=True, check=unit_interval),
+        "min_episodes": Field(
+            1000, int, "the episode replay holds max(replay/capacity // (T+1), this) episodes", check=positive
+        ),
+        "sequence_length": Field(
+            0,
+            int,
+            "tokens per training sequence: 0 = whole episodes; else windows from a zero state",
+            check=non_negative,
         ),
     },
     "consolidation": {
@@ -454,7 +512,35 @@ def first_learning_block(cfg: dict[str, Any]) -> int:
     return -(-cfg["train"]["learning_starts"] // k) * k
 
 
+def _episodic_checks(cfg: dict[str, Any]) -> None:
+    """Memory agents learn from whole episodes; the transition-based parts do not apply to them yet."""
+    unsupported = [
+        ("consolidation/source", cfg["consolidation"]["source"] != "off"),
+        ("distillation/coefficient", cfg["distillation"]["coefficient"] > 0),
+        ("teacher/run", cfg["teacher"]["run"] is not None),
+        ("pretraining/steps", cfg["pretraining"]["steps"] > 0),
+        ("rehearsal/fraction", cfg["rehearsal"]["fraction"] > 0),
+        ("replay/prioritized", cfg["replay"]["prioritized"]),
+        ("agent/n_step", cfg["agent"]["n_step"] != 1),
+        ("agent/atoms", cfg["agent"]["atoms"] > 0),
+        ("jsrl/guide_prob", cfg["jsrl"]["guide_prob"] > 0),
+    ]
+    for key, used in unsupported:
+        if used:
+            raise ConfigError(f"config key '{key}' is not available with 'agent/name': 'recurrent_dqn' (yet)")
+    seq = cfg["sequence"]
+    if seq["model"] == "gpt":
+        width = seq["obs_embed"] + seq["action_embed"] + seq["reward_embed"]
+        if width % seq["heads"]:
+            raise ConfigError(
+                f"config key 'sequence/heads' ({seq['heads']}) must divide the GPT's width, the token size {width} "
+                "(obs_embed + action_embed + reward_embed)"
+            )
+
+
 def _cross_checks(cfg: dict[str, Any]) -> None:
+    if cfg["agent"]["name"] == "recurrent_dqn":
+        _episodic_checks(cfg)
     train, total = cfg["train"], cfg["total_steps"]
     k = train["train_every"]
     for path, value in (

@@ -154,6 +154,10 @@ def run(
     elif cfg["generate_random_seed"]:
         cfg = {**cfg, "seed": int(np.random.default_rng().integers(1_000_000))}
     cfg = {**cfg, "frugalrl_version": __version__}
+    if cfg["agent"]["name"] == "recurrent_dqn":  # memory agents learn from whole episodes
+        from frugalrl.train.episodic import run_episodic
+
+        return run_episodic(cfg, rundir, progress=progress, say=say, began=began)
     # env, agent and teacher before the run directory is written: a bad teacher leaves nothing behind
     env, env_params, spec = envs.make(cfg["env"])
     agent = make_agent(cfg, spec)
