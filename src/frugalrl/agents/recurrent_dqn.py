@@ -151,7 +151,7 @@ class RecurrentDQN:
         params = optax.apply_updates(state.params, updates)
         tau = self.cfg["agent"]["tau"]
         target = jax.tree.map(lambda t, p: (1.0 - tau) * t + tau * p, state.target_params, params)
-        metrics["grad_norm"] = optax.global_norm(grads)
+        metrics["grad_norm"] = optax.tree.norm(grads)
         return RecurrentDQNState(params, target, opt_state), metrics
 
 

@@ -193,9 +193,11 @@ SCHEMA: dict[str, Any] = {
     },
     "episodic": {
         "train_episodes": Field(
-            1000,
+            None,
             int,
-            "memory agents: training episodes after the random ones; env steps = (random + train)·T",
+            "memory agents: training episodes after the random ones (env steps = (random + train)·T); "
+            "null = Memory-RL's budget table for the env and length",
+            nullable=True,
             check=positive,
         ),
         "random_episodes": Field(10, int, "uniform-random episodes before learning", check=non_negative),
@@ -528,6 +530,13 @@ def _episodic_checks(cfg: dict[str, Any]) -> None:
     for key, used in unsupported:
         if used:
             raise ConfigError(f"config key '{key}' is not available with 'agent/name': 'recurrent_dqn' (yet)")
+    if cfg["episodic"]["train_episodes"] is None:
+        from frugalrl.envs.memory_budget import budget_episodes
+
+        try:
+            budget_episodes(cfg["env"]["name"])
+        except KeyError as error:
+            raise ConfigError(f"config key 'episodic/train_episodes': {error.args[0]}") from None
     seq = cfg["sequence"]
     if seq["model"] == "gpt":
         width = seq["obs_embed"] + seq["action_embed"] + seq["reward_embed"]

@@ -71,7 +71,7 @@ def epsilon_schedule(cfg: dict[str, Any], length: int) -> Any:
     ep = cfg["episodic"]
     start = cfg["agent"]["epsilon_start"]
     end = ep["epsilon_end"] if ep["epsilon_end"] is not None else 1.0 / length
-    duration = max(ep["epsilon_fraction"] * ep["train_episodes"] * length, 1.0)
+    duration = max(ep["epsilon_fraction"] * train_episodes(cfg) * length, 1.0)
     return lambda steps: start + jnp.clip(steps / duration, 0.0, 1.0) * (end - start)
 
 
@@ -206,8 +206,16 @@ def init_carry(agent: RecurrentDQN, spec: EnvSpec, cfg: dict[str, Any], key: jax
     return EpisodicCarry(agent.init(init_key), replay, key, jnp.asarray(0.0, jnp.float32))
 
 
+def train_episodes(cfg: dict[str, Any]) -> int:
+    """The config's training episodes, or Memory-RL's budget for the env and length."""
+    from frugalrl.envs.memory_budget import budget_episodes
+
+    given = cfg["episodic"]["train_episodes"]
+    return given if given is not None else budget_episodes(cfg["env"]["name"])
+
+
 def total_episodes(cfg: dict[str, Any]) -> int:
-    return cfg["episodic"]["random_episodes"] + cfg["episodic"]["train_episodes"]
+    return cfg["episodic"]["random_episodes"] + train_episodes(cfg)
 
 
 def run_episodic(cfg: dict[str, Any], rundir: Any, *, progress: bool, say: Any, began: float) -> Any:
@@ -422,5 +430,6 @@ __all__ = [
     "make_warmup",
     "run_episodic",
     "total_episodes",
+    "train_episodes",
     "updates_after",
 ]
