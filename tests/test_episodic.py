@@ -153,3 +153,63 @@ def test_the_budget_table_gives_the_papers_episodes_when_none_are_set():
     assert episodic.train_episodes(cfg) == 20000 and episodic.total_episodes(cfg) == 20004
     active = resolve({**cfg, "env": {"name": "ActiveTMaze-250"}})
     assert episodic.train_episodes(active) == 32000
+
+
+def sacd_cfg(**sacd):
+    return memory_cfg(agent={"name": "sacd"}, sacd=sacd)
+
+
+def random_batch(length=6, size=3):
+    key = jax.random.PRNGKey(7)
+    return episode_replay.Episode(
+        obs=jax.random.normal(key, (size, length + 1, 2)),
+        action=jax.random.randint(key, (size, length), 0, 4),
+        reward=jax.random.normal(jax.random.PRNGKey(8), (size, length)),
+        terminated=jnp.zeros((size, length), bool).at[:, -1].set(True),
+        valid=jnp.ones((size, length), bool),
+    )
+
+
+def _norm(tree):
+    return float(sum(jnp.abs(leaf).sum() for leaf in jax.tree.leaves(tree)))
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_freeze_critic_keeps_the_actor_loss_off_the_q_heads_but_not_off_the_encoder(freeze):
+    cfg = sacd_cfg(shared_encoder=True, freeze_critic=freeze)
+    _, _, spec = envs.make(cfg["env"])
+    agent = episodic.make_agent(cfg, spec)
+    state = agent.init(jax.random.PRNGKey(0))
+    batch = random_batch()
+    actor_loss = lambda p: agent.shared_loss(p, state.target_params, batch, jax.random.PRNGKey(1), 0.1)[1][2]  # noqa: E731
+    grads = jax.grad(actor_loss)(state.params)["params"]
+    assert (_norm(grads["head"]["critic"]) == 0.0) == freeze
+    assert _norm(grads["core"]) > 0 and _norm(grads["head"]["policy"]) > 0
+
+
+@pytest.mark.parametrize("sacd", [{}, {"shared_encoder": True, "freeze_critic": True}, {"learn_temperature": True}])
+def test_sacd_updates_move_the_critic_toward_its_target_and_keep_alpha_fixed_unless_learned(sacd):
+    cfg = sacd_cfg(**sacd)
+    _, _, spec = envs.make(cfg["env"])
+    agent = episodic.make_agent(cfg, spec)
+    state = agent.init(jax.random.PRNGKey(0))
+    batch = random_batch()
+    update = jax.jit(agent.update)
+    first = None
+    for i in range(30):
+        state, metrics = update(state, batch, jax.random.PRNGKey(i))
+        first = first if first is not None else float(metrics["loss"])
+    assert float(metrics["loss"]) < first
+    alpha = float(jnp.exp(state.log_alpha))
+    assert (alpha == pytest.approx(0.1)) != sacd.get("learn_temperature", False)
+    assert set(metrics) == set(agent.metric_names)
+
+
+def test_a_sacd_run_samples_its_policy_and_logs_its_losses(tmp_path):
+    cfg = sacd_cfg(shared_encoder=True, freeze_critic=True)
+    cfg = resolve({**cfg, "episodic": {**cfg["episodic"], "train_episodes": 10}})
+    run(cfg, tmp_path / "sacd", progress=False)
+    metrics = pd.read_csv(tmp_path / "sacd" / "metrics.csv")
+    assert {"actor_loss", "entropy", "alpha"} <= set(metrics.columns) and np.isfinite(metrics["loss"]).all()
+    with pytest.raises(ConfigError, match="freeze_critic' needs 'sacd/shared_encoder'"):
+        sacd_cfg(freeze_critic=True)

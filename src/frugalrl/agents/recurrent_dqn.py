@@ -69,6 +69,13 @@ class RecurrentDQN:
     def initial_memory(self) -> Any:
         return initial_memory(self.cfg["sequence"], self.max_length)
 
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return ("grad_norm", "loss", "q_mean")
+
+    def acting_params(self, state: RecurrentDQNState) -> Any:
+        return state.params
+
     # -- acting ------------------------------------------------------------------------------
     def q_step(
         self,

@@ -101,7 +101,7 @@ SCHEMA: dict[str, Any] = {
             "dqn",
             str,
             "value agent: 'dqn' learns from transitions; 'recurrent_dqn' from whole episodes with a 'sequence' torso",
-            choices=("dqn", "recurrent_dqn"),
+            choices=("dqn", "recurrent_dqn", "sacd"),
         ),
         "gamma": Field(0.99, float, "discount", check=unit_interval),
         "n_step": Field(1, int, "n-step returns (cut at episode ends)", check=positive),
@@ -190,6 +190,19 @@ SCHEMA: dict[str, Any] = {
         "action_embed": Field(16, int, "previous-action embedding size; 0 = not fed", check=non_negative),
         "reward_embed": Field(0, int, "previous-reward embedding size; 0 = not fed", check=non_negative),
         "head_hidden": Field([256, 256], list, "hidden widths of the Q head", item_kind=int, check=positive_list),
+    },
+    "sacd": {
+        "shared_encoder": Field(False, bool, "SAC-Discrete: one torso for actor and critic (one optimizer)"),
+        "freeze_critic": Field(
+            False, bool, "shared encoder: the actor loss reads Q from a frozen copy of the Q heads on detached states"
+        ),
+        "temperature": Field(0.1, float, "entropy temperature alpha (its start value if learned)", check=positive),
+        "learn_temperature": Field(False, bool, "tune alpha toward target_entropy_ratio·log|A|"),
+        "target_entropy_ratio": Field(0.98, float, "target entropy as a share of log|A|", check=unit_interval),
+        "actor_lr": Field(
+            None, float, "separate encoders: the actor's lr; null = optimizer/lr", nullable=True, check=positive
+        ),
+        "temperature_lr": Field(None, float, "lr of log alpha; null = optimizer/lr", nullable=True, check=positive),
     },
     "episodic": {
         "train_episodes": Field(
@@ -514,6 +527,9 @@ def first_learning_block(cfg: dict[str, Any]) -> int:
     return -(-cfg["train"]["learning_starts"] // k) * k
 
 
+EPISODIC_AGENTS = ("recurrent_dqn", "sacd")  # agents that learn from whole episodes (train/episodic.py)
+
+
 def _episodic_checks(cfg: dict[str, Any]) -> None:
     """Memory agents learn from whole episodes; the transition-based parts do not apply to them yet."""
     unsupported = [
@@ -529,7 +545,7 @@ def _episodic_checks(cfg: dict[str, Any]) -> None:
     ]
     for key, used in unsupported:
         if used:
-            raise ConfigError(f"config key '{key}' is not available with 'agent/name': 'recurrent_dqn' (yet)")
+            raise ConfigError(f"config key '{key}' is not available with 'agent/name': '{cfg['agent']['name']}' (yet)")
     if cfg["episodic"]["train_episodes"] is None:
         from frugalrl.envs.memory_budget import budget_episodes
 
@@ -548,8 +564,15 @@ def _episodic_checks(cfg: dict[str, Any]) -> None:
 
 
 def _cross_checks(cfg: dict[str, Any]) -> None:
-    if cfg["agent"]["name"] == "recurrent_dqn":
+    if cfg["agent"]["name"] in EPISODIC_AGENTS:
         _episodic_checks(cfg)
+    elif cfg["sacd"]["shared_encoder"] or cfg["sacd"]["freeze_critic"]:
+        raise ConfigError("config keys 'sacd/*' belong to 'agent/name': 'sacd'")
+    if cfg["sacd"]["freeze_critic"] and not cfg["sacd"]["shared_encoder"]:
+        raise ConfigError(
+            "config key 'sacd/freeze_critic' needs 'sacd/shared_encoder': true (separate critics are never "
+            "moved by the actor loss)"
+        )
     train, total = cfg["train"], cfg["total_steps"]
     k = train["train_every"]
     for path, value in (

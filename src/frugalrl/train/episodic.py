@@ -21,7 +21,8 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from frugalrl import __version__, envs
-from frugalrl.agents.recurrent_dqn import RecurrentDQN, RecurrentDQNState
+from frugalrl.agents.recurrent_dqn import RecurrentDQN
+from frugalrl.agents.sacd import SACD
 from frugalrl.envs import EnvSpec
 from frugalrl.replay import episodes as episode_replay
 from frugalrl.runs import checkpoint
@@ -39,7 +40,7 @@ EVAL_STREAM = 0x5EED
 
 
 class EpisodicCarry(NamedTuple):
-    agent: RecurrentDQNState
+    agent: Any  # the agent's state (RecurrentDQNState, SACDState)
     replay: episode_replay.EpisodeReplay
     key: jax.Array
     explore_steps: jax.Array  # exploring actions taken: the clock of the epsilon schedule
@@ -60,10 +61,12 @@ def updates_after(steps: int, ratio: float, warmup: bool) -> int:
     return int(ratio * steps) if warmup else math.ceil(ratio * steps)
 
 
-def make_agent(cfg: dict[str, Any], spec: EnvSpec) -> RecurrentDQN:
+def make_agent(cfg: dict[str, Any], spec: EnvSpec) -> Any:
+    """The recurrent DQN or SAC-Discrete; tokens per training sequence = window (or T) + 1."""
     window = cfg["episodic"]["sequence_length"]
     length = episode_length(spec)
-    return RecurrentDQN(spec, cfg, (window if 0 < window < length else length) + 1)
+    tokens = (window if 0 < window < length else length) + 1
+    return SACD(spec, cfg, tokens) if cfg["agent"]["name"] == "sacd" else RecurrentDQN(spec, cfg, tokens)
 
 
 def epsilon_schedule(cfg: dict[str, Any], length: int) -> Any:
@@ -75,7 +78,7 @@ def epsilon_schedule(cfg: dict[str, Any], length: int) -> Any:
     return lambda steps: start + jnp.clip(steps / duration, 0.0, 1.0) * (end - start)
 
 
-def make_collect(agent: RecurrentDQN, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any]) -> Any:
+def make_collect(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any]) -> Any:
     """``collect(params, key, explore_steps, mode) -> (Episode, stats, explore_steps)`` for one seed.
 
     mode 'random': uniform actions; 'explore': ε-greedy with dropout; 'greedy': argmax, no dropout.
@@ -126,12 +129,12 @@ def make_collect(agent: RecurrentDQN, env: Any, env_params: Any, spec: EnvSpec, 
     return collect
 
 
-def make_learn(agent: RecurrentDQN, cfg: dict[str, Any], updates: int) -> Any:
+def make_learn(agent: Any, cfg: dict[str, Any], updates: int) -> Any:
     """``learn(agent_state, replay, key) -> (agent_state, mean metrics)``: ``updates`` gradient steps."""
     batch_size, window = cfg["replay"]["batch_size"], cfg["episodic"]["sequence_length"]
 
-    def learn(state: RecurrentDQNState, replay: Any, key: jax.Array) -> Any:
-        def one(state: RecurrentDQNState, key: jax.Array) -> Any:
+    def learn(state: Any, replay: Any, key: jax.Array) -> Any:
+        def one(state: Any, key: jax.Array) -> Any:
             sample_key, update_key = jax.random.split(key)
             batch = episode_replay.sample(replay, sample_key, batch_size, window)
             return agent.update(state, batch, update_key)
@@ -142,7 +145,7 @@ def make_learn(agent: RecurrentDQN, cfg: dict[str, Any], updates: int) -> Any:
     return learn
 
 
-def make_warmup(agent: RecurrentDQN, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any]) -> Any:
+def make_warmup(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any]) -> Any:
     """The random episodes and the updates that follow them (one seed)."""
     collect = make_collect(agent, env, env_params, spec, cfg)
     count = cfg["episodic"]["random_episodes"]
@@ -151,7 +154,7 @@ def make_warmup(agent: RecurrentDQN, env: Any, env_params: Any, spec: EnvSpec, c
 
     def warmup(carry: EpisodicCarry) -> tuple[EpisodicCarry, EpisodeStats]:
         def one(replay: Any, key: jax.Array) -> Any:
-            episode, stats, _ = collect(carry.agent.params, key, carry.explore_steps, "random")
+            episode, stats, _ = collect(agent.acting_params(carry.agent), key, carry.explore_steps, "random")
             return episode_replay.add(replay, episode), stats
 
         key, episodes_key, learn_key = jax.random.split(carry.key, 3)
@@ -164,9 +167,7 @@ def make_warmup(agent: RecurrentDQN, env: Any, env_params: Any, spec: EnvSpec, c
     return warmup
 
 
-def make_segment(
-    agent: RecurrentDQN, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any], iterations: int
-) -> Any:
+def make_segment(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any], iterations: int) -> Any:
     """``iterations`` × (one exploring episode, ceil(ratio·T) updates), for one seed."""
     collect = make_collect(agent, env, env_params, spec, cfg)
     updates = updates_after(episode_length(spec), cfg["episodic"]["updates_per_step"], warmup=False)
@@ -175,7 +176,9 @@ def make_segment(
     def segment(carry: EpisodicCarry) -> tuple[EpisodicCarry, tuple[EpisodeStats, dict[str, jax.Array]]]:
         def iteration(carry: EpisodicCarry, _: Any) -> Any:
             key, collect_key, learn_key = jax.random.split(carry.key, 3)
-            episode, stats, explore_steps = collect(carry.agent.params, collect_key, carry.explore_steps, "explore")
+            episode, stats, explore_steps = collect(
+                agent.acting_params(carry.agent), collect_key, carry.explore_steps, "explore"
+            )
             replay = episode_replay.add(carry.replay, episode)
             agent_state, metrics = learn(carry.agent, replay, learn_key)
             return EpisodicCarry(agent_state, replay, key, explore_steps), (stats, metrics)
@@ -185,7 +188,7 @@ def make_segment(
     return segment
 
 
-def make_evaluate(agent: RecurrentDQN, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any]) -> Any:
+def make_evaluate(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any]) -> Any:
     """``evaluate(params, key) -> EpisodeStats [episodes]``: greedy, no dropout (one seed)."""
     collect = make_collect(agent, env, env_params, spec, cfg)
     count = cfg["eval"]["episodes"]
@@ -197,7 +200,7 @@ def make_evaluate(agent: RecurrentDQN, env: Any, env_params: Any, spec: EnvSpec,
     return evaluate
 
 
-def init_carry(agent: RecurrentDQN, spec: EnvSpec, cfg: dict[str, Any], key: jax.Array) -> EpisodicCarry:
+def init_carry(agent: Any, spec: EnvSpec, cfg: dict[str, Any], key: jax.Array) -> EpisodicCarry:
     """One seed's starting state."""
     init_key, key = jax.random.split(key)
     length = episode_length(spec)
@@ -267,7 +270,8 @@ def run_episodic(cfg: dict[str, Any], rundir: Any, *, progress: bool, say: Any, 
     columns_test = TEST_COLUMNS + ["success"]
     train_log = CsvLog(run_path / "result_Train.csv", columns_train)
     test_log = CsvLog(run_path / "result_Test.csv", columns_test)
-    metrics_log = CsvLog(run_path / "metrics.csv", ["seed", "step", "grad_norm", "loss", "q_mean"])
+    metric_names = list(agent.metric_names)
+    metrics_log = CsvLog(run_path / "metrics.csv", ["seed", "step", *metric_names])
     restored = checkpoint.restore_latest(rundir.checkpoints, shapes)
     if restored is None:
         carry = jax.vmap(lambda k: init_carry(agent, spec, cfg, k))(keys)
@@ -290,7 +294,8 @@ def run_episodic(cfg: dict[str, Any], rundir: Any, *, progress: bool, say: Any, 
     eval_keys_for = jax.jit(
         lambda at: jax.vmap(lambda key: jax.random.fold_in(jax.random.fold_in(key, EVAL_STREAM), at))(keys)
     )
-    compiled_eval = evaluate.lower(carry.agent.params, eval_keys_for(0)).compile()
+    acting_params = jax.jit(jax.vmap(agent.acting_params))
+    compiled_eval = evaluate.lower(acting_params(carry.agent), eval_keys_for(0)).compile()
     compile_seconds += time.perf_counter() - tick
 
     def write_episodes(stats: EpisodeStats, first_episode: int) -> None:
@@ -313,7 +318,7 @@ def run_episodic(cfg: dict[str, Any], rundir: Any, *, progress: bool, say: Any, 
         train_log.flush()
 
     def evaluate_now(at: int) -> np.ndarray:
-        stats = compiled_eval(carry.agent.params, eval_keys_for(at))
+        stats = compiled_eval(acting_params(carry.agent), eval_keys_for(at))
         returns, success = np.asarray(stats.episode_return), np.asarray(stats.success)
         test_log.write(
             [
@@ -353,7 +358,7 @@ def run_episodic(cfg: dict[str, Any], rundir: Any, *, progress: bool, say: Any, 
             episodes_done = ep["random_episodes"]
             bar.update(episodes_done * length)
         compiled_segments: dict[int, Any] = {}
-        metric_spec = {name: seed_spec for name in ("grad_norm", "loss", "q_mean")}
+        metric_spec = {name: seed_spec for name in metric_names}
         while episodes_done < total_episodes(cfg):
             trained = episodes_done - ep["random_episodes"]
             iterations = min(ep["eval_every"] - trained % ep["eval_every"], total_episodes(cfg) - episodes_done)
@@ -384,8 +389,7 @@ def run_episodic(cfg: dict[str, Any], rundir: Any, *, progress: bool, say: Any, 
                     "'optimizer/max_grad_norm'. Results and checkpoints up to the last checkpoint are kept."
                 )
             metrics_log.write(
-                [seeds[s], step] + [float(metrics[n][s].mean()) for n in ("grad_norm", "loss", "q_mean")]
-                for s in range(num_seeds)
+                [seeds[s], step] + [float(metrics[n][s].mean()) for n in metric_names] for s in range(num_seeds)
             )
             metrics_log.flush()
             final_returns = evaluate_now(step)

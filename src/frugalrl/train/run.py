@@ -25,7 +25,7 @@ from frugalrl import __version__, envs
 from frugalrl.agents import make_agent
 from frugalrl.agents.distillation import normalized_score, qdagger_lambda, tied_learning_rate
 from frugalrl.agents.optim import set_learning_rate
-from frugalrl.config.schema import ConfigError
+from frugalrl.config.schema import EPISODIC_AGENTS, ConfigError
 from frugalrl.devices import unroll_threefry_on_cpu
 from frugalrl.replay import fifo
 from frugalrl.runs import checkpoint
@@ -154,7 +154,7 @@ def run(
     elif cfg["generate_random_seed"]:
         cfg = {**cfg, "seed": int(np.random.default_rng().integers(1_000_000))}
     cfg = {**cfg, "frugalrl_version": __version__}
-    if cfg["agent"]["name"] == "recurrent_dqn":  # memory agents learn from whole episodes
+    if cfg["agent"]["name"] in EPISODIC_AGENTS:  # memory agents learn from whole episodes
         from frugalrl.train.episodic import run_episodic
 
         return run_episodic(cfg, rundir, progress=progress, say=say, began=began)
