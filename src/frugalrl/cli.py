@@ -100,7 +100,7 @@ def cmd_envs(args: argparse.Namespace) -> int:
     for name in sorted(REGISTRY, key=lambda n: (REGISTRY[n].family, n)):
         print(f"{REGISTRY[name].family:>16}  {name}")
     for name in LENGTH_FAMILIES:
-        print(f"{'memory':>16}  {name}  (any length L >= 1)")
+        print(f"{'memory':>16}  {name}  (any length >= 1)")
     return 0
 
 

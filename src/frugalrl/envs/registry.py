@@ -111,8 +111,8 @@ for _name in gymnax.registered_envs:
 
 
 # families named with a length, like the original ids (T-{L}-v0, passive-visual-{D}-v0, SR-{D}-v0)
-_LENGTH_PATTERN = re.compile(r"^(?P<family>PassiveTMaze|ActiveTMaze)-(?P<length>[0-9]+)$")
-LENGTH_FAMILIES = ("PassiveTMaze-{L}", "ActiveTMaze-{L}")
+_LENGTH_PATTERN = re.compile(r"^(?P<family>PassiveTMaze|ActiveTMaze|PassiveVisualMatch|KeyToDoor)-(?P<length>[0-9]+)$")
+LENGTH_FAMILIES = ("PassiveTMaze-{L}", "ActiveTMaze-{L}", "PassiveVisualMatch-{D}", "KeyToDoor-{D}")
 
 
 def _length_entry(name: str) -> EnvEntry | None:
@@ -122,6 +122,11 @@ def _length_entry(name: str) -> EnvEntry | None:
     family, length = match["family"], int(match["length"])
     if length < 1:
         raise KeyError(f"environment '{name}': the length after '-' must be >= 1")
+    if family in ("PassiveVisualMatch", "KeyToDoor"):
+        from frugalrl.envs.tvt import TVTTask
+
+        task = "visual_match" if family == "PassiveVisualMatch" else "key_to_door"
+        return EnvEntry(lambda: TVTTask(task, length), family="memory")
     from frugalrl.envs.tmaze import TMaze
 
     return EnvEntry(lambda: TMaze(length, active=family == "ActiveTMaze"), family="memory")
