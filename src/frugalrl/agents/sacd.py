@@ -59,11 +59,15 @@ class ActorCriticHeads(nn.Module):
     hidden: tuple[int, ...]
     num_actions: int
 
-    @nn.compact
+    def setup(self) -> None:
+        self.critic = TwinQHead(self.hidden, self.num_actions)
+        self.policy = RlkitHead(self.hidden, self.num_actions, last_init=1e-3)
+
     def __call__(self, h: jax.Array) -> jax.Array:
-        q = TwinQHead(self.hidden, self.num_actions, name="critic")(h)
-        logits = RlkitHead(self.hidden, self.num_actions, last_init=1e-3, name="policy")(h)
-        return jnp.concatenate([q, logits[..., None, :]], axis=-2)
+        return jnp.concatenate([self.critic(h), self.policy(h)[..., None, :]], axis=-2)
+
+    def critic_only(self, h: jax.Array) -> jax.Array:
+        return self.critic(h)
 
 
 def _with_head(network: SequenceNetwork, head: nn.Module) -> SequenceNetwork:
@@ -276,18 +280,20 @@ class SACD:
         def heads(p: Any, h: jax.Array) -> jax.Array:
             return net.apply(p, h, method=lambda module, x: module.head(x))
 
+        def critic(p: Any, h: jax.Array) -> jax.Array:  # the Q heads alone: [..., 2, A]
+            return net.apply(p, h, method=lambda module, x: module.head.critic_only(x))
+
         def with_critic(p: Any, critic: Any) -> Any:
             return {"params": {**p["params"], "head": {**p["params"]["head"], "critic": critic}}}
 
         hidden = self._sequences(net, params, batch, key, "hidden")  # [B, W+1, H]
         out = heads(params, hidden)
         q, logits = out[..., :2, :], out[..., 2, :]
-        next_q = heads(with_critic(params, target_critic), jax.lax.stop_gradient(hidden[:, 1:]))[..., :2, :]
+        next_q = critic(with_critic(params, target_critic), jax.lax.stop_gradient(hidden[:, 1:]))
         target = self._target(batch, next_q, jax.lax.stop_gradient(logits[:, 1:]), alpha)
         critic_loss, q_mean = self._critic_loss(q[:, :-1], batch, target)
         if self.cfg["sacd"]["freeze_critic"]:  # Q through a frozen copy of the heads, on detached states
-            frozen = heads(jax.lax.stop_gradient(params), jax.lax.stop_gradient(hidden[:, :-1]))
-            q_actor = frozen[..., :2, :]
+            q_actor = critic(jax.lax.stop_gradient(params), jax.lax.stop_gradient(hidden[:, :-1]))
         else:
             q_actor = q[:, :-1]
         a_loss, aux = self._actor_loss(logits[:, :-1], q_actor, batch, alpha)
