@@ -31,12 +31,13 @@ from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+from jax.sharding import PartitionSpec  # noqa: E402
 
 from frugalrl import envs  # noqa: E402
 from frugalrl.cli import load_config  # noqa: E402
 from frugalrl.replay import episodes as episode_replay  # noqa: E402
 from frugalrl.train import episodic  # noqa: E402
-from frugalrl.train.run import run  # noqa: E402
+from frugalrl.train.run import run, seed_mesh  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "memory" / "passive_tmaze.json"
 PEER = Path(__file__).resolve().parent / "peer_memory_update.py"
@@ -68,14 +69,25 @@ def time_updates(model: str, repeats: int) -> float:
     _, _, spec = envs.make(cfg["env"])
     agent = episodic.make_agent(cfg, spec)
     replay = filled_replay(agent, spec, cfg)
-    learn = jax.jit(episodic.make_learn(agent, cfg, UPDATES_PER_CALL))
-    state = agent.init(jax.random.PRNGKey(1))
-    state, _ = learn(state, replay, jax.random.PRNGKey(2))  # compile
+    # as the loop runs it: vmapped over the seed axis (here 1 seed) inside a shard_map over its device
+    mesh = seed_mesh(1)
+    learn = jax.jit(
+        jax.shard_map(
+            jax.vmap(episodic.make_learn(agent, cfg, UPDATES_PER_CALL), in_axes=(0, None, 0)),
+            mesh=mesh,
+            in_specs=(PartitionSpec("seed"), PartitionSpec(), PartitionSpec("seed")),
+            out_specs=PartitionSpec("seed"),
+            check_vma=False,
+        )
+    )
+    state = jax.vmap(agent.init)(jax.random.PRNGKey(1)[None])
+    keys = lambda i: jax.random.PRNGKey(i)[None]  # noqa: E731
+    state, _ = learn(state, replay, keys(2))  # compile
     jax.block_until_ready(state)
     times = []
     for i in range(repeats):
         start = time.perf_counter()
-        state, metrics = learn(state, replay, jax.random.PRNGKey(3 + i))
+        state, metrics = learn(state, replay, keys(3 + i))
         jax.block_until_ready(metrics)
         times.append((time.perf_counter() - start) / UPDATES_PER_CALL)
     return statistics.median(times)
