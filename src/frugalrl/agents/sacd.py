@@ -213,7 +213,7 @@ class SACD:
         target_entropy = self.cfg["sacd"]["target_entropy_ratio"] * jnp.log(float(self.spec.num_actions))
 
         def loss(log_alpha: jax.Array) -> jax.Array:
-            return _masked_mean((probs * (-log_alpha * (log_probs + target_entropy))).sum(-1), mask)
+            return _masked_mean((probs * (-jnp.exp(log_alpha) * (log_probs + target_entropy))).sum(-1), mask)
 
         grad = jax.grad(loss)(state.log_alpha)
         updates, alpha_opt_state = self.alpha_optimizer.update(grad, state.alpha_opt_state, state.log_alpha)

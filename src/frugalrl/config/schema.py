@@ -189,7 +189,9 @@ SCHEMA: dict[str, Any] = {
         "obs_embed": Field(32, int, "observation embedding size (the CNN's output size)", check=positive),
         "action_embed": Field(16, int, "previous-action embedding size; 0 = not fed", check=non_negative),
         "reward_embed": Field(0, int, "previous-reward embedding size; 0 = not fed", check=non_negative),
-        "head_hidden": Field([256, 256], list, "hidden widths of the Q head", item_kind=int, check=positive_list),
+        "head_hidden": Field(
+            [256, 256], list, "hidden widths of the Q and policy heads", item_kind=int, check=positive_list
+        ),
     },
     "sacd": {
         "shared_encoder": Field(False, bool, "SAC-Discrete: one torso for actor and critic (one optimizer)"),
@@ -228,7 +230,7 @@ SCHEMA: dict[str, Any] = {
         "sequence_length": Field(
             0,
             int,
-            "tokens per training sequence: 0 = whole episodes; else windows from a zero state",
+            "steps per training sequence (tokens = steps + 1): 0 = whole episodes; else windows from a zero state",
             check=non_negative,
         ),
     },
@@ -554,6 +556,11 @@ def _episodic_checks(cfg: dict[str, Any]) -> None:
         except KeyError as error:
             raise ConfigError(f"config key 'episodic/train_episodes': {error.args[0]}") from None
     seq = cfg["sequence"]
+    if seq["model"] == "gpt" and cfg["episodic"]["sequence_length"] > 0:
+        raise ConfigError(
+            "config key 'episodic/sequence_length': windows shorter than an episode are LSTM-only for now (a GPT "
+            "acting past its training window needs the original's sliding-window recompute); use 0 (whole episodes)"
+        )
     if seq["model"] == "gpt":
         width = seq["obs_embed"] + seq["action_embed"] + seq["reward_embed"]
         if width % seq["heads"]:

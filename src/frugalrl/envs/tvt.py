@@ -186,7 +186,7 @@ class TVTTask(environment.Environment[TVTState, TVTParams]):
 
     # -- phases ------------------------------------------------------------------------------
     def reset_env(self, key: jax.Array, params: TVTParams) -> tuple[jax.Array, TVTState]:
-        cell_key, start_key, target_key, order_key = jax.random.split(key, 4)
+        cell_key, start_key, target_key, order_key, square_key = jax.random.split(key, 5)
         if self.task == "visual_match":
             player = jnp.asarray(STARTS["match_explore"])
         else:
@@ -202,7 +202,7 @@ class TVTTask(environment.Environment[TVTState, TVTParams]):
             has_key=jnp.asarray(False),
             door_open=jnp.asarray(False),
             indicator_on=jnp.asarray(False),
-            target_cell=jnp.asarray(SQUARE_CELLS)[jax.random.randint(cell_key, (), 0, len(SQUARE_CELLS))],
+            target_cell=jnp.asarray(SQUARE_CELLS)[jax.random.randint(square_key, (), 0, len(SQUARE_CELLS))],
             target=jax.random.randint(target_key, (), 0, 3),
             order=jnp.where(params.colour_order < 0, drawn_order, fixed_order),
             squares_visible=jnp.asarray(True),

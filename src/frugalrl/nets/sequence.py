@@ -10,7 +10,6 @@ cache. Both paths share parameters and give the same outputs (tested).
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -77,29 +76,46 @@ class TokenEmbedder(nn.Module):
         return jnp.concatenate(parts, axis=-1)
 
 
-class _LSTMScan(nn.Module):
-    features: int
+class LSTMLayer(nn.Module):
+    """One LSTM layer (torch's gate order i, f, g, o; orthogonal weights, zero biases).
 
-    @functools.partial(nn.scan, variable_broadcast="params", split_rngs={"params": False}, in_axes=0, out_axes=0)
-    @nn.compact
-    def __call__(self, carry: Any, x: jax.Array) -> tuple[Any, jax.Array]:
-        cell = nn.OptimizedLSTMCell(
-            self.features,
-            kernel_init=nn.initializers.orthogonal(),
-            recurrent_kernel_init=nn.initializers.orthogonal(),
-            bias_init=nn.initializers.zeros,
-        )
-        return cell(carry, x)
+    The input projection of every step is one matrix product before the time scan; only the
+    recurrent product stays inside it.
+    """
+
+    inputs: int
+    hidden: int
+
+    def setup(self) -> None:
+        orthogonal = nn.initializers.orthogonal()
+        self.input_kernel = self.param("input_kernel", orthogonal, (self.inputs, 4 * self.hidden))
+        self.recurrent_kernel = self.param("recurrent_kernel", orthogonal, (self.hidden, 4 * self.hidden))
+        self.bias = self.param("bias", nn.initializers.zeros, (4 * self.hidden,))
+
+    def __call__(self, carry: tuple[jax.Array, jax.Array], x: jax.Array) -> Any:
+        """carry (c, h) [H] each, x [T, D] -> (carry, outputs [T, H])."""
+        recurrent = self.recurrent_kernel  # read here: the scan body sees arrays, not the module
+
+        def cell(carry: tuple[jax.Array, jax.Array], gates_x: jax.Array) -> Any:
+            c, h = carry
+            i, f, g, o = jnp.split(gates_x + h @ recurrent, 4, axis=-1)
+            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+            h = jax.nn.sigmoid(o) * jnp.tanh(c)
+            return (c, h), h
+
+        return jax.lax.scan(cell, carry, x @ self.input_kernel + self.bias)
 
 
 class LSTMCore(nn.Module):
-    """One or more LSTM layers (orthogonal weights, zero biases) from a zero state."""
+    """One or more LSTM layers from a zero state."""
 
+    inputs: int
     hidden: int = 128
     layers: int = 1
 
     def setup(self) -> None:
-        self.cells = [_LSTMScan(self.hidden, name=f"lstm_{i}") for i in range(self.layers)]
+        widths = [self.inputs] + [self.hidden] * (self.layers - 1)
+        self.cells = [LSTMLayer(width, self.hidden, name=f"lstm_{i}") for i, width in enumerate(widths)]
 
     def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
         for cell in self.cells:
@@ -136,16 +152,14 @@ class GPTBlock(nn.Module):
     width: int
     heads: int
     dropout: float
-    layers: int  # of the whole model: GPT-2 scales the residual projections' init by 1/sqrt(2·layers)
 
     def setup(self) -> None:
-        residual_init = nn.initializers.normal(0.02 / math.sqrt(2 * self.layers))
         self.ln_attention = nn.LayerNorm(epsilon=1e-5)
         self.qkv = nn.Dense(3 * self.width, kernel_init=GPT_INIT)
-        self.attention_out = nn.Dense(self.width, kernel_init=residual_init)
+        self.attention_out = nn.Dense(self.width, kernel_init=GPT_INIT)
         self.ln_mlp = nn.LayerNorm(epsilon=1e-5)
         self.mlp_in = nn.Dense(4 * self.width, kernel_init=GPT_INIT)
-        self.mlp_out = nn.Dense(self.width, kernel_init=residual_init)
+        self.mlp_out = nn.Dense(self.width, kernel_init=GPT_INIT)
         self.drop = nn.Dropout(self.dropout)
 
     def _heads(self, x: jax.Array) -> jax.Array:
@@ -202,10 +216,11 @@ class GPTCore(nn.Module):
         if self.width % self.heads:
             raise ValueError(f"GPT width {self.width} must be divisible by its {self.heads} heads")
         if self.position_encoding == "learned":
-            self.positions = self.param("positions", GPT_INIT, (self.max_length, self.width))
+            # a torch nn.Embedding outside GPT-2's own init: N(0, 1)
+            self.positions = self.param("positions", nn.initializers.normal(1.0), (self.max_length, self.width))
         else:
             self.positions = sine_positions(self.max_length, self.width)
-        self.blocks = [GPTBlock(self.width, self.heads, self.dropout, self.layers) for _ in range(self.layers)]
+        self.blocks = [GPTBlock(self.width, self.heads, self.dropout) for _ in range(self.layers)]
         self.drop = nn.Dropout(self.dropout)
         self.ln_final = nn.LayerNorm(epsilon=1e-5)
 
@@ -219,7 +234,7 @@ class GPTCore(nn.Module):
         return self.ln_final(x)
 
     def step(self, memory: GPTMemory, x: jax.Array, deterministic: bool = True) -> tuple[GPTMemory, jax.Array]:
-        t = jnp.minimum(memory.t, self.max_length - 1)  # callers never go past the training length
+        t = jnp.minimum(memory.t, self.max_length - 1)  # the config refuses windows shorter than an episode
         x = self.drop(x + self.positions[t], deterministic=deterministic)
         keys, values = [], []
         for i, block in enumerate(self.blocks):
@@ -309,7 +324,7 @@ def make_sequence_network(
     )
     model = seq_cfg["model"]
     if model == "lstm":
-        core: nn.Module = LSTMCore(seq_cfg["hidden"], seq_cfg["layers"])
+        core: nn.Module = LSTMCore(token_width(seq_cfg), seq_cfg["hidden"], seq_cfg["layers"])
     elif model == "gpt":  # its width is the token's: GPT-2's n_embd = the concatenated embeddings
         core = GPTCore(
             token_width(seq_cfg),

@@ -99,7 +99,7 @@ def make_collect(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dict
                 memory, action = agent.act(
                     params, memory, obs, prev_action, prev_reward, act_key, epsilon(explore_steps), mode == "explore"
                 )
-                explore_steps = explore_steps + (mode == "explore")
+                explore_steps = explore_steps + int(mode == "explore")
             next_obs, env_state, reward, terminated, truncated, info = env.step(env_key, env_state, action, env_params)
             done = terminated | truncated
             shown = jnp.where(done, info["final_observation"], next_obs)
@@ -194,7 +194,7 @@ def make_evaluate(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dic
     count = cfg["eval"]["episodes"]
 
     def evaluate(params: Any, key: jax.Array) -> EpisodeStats:
-        one = lambda k: collect(params, k, jnp.asarray(0.0), "greedy")[1]  # noqa: E731
+        one = lambda k: collect(params, k, jnp.asarray(0, jnp.int32), "greedy")[1]  # noqa: E731
         return jax.vmap(one)(jax.random.split(key, count))
 
     return evaluate
@@ -206,7 +206,7 @@ def init_carry(agent: Any, spec: EnvSpec, cfg: dict[str, Any], key: jax.Array) -
     length = episode_length(spec)
     capacity = episode_replay.episode_capacity(cfg["replay"]["capacity"], length, cfg["episodic"]["min_episodes"])
     replay = episode_replay.init(spec.obs_shape, spec.obs_dtype, length, capacity)
-    return EpisodicCarry(agent.init(init_key), replay, key, jnp.asarray(0.0, jnp.float32))
+    return EpisodicCarry(agent.init(init_key), replay, key, jnp.asarray(0, jnp.int32))
 
 
 def train_episodes(cfg: dict[str, Any]) -> int:
@@ -360,8 +360,8 @@ def run_episodic(cfg: dict[str, Any], rundir: Any, *, progress: bool, say: Any, 
         compiled_segments: dict[int, Any] = {}
         metric_spec = {name: seed_spec for name in metric_names}
         while episodes_done < total_episodes(cfg):
-            trained = episodes_done - ep["random_episodes"]
-            iterations = min(ep["eval_every"] - trained % ep["eval_every"], total_episodes(cfg) - episodes_done)
+            # as the original: evaluate when all episodes so far (random ones included) are a multiple
+            iterations = min(ep["eval_every"] - episodes_done % ep["eval_every"], total_episodes(cfg) - episodes_done)
             if iterations not in compiled_segments:
                 tick = time.perf_counter()
                 segment = sharded(
