@@ -10,6 +10,7 @@ cache. Both paths share parameters and give the same outputs (tested).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -76,46 +77,29 @@ class TokenEmbedder(nn.Module):
         return jnp.concatenate(parts, axis=-1)
 
 
-class LSTMLayer(nn.Module):
-    """One LSTM layer (torch's gate order i, f, g, o; orthogonal weights, zero biases).
+class _LSTMScan(nn.Module):
+    features: int
 
-    The input projection of every step is one matrix product before the time scan; only the
-    recurrent product stays inside it.
-    """
-
-    inputs: int
-    hidden: int
-
-    def setup(self) -> None:
-        orthogonal = nn.initializers.orthogonal()
-        self.input_kernel = self.param("input_kernel", orthogonal, (self.inputs, 4 * self.hidden))
-        self.recurrent_kernel = self.param("recurrent_kernel", orthogonal, (self.hidden, 4 * self.hidden))
-        self.bias = self.param("bias", nn.initializers.zeros, (4 * self.hidden,))
-
-    def __call__(self, carry: tuple[jax.Array, jax.Array], x: jax.Array) -> Any:
-        """carry (c, h) [H] each, x [T, D] -> (carry, outputs [T, H])."""
-        recurrent = self.recurrent_kernel  # read here: the scan body sees arrays, not the module
-
-        def cell(carry: tuple[jax.Array, jax.Array], gates_x: jax.Array) -> Any:
-            c, h = carry
-            i, f, g, o = jnp.split(gates_x + h @ recurrent, 4, axis=-1)
-            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-            h = jax.nn.sigmoid(o) * jnp.tanh(c)
-            return (c, h), h
-
-        return jax.lax.scan(cell, carry, x @ self.input_kernel + self.bias)
+    @functools.partial(nn.scan, variable_broadcast="params", split_rngs={"params": False}, in_axes=0, out_axes=0)
+    @nn.compact
+    def __call__(self, carry: Any, x: jax.Array) -> tuple[Any, jax.Array]:
+        cell = nn.OptimizedLSTMCell(
+            self.features,
+            kernel_init=nn.initializers.orthogonal(),
+            recurrent_kernel_init=nn.initializers.orthogonal(),
+            bias_init=nn.initializers.zeros,
+        )
+        return cell(carry, x)
 
 
 class LSTMCore(nn.Module):
-    """One or more LSTM layers from a zero state."""
+    """One or more LSTM layers (orthogonal weights, zero biases) from a zero state."""
 
-    inputs: int
     hidden: int = 128
     layers: int = 1
 
     def setup(self) -> None:
-        widths = [self.inputs] + [self.hidden] * (self.layers - 1)
-        self.cells = [LSTMLayer(width, self.hidden, name=f"lstm_{i}") for i, width in enumerate(widths)]
+        self.cells = [_LSTMScan(self.hidden, name=f"lstm_{i}") for i in range(self.layers)]
 
     def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
         for cell in self.cells:
@@ -324,7 +308,7 @@ def make_sequence_network(
     )
     model = seq_cfg["model"]
     if model == "lstm":
-        core: nn.Module = LSTMCore(token_width(seq_cfg), seq_cfg["hidden"], seq_cfg["layers"])
+        core: nn.Module = LSTMCore(seq_cfg["hidden"], seq_cfg["layers"])
     elif model == "gpt":  # its width is the token's: GPT-2's n_embd = the concatenated embeddings
         core = GPTCore(
             token_width(seq_cfg),
