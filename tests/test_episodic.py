@@ -206,6 +206,7 @@ def test_sacd_updates_move_the_critic_toward_its_target_and_keep_alpha_fixed_unl
     assert set(metrics) == set(agent.metric_names)
 
 
+@pytest.mark.slow  # a whole SAC-D run; its losses and updates are covered by the tests above
 def test_a_sacd_run_samples_its_policy_and_logs_its_losses(tmp_path):
     cfg = sacd_cfg(shared_encoder=True, freeze_critic=True)
     cfg = resolve({**cfg, "episodic": {**cfg["episodic"], "train_episodes": 10}})

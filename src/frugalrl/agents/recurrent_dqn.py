@@ -40,6 +40,21 @@ def previous_tokens(action: jax.Array, reward: jax.Array) -> tuple[jax.Array, ja
     return jnp.pad(action, pad, constant_values=-1), jnp.pad(reward, pad)
 
 
+def map_sequences(
+    net: Any, params: Any, batch: Episode, key: jax.Array, dropout: bool, method: str = "__call__"
+) -> jax.Array:
+    """A whole-sequence method of a sequence network over every sequence of a batch [B, W+1, ...],
+    with a dropout key of its own per sequence when ``dropout``."""
+    prev_action, prev_reward = previous_tokens(batch.action, batch.reward)
+    keys = jax.random.split(key, batch.action.shape[0])
+
+    def one(obs: jax.Array, a: jax.Array, r: jax.Array, k: jax.Array) -> jax.Array:
+        rngs = {"dropout": k} if dropout else None
+        return net.apply(params, obs, a, r, not dropout, rngs=rngs, method=getattr(net, method))
+
+    return jax.vmap(one)(batch.obs, prev_action, prev_reward, keys)
+
+
 @dataclass(frozen=True)
 class RecurrentDQN:
     """The static pieces of a recurrent DQN; all state is explicit."""
@@ -117,14 +132,7 @@ class RecurrentDQN:
     # -- learning ----------------------------------------------------------------------------
     def _q_sequences(self, params: Any, batch: Episode, key: jax.Array) -> jax.Array:
         """Q(h_t, ·) [B, W+1, A] for every token of every sequence (dropout on for GPT)."""
-        prev_action, prev_reward = previous_tokens(batch.action, batch.reward)
-        keys = jax.random.split(key, batch.action.shape[0])
-
-        def one(obs: jax.Array, a: jax.Array, r: jax.Array, k: jax.Array) -> jax.Array:
-            rngs = {"dropout": k} if self.dropout else None
-            return self.network.apply(params, obs, a, r, not self.dropout, rngs=rngs)
-
-        return jax.vmap(one)(batch.obs, prev_action, prev_reward, keys)
+        return map_sequences(self.network, params, batch, key, self.dropout)
 
     def loss(self, params: Any, target_params: Any, batch: Episode, key: jax.Array) -> tuple[jax.Array, dict[str, Any]]:
         agent = self.cfg["agent"]
@@ -162,4 +170,4 @@ class RecurrentDQN:
         return RecurrentDQNState(params, target, opt_state), metrics
 
 
-__all__ = ["RecurrentDQN", "RecurrentDQNState", "previous_tokens"]
+__all__ = ["RecurrentDQN", "RecurrentDQNState", "map_sequences", "previous_tokens"]

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from frugalrl.agents.optim import make_optimizer
-from frugalrl.agents.recurrent_dqn import previous_tokens
+from frugalrl.agents.recurrent_dqn import map_sequences
 from frugalrl.envs import EnvSpec
 from frugalrl.nets.sequence import RlkitHead, SequenceNetwork, initial_memory, make_sequence_network
 from frugalrl.replay.episodes import Episode
@@ -173,15 +173,7 @@ class SACD:
 
     # -- learning ----------------------------------------------------------------------------
     def _sequences(self, net: SequenceNetwork, params: Any, batch: Episode, key: jax.Array, method: str) -> jax.Array:
-        """A per-sequence method of ``net`` over the batch, dropout on for GPT."""
-        prev_action, prev_reward = previous_tokens(batch.action, batch.reward)
-        keys = jax.random.split(key, batch.action.shape[0])
-
-        def one(obs: jax.Array, a: jax.Array, r: jax.Array, k: jax.Array) -> jax.Array:
-            rngs = {"dropout": k} if self.dropout else None
-            return net.apply(params, obs, a, r, not self.dropout, rngs=rngs, method=getattr(net, method))
-
-        return jax.vmap(one)(batch.obs, prev_action, prev_reward, keys)
+        return map_sequences(net, params, batch, key, self.dropout, method)
 
     def _policy_terms(self, logits: jax.Array) -> tuple[jax.Array, jax.Array]:
         probs = jax.nn.softmax(logits, axis=-1)
