@@ -31,7 +31,6 @@ from frugalrl.runs.rundir import (
     TEST_COLUMNS,
     TRAIN_COLUMNS,
     CsvLog,
-    available_memory_bytes,
     peak_memory_mb,
 )
 from frugalrl.train.loop import seed_keys
@@ -223,7 +222,15 @@ def total_episodes(cfg: dict[str, Any]) -> int:
 
 def run_episodic(cfg: dict[str, Any], rundir: Any, *, progress: bool, say: Any, began: float) -> Any:
     """Train (or resume) a memory agent in a prepared run directory; returns a ``Summary``."""
-    from frugalrl.train.run import Summary, TrainingError, _leaf_spec, _progress, human_bytes, seed_mesh
+    from frugalrl.train.run import (
+        Summary,
+        TrainingError,
+        _leaf_spec,
+        _progress,
+        human_bytes,
+        refuse_if_too_big,
+        seed_mesh,
+    )
 
     run_path = rundir.path
     env, env_params, spec = envs.make(cfg["env"])
@@ -251,12 +258,9 @@ def run_episodic(cfg: dict[str, Any], rundir: Any, *, progress: bool, say: Any, 
     )
     log.info(message)
     say(message)
-    available = available_memory_bytes()
-    if available is not None and memory["total_bytes"] > 0.8 * available:
-        raise TrainingError(
-            f"the episode replays need {memory['total_bytes'] / 2**30:.2f} GiB but only {available / 2**30:.2f} GiB "
-            "of memory is available; lower 'replay/capacity', 'episodic/min_episodes' or 'num_seeds'"
-        )
+    refuse_if_too_big(
+        memory["total_bytes"], "the episode replays", "'replay/capacity', 'episodic/min_episodes' or 'num_seeds'"
+    )
 
     mesh = seed_mesh(num_seeds)
     carry_specs = jax.tree.map(_leaf_spec, shapes)

@@ -78,6 +78,16 @@ class Summary:
         return "\n".join(lines)
 
 
+def refuse_if_too_big(needed: float, what: str, knobs: str) -> None:
+    """TrainingError before allocating when ``needed`` bytes exceed 80% of the available memory."""
+    available = available_memory_bytes()
+    if available is not None and needed > 0.8 * available:
+        raise TrainingError(
+            f"{what} need {needed / 2**30:.2f} GiB but only {available / 2**30:.2f} GiB of memory is available; "
+            f"lower {knobs}"
+        )
+
+
 def human_bytes(count: float) -> str:
     """1536 -> '1.50 KiB'."""
     for unit in ("B", "KiB", "MiB"):
@@ -200,12 +210,7 @@ def run(
     )
     log.info(message)
     say(message)
-    available = available_memory_bytes()
-    if available is not None and replay_bytes > 0.8 * available:
-        raise TrainingError(
-            f"the replay buffers need {replay_bytes / 2**30:.2f} GiB but only {available / 2**30:.2f} GiB of "
-            "memory is available; lower 'replay/capacity' or 'num_seeds'"
-        )
+    refuse_if_too_big(replay_bytes, "the replay buffers", "'replay/capacity' or 'num_seeds'")
 
     mesh = seed_mesh(num_seeds)
     carry_specs = jax.tree.map(_leaf_spec, shapes)
