@@ -5,19 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 from frugalrl.agents.consolidation import make_consolidation_term
+from frugalrl.agents.ddpg import DDPG, DDPGState
 from frugalrl.agents.distillation import make_distillation_term
 from frugalrl.agents.dqn import DQN, DQNState
 from frugalrl.agents.offline import make_regularizer_term
+from frugalrl.agents.sac import SAC, SACState
 from frugalrl.envs import EnvSpec
 
 
-def make_agent(cfg: dict[str, Any], spec: EnvSpec, offline: bool = False) -> DQN:
-    """The value agent with the loss terms the config switches on (MeDQN: + consolidation, QDagger: + distillation).
+def make_agent(cfg: dict[str, Any], spec: EnvSpec, offline: bool = False) -> Any:
+    """SAC or DDPG; or DQN with the loss terms the config switches on (MeDQN: consolidation, QDagger: distillation).
 
     ``offline``: the agent of the pretraining phase on teacher data: no consolidation (it needs the
     online loop's state sources), plus the ``pretraining/regularizer`` (DQfD's margin or CQL).
     """
     name = cfg["agent"]["name"]
+    if name == "sac":
+        return SAC(spec, cfg)
+    if name == "ddpg":
+        return DDPG(spec, cfg)
     if name != "dqn":
         raise ValueError(f"unknown agent {name}")  # the schema's choices make this unreachable
     terms = []
@@ -31,4 +37,4 @@ def make_agent(cfg: dict[str, Any], spec: EnvSpec, offline: bool = False) -> DQN
     return DQN(spec, cfg, extra_losses=tuple(terms))
 
 
-__all__ = ["DQN", "DQNState", "make_agent"]
+__all__ = ["DDPG", "DDPGState", "DQN", "DQNState", "SAC", "SACState", "make_agent"]

@@ -119,6 +119,10 @@ class DQN:
         random_action = jnp.minimum((pick * self.spec.num_actions).astype(jnp.int32), self.spec.num_actions - 1)
         return jnp.where(coin < epsilon, random_action, greedy).astype(jnp.int32)
 
+    def evaluation_act(self, state: DQNState, obs: jax.Array, key: jax.Array, epsilon: jax.Array) -> jax.Array:
+        """Evaluation acts as training does, at the evaluation's epsilon."""
+        return self.act(state, obs, key, epsilon)
+
     # -- learning ----------------------------------------------------------------------------
     def td_target(self, state: DQNState, batch: Batch) -> jax.Array:
         """r_n + gamma^k * Q_target(s', a*), a* = argmax of the target (or online, double DQN).

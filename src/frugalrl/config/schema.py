@@ -100,8 +100,9 @@ SCHEMA: dict[str, Any] = {
         "name": Field(
             "dqn",
             str,
-            "value agent: 'dqn' learns from transitions; 'recurrent_dqn' from whole episodes with a 'sequence' torso",
-            choices=("dqn", "recurrent_dqn", "sacd"),
+            "agent: 'dqn' learns from transitions; 'recurrent_dqn' / 'sacd' from whole episodes with a 'sequence' "
+            "torso; 'sac' / 'ddpg' for continuous actions in [-1, 1]",
+            choices=("dqn", "recurrent_dqn", "sacd", "sac", "ddpg"),
         ),
         "gamma": Field(0.99, float, "discount", check=unit_interval),
         "n_step": Field(1, int, "n-step returns (cut at episode ends)", check=positive),
@@ -205,6 +206,48 @@ SCHEMA: dict[str, Any] = {
             None, float, "separate encoders: the actor's lr; null = optimizer/lr", nullable=True, check=positive
         ),
         "temperature_lr": Field(None, float, "lr of log alpha; null = optimizer/lr", nullable=True, check=positive),
+    },
+    "sac": {
+        "critics": Field(2, int, "SAC: critics whose minimum gives the targets and the actor's Q", check=positive),
+        "init_temperature": Field(1.0, float, "SAC: alpha at initialisation (and after each reset)", check=positive),
+        "learn_temperature": Field(True, bool, "SAC: tune alpha toward target_entropy"),
+        "target_entropy": Field(None, float, "SAC: target entropy; null = -|A|/2 (jaxrl's convention)", nullable=True),
+        "log_std_min": Field(-10.0, float, "SAC: lower end of the squashed log-std"),
+        "log_std_max": Field(2.0, float, "SAC: upper end of the squashed log-std"),
+        "backup_entropy": Field(True, bool, "SAC: subtract alpha·log pi(a'|s') in the critic's target"),
+        "actor_lr": Field(None, float, "SAC/DDPG: the actor's lr; null = optimizer/lr", nullable=True, check=positive),
+        "temperature_lr": Field(
+            None, float, "SAC: lr of log alpha; null = optimizer/lr", nullable=True, check=positive
+        ),
+    },
+    "ddpg": {
+        "exploration_noise": Field(
+            0.2, float, "DDPG: std of the Gaussian noise added to the actor's action while training", check=non_negative
+        ),
+    },
+    "reset": {
+        "every": Field(
+            0,
+            int,
+            "re-initialise the agent (every network, target, temperature and optimizer state; the replay is kept) "
+            "every this many gradient updates; 0 = never (SR-SAC: 2,560,000)",
+            check=non_negative,
+        ),
+        "schedule": Field(
+            "env_steps",
+            str,
+            "'env_steps': at env steps that are multiples of every / replay ratio (the paper's rl_with_resets "
+            "code); 'eval_steps': at the first evaluation after more than 'every' updates since the last reset "
+            "(the parallel repo)",
+            choices=("env_steps", "eval_steps"),
+        ),
+        "key": Field(
+            "same",
+            str,
+            "'same': each seed re-initialises from its own initial key (identical initial parameters, as the "
+            "parallel repo); 'fresh': a new key for every reset (as rl_with_resets)",
+            choices=("same", "fresh"),
+        ),
     },
     "episodic": {
         "train_episodes": Field(
@@ -530,6 +573,57 @@ def first_learning_block(cfg: dict[str, Any]) -> int:
 
 
 EPISODIC_AGENTS = ("recurrent_dqn", "sacd")  # agents that learn from whole episodes (train/episodic.py)
+CONTINUOUS_AGENTS = ("sac", "ddpg")  # actor-critic agents for continuous actions in [-1, 1]
+
+
+def _continuous_checks(cfg: dict[str, Any]) -> None:
+    """SAC and DDPG: a Polyak target, an MLP, one-step targets, and none of the value-agent extras."""
+    name = cfg["agent"]["name"]
+    if cfg["agent"]["tau"] >= 1.0:
+        raise ConfigError(
+            f"config key 'agent/tau' must be < 1 for {name}: its targets take a Polyak step after every update "
+            "(the paper: 0.005)"
+        )
+    if cfg["network"]["name"] != "mlp":
+        raise ConfigError(f"config key 'network/name' must be 'mlp' for {name} (state observations)")
+    unsupported = (
+        ("agent/n_step", cfg["agent"]["n_step"] != 1),
+        ("agent/atoms", cfg["agent"]["atoms"] > 0),
+        ("replay/prioritized", cfg["replay"]["prioritized"]),
+        ("replay/td_batch", cfg["replay"]["td_batch"] != "sample"),
+        ("train/epochs_per_batch", cfg["train"]["epochs_per_batch"] != 1),
+        ("consolidation/source", cfg["consolidation"]["source"] != "off"),
+        ("distillation/coefficient", cfg["distillation"]["coefficient"] > 0),
+        ("teacher/run", cfg["teacher"]["run"] is not None),
+        ("jsrl/guide_prob", cfg["jsrl"]["guide_prob"] > 0 or cfg["jsrl"]["roll_in_guide"]),
+        ("pretraining/steps", cfg["pretraining"]["steps"] > 0),
+    )
+    for path, bad in unsupported:
+        if bad:
+            raise ConfigError(
+                f"config key '{path}' is not supported with 'agent/name': '{name}'; leave it at its default"
+            )
+
+
+def reset_period_env_steps(cfg: dict[str, Any]) -> int:
+    """Env steps between resets on the 'env_steps' schedule: every / (gradient_steps / train_every)."""
+    train = cfg["train"]
+    return cfg["reset"]["every"] // train["gradient_steps"] * train["train_every"]
+
+
+def _reset_checks(cfg: dict[str, Any]) -> None:
+    reset, train = cfg["reset"], cfg["train"]
+    if not reset["every"]:
+        return
+    if cfg["agent"]["name"] in EPISODIC_AGENTS:
+        raise ConfigError("config key 'reset/every': resets are not available for the memory agents yet")
+    if reset["every"] % train["gradient_steps"]:
+        raise ConfigError(
+            f"config key 'reset/every' ({reset['every']}) must be a multiple of 'train/gradient_steps' "
+            f"({train['gradient_steps']}): resets fall between updates"
+        )
+    if reset["schedule"] == "eval_steps" and cfg["eval"]["every"] == 0:
+        raise ConfigError("config key 'reset/schedule' 'eval_steps' checks for resets at evaluations: set 'eval/every'")
 
 
 def _episodic_checks(cfg: dict[str, Any]) -> None:
@@ -571,6 +665,9 @@ def _episodic_checks(cfg: dict[str, Any]) -> None:
 
 
 def _cross_checks(cfg: dict[str, Any]) -> None:
+    if cfg["agent"]["name"] in CONTINUOUS_AGENTS:
+        _continuous_checks(cfg)
+    _reset_checks(cfg)
     if cfg["agent"]["name"] in EPISODIC_AGENTS:
         _episodic_checks(cfg)
     elif cfg["sacd"]["shared_encoder"] or cfg["sacd"]["freeze_critic"]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import gymnax
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -86,8 +87,36 @@ def register(name: str, factory: Callable[[], Any], *, binary_obs: bool = False,
     REGISTRY[name] = EnvEntry(factory, binary_obs, family)
 
 
+class UnitBoxActions:
+    """A continuous-action env seen with actions in [-1, 1], mapped linearly onto its own bounds.
+
+    SAC's and DDPG's policies act in [-1, 1] (a tanh), as the original's DMC wrapper rescaled every
+    task to; this wrapper does the same for gymnax's Pendulum-v1 ([-2, 2]) and the like.
+    """
+
+    def __init__(self, env: Any) -> None:
+        self._env = env
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._env, name)
+
+    def action_space(self, params: Any = None) -> Any:
+        space = self._env.action_space(params)
+        return gymnax.environments.spaces.Box(-1.0, 1.0, space.shape, space.dtype)
+
+    def step(self, key: jax.Array, state: Any, action: jax.Array, params: Any = None) -> tuple[Any, ...]:
+        space = self._env.action_space(params)
+        low, high = jnp.asarray(space.low, jnp.float32), jnp.asarray(space.high, jnp.float32)
+        scaled = low + 0.5 * (jnp.clip(action, -1.0, 1.0) + 1.0) * (high - low)
+        return self._env.step(key, state, scaled, params)
+
+
 def _gymnax_factory(name: str) -> Callable[[], Any]:
-    return lambda: gymnax.make(name)[0]
+    def factory() -> Any:
+        env = gymnax.make(name)[0]
+        return env if hasattr(env.action_space(env.default_params), "n") else UnitBoxActions(env)
+
+    return factory
 
 
 for _name in _CLASSIC:

@@ -21,6 +21,7 @@ from frugalrl.agents.consolidation import consolidation_lambda, make_source
 from frugalrl.config.schema import first_learning_block as first_learning_step
 from frugalrl.envs import EnvSpec, to_storage
 from frugalrl.replay import fifo, prioritized
+from frugalrl.train.resets import initial_reset_state, resetting
 
 JSRL_STREAM = 0x75E1  # folded into keys for JSRL's own draws, apart from every other stream
 
@@ -43,6 +44,7 @@ class Carry(NamedTuple):
     distill_lambda: Any = ()  # [seeds] QDagger's lambda, set by the host after each evaluation
     jsrl: Any = ()  # JSRLState: per-seed roll-in lengths (JSRL's teacher-guided exploration)
     priorities: Any = ()  # per-seed prioritized-replay priorities (replay/prioritized)
+    resets: Any = ()  # ResetState: resets so far and the grad_step of the last (reset/every)
 
 
 class JSRLState(NamedTuple):
@@ -98,6 +100,11 @@ def guide_probability(cfg: dict[str, Any], steps: jax.Array) -> jax.Array:
     return jcfg["guide_prob"] * jnp.clip(1.0 - steps / jcfg["decay_period"], 0.0, 1.0)
 
 
+def agent_init_keys(keys: jax.Array) -> jax.Array:
+    """Each seed's key for ``agent.init``, as ``init_carry`` derives it (resets with the same key reuse it)."""
+    return jax.vmap(lambda key: jax.random.split(key, 3)[0])(keys)
+
+
 def init_carry(
     agent: Any,
     env: Any,
@@ -110,13 +117,14 @@ def init_carry(
     """Fresh state for all seeds from their keys (and the teacher's parameters, when there is one)."""
 
     def one(key: jax.Array) -> tuple[Any, ...]:
-        init_key, reset_key, loop_key = jax.random.split(key, 3)
+        init_key, reset_key, loop_key = jax.random.split(key, 3)  # init_key: see agent_init_keys
         obs, env_state = env.reset(reset_key, env_params)
         action = jnp.zeros(spec.action_shape, jnp.int32 if spec.discrete else jnp.float32)
         replay = fifo.init(to_storage(obs, spec), action, cfg["replay"]["capacity"], spec.max_episode_steps)
         return agent.init(init_key), replay, env_state, obs, loop_key
 
-    agent_state, replay, env_state, obs, loop_key = jax.jit(jax.vmap(one))(keys)
+    # lax.map, not vmap: the same values, and it compiles one seed's init (SAC's orthogonal inits: 21 -> 9 s)
+    agent_state, replay, env_state, obs, loop_key = jax.jit(lambda keys: jax.lax.map(one, keys))(keys)
     seeds = keys.shape[0]
     source = make_source(cfg, spec)
     source_state = jax.vmap(lambda _: source.init())(keys) if source is not None else ()
@@ -141,6 +149,8 @@ def init_carry(
         carry = carry._replace(teacher=per_seed(teacher_params), distill_lambda=jnp.ones(seeds, jnp.float32))
     if cfg["replay"]["prioritized"]:
         carry = carry._replace(priorities=jax.vmap(lambda _: prioritized.init(cfg["replay"]["capacity"]))(keys))
+    if resetting(cfg):
+        carry = carry._replace(resets=initial_reset_state())
     if jump_starting(cfg):
         max_roll_in = jnp.full(seeds, cfg["jsrl"]["max_roll_in_steps"], jnp.int32)
         roll_keys = jax.vmap(lambda key: jax.random.fold_in(key, JSRL_STREAM))(keys)
@@ -472,7 +482,7 @@ def make_evaluate(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dic
     max_steps = min(spec.max_episode_steps, cfg["eval"]["max_episode_steps"])
     reset = jax.vmap(jax.vmap(env.reset, in_axes=(0, None)), in_axes=(0, None))
     step = jax.vmap(jax.vmap(env.step, in_axes=(0, 0, 0, None)), in_axes=(0, 0, 0, None))
-    act = jax.vmap(jax.vmap(agent.act, in_axes=(None, 0, 0, None)), in_axes=(0, 0, 0, None))
+    act = jax.vmap(jax.vmap(agent.evaluation_act, in_axes=(None, 0, 0, None)), in_axes=(0, 0, 0, None))
     split_all = jax.vmap(jax.vmap(lambda key: jax.random.split(key, 3)))
 
     def evaluate(agent_state: Any, keys: jax.Array) -> jax.Array:

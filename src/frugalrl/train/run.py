@@ -25,7 +25,7 @@ from frugalrl import __version__, envs
 from frugalrl.agents import make_agent
 from frugalrl.agents.distillation import normalized_score, qdagger_lambda, tied_learning_rate
 from frugalrl.agents.optim import set_learning_rate
-from frugalrl.config.schema import EPISODIC_AGENTS, ConfigError
+from frugalrl.config.schema import EPISODIC_AGENTS, ConfigError, reset_period_env_steps
 from frugalrl.devices import unroll_threefry_on_cpu
 from frugalrl.replay import fifo
 from frugalrl.runs import checkpoint
@@ -39,6 +39,7 @@ from frugalrl.runs.rundir import (
     peak_memory_mb,
 )
 from frugalrl.train.loop import (
+    agent_init_keys,
     distilling,
     first_learning_step,
     init_carry,
@@ -48,6 +49,7 @@ from frugalrl.train.loop import (
     make_segment,
     seed_keys,
 )
+from frugalrl.train.resets import make_reinit, reset_agent, reset_due, reset_schedule, resetting
 
 MAX_SEGMENT_STEPS = 50_000
 MIN_SEGMENT_STEPS = 2_000
@@ -102,6 +104,8 @@ def segment_steps(cfg: dict[str, Any]) -> int:
     without becoming tiny, the step where learning starts (so no segment needs a branch)."""
     k = cfg["train"]["train_every"]
     periods = [cfg["total_steps"]] + [p for p in (cfg["eval"]["every"], cfg["checkpoint"]["every"]) if p > 0]
+    if resetting(cfg) and cfg["reset"]["schedule"] == "env_steps":
+        periods.append(reset_period_env_steps(cfg))
     seg = math.gcd(*periods)
     learning_from = first_learning_step(cfg)
     if 0 < learning_from < cfg["total_steps"] and math.gcd(seg, learning_from) >= min(seg, MIN_SEGMENT_STEPS):
@@ -357,6 +361,29 @@ def run(
             carry = carry._replace(agent=carry.agent._replace(opt_state=opt_state))
         return carry
 
+    if resetting(cfg):
+        reinit = jax.jit(make_reinit(agent, cfg))
+        init_keys = agent_init_keys(keys)
+        planned = reset_schedule(cfg, total - 1)
+        shown = ", ".join(map(str, planned[:8])) + (", ..." if len(planned) > 8 else "")
+        message = f"resets ({cfg['reset']['schedule']} schedule): {len(planned)} at env steps {shown or 'none'}"
+        log.info(message)
+        say(message)
+
+    def reset_if_due(carry: Any, at: int) -> Any:
+        """Re-initialise the agent (the replay stays) when the reset schedule says so."""
+        grad_step = int(carry.grad_step)
+        since = grad_step - int(carry.resets.grad_step_at_reset)
+        if not reset_due(cfg, at, since):
+            return carry
+        count = int(carry.resets.count) + 1
+        log.info("step %d: reset %d, after %d updates since the last", at, count, since)
+        # made on one device, then placed: jitting the init straight onto the seed devices deadlocked
+        # XLA's CPU runtime
+        fresh = reinit(init_keys, jnp.asarray(count, jnp.int32))
+        carry = reset_agent(carry, fresh, grad_step)
+        return jax.device_put(carry, carry_sharding)
+
     if cfg["eval"]["at_start"] and restored is None:
         evaluate_now(0)  # a starting point only: lambda and JSRL's roll-ins start from their initial values
     bar = _progress(total, step, num_seeds, enabled=progress)
@@ -425,6 +452,8 @@ def run(
                     carry = carry._replace(jsrl=carry.jsrl._replace(max_roll_in=max_roll_in))
                 bar.set_postfix_str(f"greedy return {final_returns.mean():.1f}", refresh=False)
             phase["evaluation"] += time.perf_counter() - tick
+            if resetting(cfg):
+                carry = reset_if_due(carry, step)
             tick = time.perf_counter()
             periodic = cfg["checkpoint"]["every"] and step % cfg["checkpoint"]["every"] == 0 and step < total
             if periodic or (cfg["checkpoint"]["final"] and step == total):
