@@ -161,6 +161,27 @@ def _length_entry(name: str) -> EnvEntry | None:
     return EnvEntry(lambda: TMaze(length, active=family == "ActiveTMaze"), family="memory")
 
 
+def is_host_env(name: str) -> bool:
+    """DeepMind Control tasks (``domain-task``): stepped on the host, one env per seed (train/host.py)."""
+    from frugalrl.envs.dmc import DMC_PATTERN
+
+    return name not in REGISTRY and DMC_PATTERN.match(name) is not None
+
+
+def _dmc_entry(name: str) -> EnvEntry | None:
+    if not is_host_env(name):
+        return None
+    from frugalrl.envs.dmc import INSTALL_HINT, split_name
+
+    try:
+        split_name(name)
+    except KeyError as error:
+        if INSTALL_HINT not in str(error):
+            raise
+        return EnvEntry(lambda: None, family="dmc", unavailable=INSTALL_HINT)  # parses; cannot run here
+    return EnvEntry(lambda: None, family="dmc")
+
+
 def available_envs() -> list[str]:
     return sorted(REGISTRY) + list(LENGTH_FAMILIES)
 
@@ -170,6 +191,8 @@ def _entry(name: str) -> EnvEntry:
         return atari
     if name not in REGISTRY and (sized := _length_entry(name)) is not None:
         return sized
+    if name not in REGISTRY and (dmc := _dmc_entry(name)) is not None:
+        return dmc
     if name not in REGISTRY:
         close = difflib.get_close_matches(name, REGISTRY, n=1, cutoff=0.5)
         hint = f"; did you mean '{close[0]}'?" if close else "; `frugal envs` lists them"
@@ -225,7 +248,9 @@ def check_env_config(cfg: dict[str, Any]) -> None:
 
     try:
         entry = _entry(cfg["env"]["name"])
-        if entry.unavailable is None:
+        if entry.family == "dmc" and (cfg["env"]["params"] or cfg["env"]["max_episode_steps"] != -1):
+            raise KeyError(f"environment {cfg['env']['name']} takes no parameters here (its time limit is the suite's)")
+        if entry.unavailable is None and entry.family != "dmc":
             _params(entry.factory(), cfg["env"])
     except KeyError as error:
         key = "env/params" if "parameter" in str(error) else "env/name"

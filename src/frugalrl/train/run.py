@@ -172,6 +172,10 @@ def run(
         from frugalrl.train.episodic import run_episodic
 
         return run_episodic(cfg, rundir, progress=progress, say=say, began=began)
+    if envs.is_host_env(cfg["env"]["name"]):  # the DeepMind Control Suite: one host env per seed
+        from frugalrl.train.host import run_host
+
+        return run_host(cfg, rundir, progress=progress, say=say, began=began)
     # env, agent and teacher before the run directory is written: a bad teacher leaves nothing behind
     env, env_params, spec = envs.make(cfg["env"])
     agent = make_agent(cfg, spec)
