@@ -31,6 +31,7 @@ from frugalrl.runs.rundir import (
     TEST_COLUMNS,
     TRAIN_COLUMNS,
     CsvLog,
+    checkpoint_rows,
     peak_memory_mb,
 )
 from frugalrl.train.loop import seed_keys
@@ -343,7 +344,7 @@ def run_episodic(cfg: dict[str, Any], rundir: Any, *, progress: bool, say: Any, 
 
     def save(at: int) -> None:
         meta = {
-            "rows": {"train": train_log.rows, "test": test_log.rows, "metrics": metrics_log.rows},
+            "rows": checkpoint_rows(train_log, test_log, metrics_log),
             "elapsed_seconds": elapsed_before + time.perf_counter() - began,
         }
         checkpoint.save(rundir.checkpoints, at, carry, meta, cfg["checkpoint"]["keep"])

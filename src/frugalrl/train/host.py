@@ -32,9 +32,18 @@ from frugalrl.envs import EnvSpec
 from frugalrl.envs.dmc import DMCEnv
 from frugalrl.replay import fifo
 from frugalrl.runs import checkpoint
-from frugalrl.runs.rundir import FINISHED_PREFIX, TEST_COLUMNS, TRAIN_COLUMNS, CsvLog, RunDir, peak_memory_mb
+from frugalrl.runs.rundir import (
+    FINISHED_PREFIX,
+    TEST_COLUMNS,
+    TRAIN_COLUMNS,
+    CsvLog,
+    RunDir,
+    checkpoint_rows,
+    evaluation_rows,
+    peak_memory_mb,
+)
 from frugalrl.train.loop import acting_epsilon, agent_init_keys, seed_keys, tree_select
-from frugalrl.train.resets import initial_reset_state, make_reinit, reset_agent, reset_due, resetting
+from frugalrl.train.resets import initial_reset_state, make_reinit, reset_if_due, resetting
 
 EVAL_SEED = 0xE7A1  # mixed into the evaluation envs' seeds, apart from the training envs'
 
@@ -315,18 +324,7 @@ def run_host(cfg: dict[str, Any], rundir: RunDir, *, progress: bool, say: Callab
             if (cfg["eval"]["every"] and step % cfg["eval"]["every"] == 0) or step == total:
                 returns = evaluate_host(agent, carry.agent, eval_envs, cfg, step)
                 final_returns = returns.mean(1)
-                test_log.write(
-                    [
-                        env_name,
-                        agent_name,
-                        seeds[s],
-                        step,
-                        float(returns[s].mean()),
-                        float(returns[s].std()),
-                        returns.shape[1],
-                    ]
-                    for s in range(num_seeds)
-                )
+                test_log.write(evaluation_rows(env_name, agent_name, seeds, step, returns))
                 log.info("step %d: greedy return %.2f ± %.2f over seeds", step, returns.mean(), returns.mean(1).std())
                 bar.set_postfix_str(f"greedy return {final_returns.mean():.1f}", refresh=False)
                 if pending_metrics:
@@ -352,12 +350,7 @@ def run_host(cfg: dict[str, Any], rundir: RunDir, *, progress: bool, say: Callab
                 train_log.flush()
                 test_log.flush()
             if resetting(cfg):
-                since = int(carry.grad_step) - int(carry.resets.grad_step_at_reset)
-                if reset_due(cfg, step, since):
-                    count = int(carry.resets.count) + 1
-                    log.info("step %d: reset %d, after %d updates since the last", step, count, since)
-                    fresh = reinit(agent_init_keys(keys), jnp.asarray(count, jnp.int32))
-                    carry = reset_agent(carry, fresh, int(carry.grad_step))
+                carry = reset_if_due(carry, cfg, step, reinit, agent_init_keys(keys), log)
             every = cfg["checkpoint"]["every"]
             checkpoint_due = checkpoint_due or (every and step % every == 0 and step < total)
             if checkpoint_due and all(state is not None for state in rng_before_reset):
@@ -367,11 +360,7 @@ def run_host(cfg: dict[str, Any], rundir: RunDir, *, progress: bool, say: Callab
                     step,
                     carry,
                     {
-                        "rows": {
-                            "train": train_log.rows,
-                            "test": test_log.rows,
-                            "metrics": metrics_log.rows if metrics_log else None,
-                        },
+                        "rows": checkpoint_rows(train_log, test_log, metrics_log),
                         "elapsed_seconds": elapsed_before + time.perf_counter() - began,
                         "episodes": episodes.tolist(),
                         "env_rng": [_rng_to_json(state) for state in rng_before_reset],

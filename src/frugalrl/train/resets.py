@@ -97,3 +97,18 @@ def reset_agent(carry: Any, fresh_agent: Any, grad_step: int) -> Any:
     # from host ints, and a buffer per leaf (a target starts equal to its network): segments donate them
     resets = ResetState(jnp.asarray(count, jnp.int32), jnp.asarray(grad_step, jnp.int32))
     return carry._replace(agent=jax.tree.map(jnp.copy, fresh_agent), resets=resets)
+
+
+def reset_if_due(carry: Any, cfg: dict[str, Any], step: int, reinit: Any, init_keys: jax.Array, log: Any) -> Any:
+    """The carry after env step ``step``: with a freshly initialised agent when the schedule says so.
+
+    ``reinit`` is ``jit(make_reinit(agent, cfg))``; it runs on one device and the caller places the
+    result (jitting the init straight onto the seed devices deadlocked XLA's CPU runtime).
+    """
+    grad_step = int(carry.grad_step)
+    since = grad_step - int(carry.resets.grad_step_at_reset)
+    if not reset_due(cfg, step, since):
+        return carry
+    count = int(carry.resets.count) + 1
+    log.info("step %d: reset %d, after %d updates since the last", step, count, since)
+    return reset_agent(carry, reinit(init_keys, jnp.asarray(count, jnp.int32)), grad_step)

@@ -36,6 +36,8 @@ from frugalrl.runs.rundir import (
     CsvLog,
     RunDir,
     available_memory_bytes,
+    checkpoint_rows,
+    evaluation_rows,
     peak_memory_mb,
 )
 from frugalrl.train.loop import (
@@ -49,7 +51,7 @@ from frugalrl.train.loop import (
     make_segment,
     seed_keys,
 )
-from frugalrl.train.resets import make_reinit, reset_agent, reset_due, reset_schedule, resetting
+from frugalrl.train.resets import make_reinit, reset_if_due, reset_schedule, resetting
 
 MAX_SEGMENT_STEPS = 50_000
 MIN_SEGMENT_STEPS = 2_000
@@ -303,10 +305,7 @@ def run(
 
     def evaluate_now(at: int) -> np.ndarray:
         returns = np.asarray(compiled_eval(carry.agent, eval_keys_for(at)))
-        test_log.write(
-            [env_name, agent_name, seeds[s], at, float(returns[s].mean()), float(returns[s].std()), returns.shape[1]]
-            for s in range(num_seeds)
-        )
+        test_log.write(evaluation_rows(env_name, agent_name, seeds, at, returns))
         test_log.flush()
         log.info("step %d: greedy return %.2f ± %.2f over seeds", at, returns.mean(), returns.mean(1).std())
         return returns.mean(1)
@@ -373,20 +372,6 @@ def run(
         message = f"resets ({cfg['reset']['schedule']} schedule): {len(planned)} at env steps {shown or 'none'}"
         log.info(message)
         say(message)
-
-    def reset_if_due(carry: Any, at: int) -> Any:
-        """Re-initialise the agent (the replay stays) when the reset schedule says so."""
-        grad_step = int(carry.grad_step)
-        since = grad_step - int(carry.resets.grad_step_at_reset)
-        if not reset_due(cfg, at, since):
-            return carry
-        count = int(carry.resets.count) + 1
-        log.info("step %d: reset %d, after %d updates since the last", at, count, since)
-        # made on one device, then placed: jitting the init straight onto the seed devices deadlocked
-        # XLA's CPU runtime
-        fresh = reinit(init_keys, jnp.asarray(count, jnp.int32))
-        carry = reset_agent(carry, fresh, grad_step)
-        return jax.device_put(carry, carry_sharding)
 
     if cfg["eval"]["at_start"] and restored is None:
         evaluate_now(0)  # a starting point only: lambda and JSRL's roll-ins start from their initial values
@@ -457,7 +442,7 @@ def run(
                 bar.set_postfix_str(f"greedy return {final_returns.mean():.1f}", refresh=False)
             phase["evaluation"] += time.perf_counter() - tick
             if resetting(cfg):
-                carry = reset_if_due(carry, step)
+                carry = jax.device_put(reset_if_due(carry, cfg, step, reinit, init_keys, log), carry_sharding)
             tick = time.perf_counter()
             periodic = cfg["checkpoint"]["every"] and step % cfg["checkpoint"]["every"] == 0 and step < total
             if periodic or (cfg["checkpoint"]["final"] and step == total):
@@ -466,11 +451,7 @@ def run(
                     step,
                     carry,
                     {
-                        "rows": {
-                            "train": train_log.rows,
-                            "test": test_log.rows,
-                            "metrics": metrics_log.rows if metrics_log else None,
-                        },
+                        "rows": checkpoint_rows(train_log, test_log, metrics_log),
                         "elapsed_seconds": elapsed_before + time.perf_counter() - began,
                     },
                     cfg["checkpoint"]["keep"],
@@ -567,18 +548,7 @@ def pretrain_offline(
         for done in range(chunk, steps + 1, chunk):
             agent_state, key, grad_step, metrics = compiled(agent_state, carry.teacher, teacher.replay, key, grad_step)
             returns = np.asarray(compiled_eval(agent_state, _offline_eval_keys(keys, done)))
-            offline_log.write(
-                [
-                    env_name,
-                    agent_name,
-                    seeds[s],
-                    done,
-                    float(returns[s].mean()),
-                    float(returns[s].std()),
-                    returns.shape[1],
-                ]
-                for s in range(len(seeds))
-            )
+            offline_log.write(evaluation_rows(env_name, agent_name, seeds, done, returns))
             offline_log.flush()
             mean = float(returns.mean())
             extra = ""
