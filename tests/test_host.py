@@ -47,10 +47,10 @@ HOST = {
     "network": {"hidden": [16, 16]},
     "replay": {"capacity": 5000, "batch_size": 32},
     "train": {"train_every": 1, "gradient_steps": 1, "learning_starts": 499, "random_steps": 499},
-    "reset": {"every": 1000, "schedule": "eval_steps"},
+    "reset": {"every": 1000, "schedule": "env_steps", "key": "fresh"},
     "num_seeds": 2,
     "total_steps": 3000,
-    "eval": {"every": 1000, "episodes": 1},
+    "eval": {"every": 1500, "episodes": 1},
     "checkpoint": {"every": 1000, "keep": 5},
     "seed": 5,
 }
@@ -60,12 +60,14 @@ def test_a_host_env_run_resets_and_resumes_exactly(tmp_path):
     cfg = resolve(HOST)
     run(cfg, tmp_path / "ref", progress=False)
     log = (tmp_path / "ref" / "log.txt").read_text()
-    assert "step 2000: reset 1, after 1501 updates" in log
+    assert "step 1000: reset 1, after 501 updates" in log and "step 2000: reset 2, after 1000 updates" in log
     assert "step 1000: checkpoint" in log and "step 2000: checkpoint" in log
+    # metrics rows at the evaluations and at the checkpoints (the updates since the last row)
+    assert sorted(set(pd.read_csv(tmp_path / "ref" / "metrics.csv")["step"])) == [1000, 1500, 2000, 3000]
     train = pd.read_csv(tmp_path / "ref" / "result_Train.csv")
     assert sorted(train["step"]) == [1000, 1000, 2000, 2000, 3000, 3000] and set(train["length"]) == {1000}
-    # resume from the checkpoint before the reset: the replay, the agent and the envs' random state
-    # come back, so the rest of the run repeats exactly
+    # resume from the checkpoint after the first reset, between evaluations: the replay, the agent,
+    # the reset count (fresh keys) and the envs' random state come back, so the rest repeats exactly
     shutil.copytree(tmp_path / "ref", tmp_path / "b")
     shutil.rmtree(tmp_path / "b" / "checkpoints" / "2000")
     summary = run(cfg, tmp_path / "b", progress=False)

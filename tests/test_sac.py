@@ -10,6 +10,7 @@ from frugalrl import envs
 from frugalrl.agents import make_agent
 from frugalrl.agents.sac import tanh_gaussian_sample
 from frugalrl.config import ConfigError, resolve
+from frugalrl.envs.registry import unit_to_bounds
 from frugalrl.replay.fifo import Batch
 
 SAC_CFG = {
@@ -20,36 +21,51 @@ SAC_CFG = {
 }
 
 
-def dense_stack(layers: dict, x: np.ndarray, count: int, index: int | None = None) -> np.ndarray:
-    """NumPy forward of flax Dense_0..Dense_{count-1}: ReLU between layers, linear last."""
+def dense_stack(layers: dict, x, count: int, index: int | None = None, xp=np):
+    """Forward of flax Dense_0..Dense_{count-1} (ReLU between layers, linear last) in NumPy (float64
+    parameters, see ``as64``) or, with ``xp=jnp``, in JAX, so ``jax.grad`` can differentiate it."""
     for i in range(count):
-        kernel, bias = (np.asarray(layers[f"Dense_{i}"][k], np.float64) for k in ("kernel", "bias"))
+        kernel, bias = layers[f"Dense_{i}"]["kernel"], layers[f"Dense_{i}"]["bias"]
         if index is not None:
             kernel, bias = kernel[index], bias[index]
         x = x @ kernel + bias
         if i < count - 1:
-            x = np.maximum(x, 0.0)
+            x = xp.maximum(x, 0.0)
     return x
 
 
-def critics(params: dict, obs: np.ndarray, action: np.ndarray, count: int = 2) -> np.ndarray:
+def critics(params: dict, obs, action, count: int = 2, xp=np):
     layers = params["params"]["VmapCritic_0"]["OrthogonalMLP_0"]
-    x = np.concatenate([obs, action], axis=-1)
-    return np.stack([dense_stack(layers, x, 3, c)[:, 0] for c in range(count)])
+    x = xp.concatenate([obs, action], axis=-1)
+    return xp.stack([dense_stack(layers, x, 3, c, xp)[:, 0] for c in range(count)])
 
 
-def actor(params: dict, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def actor(params: dict, obs, xp=np):
     p = params["params"]
-    hidden = np.maximum(dense_stack(p["OrthogonalMLP_0"], obs, 2), 0.0)
-    mean = hidden @ np.asarray(p["Dense_0"]["kernel"], np.float64) + np.asarray(p["Dense_0"]["bias"])
-    raw = hidden @ np.asarray(p["Dense_1"]["kernel"], np.float64) + np.asarray(p["Dense_1"]["bias"])
-    return mean, -10.0 + 0.5 * 12.0 * (1.0 + np.tanh(raw))
+    hidden = xp.maximum(dense_stack(p["OrthogonalMLP_0"], obs, 2, xp=xp), 0.0)
+    mean = hidden @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"]
+    raw = hidden @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"]
+    return mean, -10.0 + 0.5 * 12.0 * (1.0 + xp.tanh(raw))
 
 
-def tanh_gaussian(mean: np.ndarray, log_std: np.ndarray, noise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    u = mean + np.exp(log_std) * noise
-    log_prob = -0.5 * noise**2 - log_std - 0.5 * np.log(2 * np.pi) - np.log(1.0 - np.tanh(u) ** 2)
-    return np.tanh(u), log_prob.sum(-1)
+def tanh_gaussian(mean, log_std, noise, xp=np):
+    u = mean + xp.exp(log_std) * noise
+    log_prob = -0.5 * noise**2 - log_std - 0.5 * np.log(2 * np.pi) - xp.log(1.0 - xp.tanh(u) ** 2)
+    return xp.tanh(u), log_prob.sum(-1)
+
+
+def assert_first_adam_step(before, after, grads, lr: float = 3e-4) -> None:
+    """Adam's first step moves each parameter by lr against its gradient's sign (where the gradient
+    is not negligible): the parameters moved along the gradient of the loss written here."""
+    moved = 0
+    for b, a, g in zip(jax.tree.leaves(before), jax.tree.leaves(after), jax.tree.leaves(grads), strict=True):
+        g = np.asarray(g, np.float64)
+        clear = np.abs(g) > 1e-4 * max(np.abs(g).max(), 1e-12)
+        step = np.asarray(a, np.float64)[clear] - np.asarray(b, np.float64)[clear]
+        np.testing.assert_array_equal(np.sign(step), -np.sign(g[clear]))
+        np.testing.assert_allclose(np.abs(step), lr, rtol=0.02)
+        moved += int(clear.sum())
+    assert moved > 0
 
 
 def tiny_batch() -> Batch:
@@ -95,6 +111,13 @@ def test_sac_update_matches_a_numpy_recomputation_in_the_reference_order():
     np.testing.assert_allclose(metrics["critic_loss"], expected_critic_loss, rtol=1e-5)
     np.testing.assert_allclose(metrics["q1"], q[0].mean(), rtol=1e-5, atol=1e-6)
 
+    # the critic moved along the gradient of that loss
+    y32, obs32, action32 = (jnp.asarray(v, jnp.float32) for v in (y, b["obs"], b["action"]))
+    critic_grads = jax.grad(lambda p: ((critics(p, obs32, action32, xp=jnp) - y32) ** 2).mean(axis=1).sum())(
+        state.critic
+    )
+    assert_first_adam_step(state.critic, new.critic, critic_grads)
+
     # target critic: one Polyak step toward the updated critic
     for new_t, crit, old_t in zip(
         jax.tree.leaves(updated["target_critic"]),
@@ -110,6 +133,12 @@ def test_sac_update_matches_a_numpy_recomputation_in_the_reference_order():
     with_old_critic = np.mean(alpha * log_prob - critics(old["critic"], b["obs"], action).min(0))
     np.testing.assert_allclose(metrics["actor_loss"], expected_actor_loss, rtol=1e-5)
     assert abs(expected_actor_loss - with_old_critic) > 1e-6  # the test can tell the two orders apart
+
+    def reparameterised_actor_loss(p: dict) -> jax.Array:
+        sampled, log_p = tanh_gaussian(*actor(p, obs32, xp=jnp), jnp.asarray(noise_now, jnp.float32), xp=jnp)
+        return jnp.mean(alpha * log_p - critics(new.critic, obs32, sampled, xp=jnp).min(0))
+
+    assert_first_adam_step(state.actor, new.actor, jax.grad(reparameterised_actor_loss)(state.actor))
 
     # temperature: alpha (entropy - target), target entropy -|A|/2, with the actor step's entropy
     entropy = -log_prob.mean()
@@ -135,8 +164,8 @@ def test_ddpg_update_matches_a_numpy_recomputation():
     new, metrics = jax.jit(agent.update)(state, batch, jax.random.PRNGKey(2))
     b, old, updated = as64(batch._asdict()), as64(state._asdict()), as64(new._asdict())
 
-    def policy(params: dict, obs: np.ndarray) -> np.ndarray:
-        return np.tanh(dense_stack(params["params"]["OrthogonalMLP_0"], obs, 3))
+    def policy(params: dict, obs, xp=np):
+        return xp.tanh(dense_stack(params["params"]["OrthogonalMLP_0"], obs, 3, xp=xp))
 
     y = (
         b["reward"]
@@ -146,6 +175,11 @@ def test_ddpg_update_matches_a_numpy_recomputation():
     np.testing.assert_allclose(metrics["critic_loss"], ((q - y) ** 2).mean(), rtol=1e-5)
     expected_actor = -critics(updated["critic"], b["obs"], policy(old["actor"], b["obs"]), 1)[0].mean()
     np.testing.assert_allclose(metrics["actor_loss"], expected_actor, rtol=1e-5)
+    y32, obs32, action32 = (jnp.asarray(v, jnp.float32) for v in (y, b["obs"], b["action"]))
+    critic_grads = jax.grad(lambda p: ((critics(p, obs32, action32, 1, jnp)[0] - y32) ** 2).mean())(state.critic)
+    assert_first_adam_step(state.critic, new.critic, critic_grads)
+    actor_grads = jax.grad(lambda p: -critics(new.critic, obs32, policy(p, obs32, jnp), 1, jnp)[0].mean())(state.actor)
+    assert_first_adam_step(state.actor, new.actor, actor_grads)
     for name in ("actor", "critic"):
         for new_t, net, old_t in zip(
             jax.tree.leaves(updated[f"target_{name}"]),
@@ -223,3 +257,50 @@ def test_sac_on_discrete_actions_is_refused_by_name():
     _, _, spec = envs.make(cfg["env"])
     with pytest.raises(ValueError, match="continuous actions; CartPole-v1"):
         make_agent(cfg, spec)
+
+
+def test_orthogonal_init_with_its_gains_and_two_independent_critics():
+    cfg = resolve({**SAC_CFG, "network": {"hidden": [8, 8]}})
+    _, _, spec = envs.make(cfg["env"])
+    state = make_agent(cfg, spec).init(jax.random.PRNGKey(4))
+
+    def check(kernel: np.ndarray, gain: float) -> None:
+        kernel = np.asarray(kernel, np.float64)
+        gram = kernel.T @ kernel if kernel.shape[0] >= kernel.shape[1] else kernel @ kernel.T
+        np.testing.assert_allclose(gram, gain**2 * np.eye(len(gram)), atol=1e-5)
+
+    actor_params = state.actor["params"]
+    for name in ("Dense_0", "Dense_1"):
+        check(actor_params["OrthogonalMLP_0"][name]["kernel"], 2**0.5)
+    check(actor_params["Dense_0"]["kernel"], 2**0.5)  # mean head
+    check(actor_params["Dense_1"]["kernel"], 1.0)  # log-std head
+    layers = state.critic["params"]["VmapCritic_0"]["OrthogonalMLP_0"]
+    for name in ("Dense_0", "Dense_1", "Dense_2"):
+        for critic in range(2):
+            check(layers[name]["kernel"][critic], 2**0.5)
+        assert not np.allclose(layers[name]["kernel"][0], layers[name]["kernel"][1])
+    biases = [
+        leaf for path, leaf in jax.tree_util.tree_leaves_with_path((state.actor, state.critic)) if "bias" in str(path)
+    ]
+    assert len(biases) == 7 and all(not np.any(np.asarray(b)) for b in biases)
+    assert float(state.temperature["params"]["log_alpha"]) == 0.0  # alpha = 1
+
+
+def test_ddpg_explores_with_gaussian_noise_and_evaluates_without():
+    cfg = resolve({**SAC_CFG, "agent": {"name": "ddpg", "tau": 0.005}})
+    _, _, spec = envs.make(cfg["env"])
+    agent = make_agent(cfg, spec)
+    state = agent.init(jax.random.PRNGKey(0))
+    obs = jnp.zeros(3, jnp.float32)  # zero biases: the actor outputs tanh(0) = 0 here
+    assert float(agent.evaluation_act(state, obs, jax.random.PRNGKey(1), 0.0)[0]) == 0.0
+    keys = jax.random.split(jax.random.PRNGKey(2), 4000)
+    noisy = np.asarray(jax.vmap(lambda key: agent.act(state, obs, key, 0.0))(keys))[:, 0]
+    assert abs(noisy.mean()) < 0.02 and abs(noisy.std() - 0.2) < 0.01
+
+
+def test_unit_actions_map_linearly_onto_any_bounds():
+    low, high = np.array([-2.0, 0.0]), np.array([2.0, 10.0])
+    action = np.array([[-1.0, -1.0], [0.0, 0.5], [1.0, 1.0], [7.0, -3.0]])
+    expected = np.array([[-2.0, 0.0], [0.0, 7.5], [2.0, 10.0], [2.0, 0.0]])
+    np.testing.assert_allclose(unit_to_bounds(action, low, high), expected)
+    np.testing.assert_allclose(unit_to_bounds(jnp.asarray(action), jnp.asarray(low), jnp.asarray(high)), expected)

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from frugalrl.envs.registry import unit_to_bounds
+
 # the 15 tasks of DMC15-500k (the README's running-time table; also the REDQ baseline list)
 DMC15 = (
     "acrobot-swingup",
@@ -96,9 +98,9 @@ class DMCEnv:
         return self._flatten(self._env.reset().observation)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool]:
-        low, high = self.spec.action_low, self.spec.action_high
-        scaled = low + 0.5 * (np.clip(np.asarray(action, np.float64), -1.0, 1.0) + 1.0) * (high - low)
-        step = self._env.step(scaled)
+        step = self._env.step(
+            unit_to_bounds(np.asarray(action, np.float64), self.spec.action_low, self.spec.action_high)
+        )
         terminated = step.last() and step.discount == 0.0
         return self._flatten(step.observation), float(step.reward or 0.0), terminated, step.last() and not terminated
 

@@ -87,6 +87,11 @@ def register(name: str, factory: Callable[[], Any], *, binary_obs: bool = False,
     REGISTRY[name] = EnvEntry(factory, binary_obs, family)
 
 
+def unit_to_bounds(action: Any, low: Any, high: Any) -> Any:
+    """Map actions in [-1, 1] (clipped there first) linearly onto [low, high]; NumPy or JAX arrays."""
+    return low + 0.5 * (action.clip(-1.0, 1.0) + 1.0) * (high - low)
+
+
 class UnitBoxActions:
     """A continuous-action env seen with actions in [-1, 1], mapped linearly onto its own bounds.
 
@@ -107,8 +112,7 @@ class UnitBoxActions:
     def step(self, key: jax.Array, state: Any, action: jax.Array, params: Any = None) -> tuple[Any, ...]:
         space = self._env.action_space(params)
         low, high = jnp.asarray(space.low, jnp.float32), jnp.asarray(space.high, jnp.float32)
-        scaled = low + 0.5 * (jnp.clip(action, -1.0, 1.0) + 1.0) * (high - low)
-        return self._env.step(key, state, scaled, params)
+        return self._env.step(key, state, unit_to_bounds(jnp.asarray(action), low, high), params)
 
 
 def _gymnax_factory(name: str) -> Callable[[], Any]:

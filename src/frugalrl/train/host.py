@@ -273,14 +273,42 @@ def run_host(cfg: dict[str, Any], rundir: RunDir, *, progress: bool, say: Callab
 
     learning_from = first_learning_block(cfg)
     steps = {flag: jax.jit(make_host_step(agent, spec, cfg, flag), donate_argnums=0) for flag in (False, True)}
+    first_action = jax.jit(make_first_action(agent, cfg))
     reinit = jax.jit(make_reinit(agent, cfg)) if resetting(cfg) else None
     env_name, agent_name = cfg["env"]["name"], cfg["agent"]["name"]
     step = int(carry.env_step)
     episode_return = np.zeros(num_seeds)
     episode_length = np.zeros(num_seeds, np.int64)
     pending_metrics: list[Any] = []
-    checkpoint_due = False
+    due_since = None  # the step a checkpoint became due, while it waits for every episode to end
     final_returns = None
+
+    def write_metrics(at: int) -> None:
+        """One metrics.csv row per seed: the mean of each update metric since the last row."""
+        nonlocal metrics_log, pending_metrics
+        if not pending_metrics:
+            return
+        means = jax.tree.map(lambda *x: np.mean(np.stack([np.asarray(v) for v in x]), axis=0), *pending_metrics)
+        pending_metrics = []
+        if not all(np.isfinite(v).all() for v in means.values()):
+            from frugalrl.train.run import TrainingError
+
+            raise TrainingError(
+                f"a loss became NaN or inf before step {at}; lower 'optimizer/lr'. "
+                "Results and checkpoints up to the last checkpoint are kept."
+            )
+        if metrics_log is None:
+            metrics_log = CsvLog(run_path / "metrics.csv", ["seed", "step", *sorted(means)])
+            metrics_log.open(None)
+        metrics_log.write(
+            [seeds[s], at] + [float(means[n][s]) for n in metrics_log.columns[2:]] for s in range(num_seeds)
+        )
+
+    def flush() -> None:
+        for handle in (train_log, test_log, metrics_log):
+            if handle is not None:
+                handle.flush()
+
     bar = _progress(total, step, num_seeds, enabled=progress)
     run_start = time.perf_counter()
     try:
@@ -298,19 +326,8 @@ def run_host(cfg: dict[str, Any], rundir: RunDir, *, progress: bool, say: Callab
                 episode_length[lane] += 1
                 if terminated[lane] or truncated[lane]:
                     episodes[lane] += 1
-                    train_log.write(
-                        [
-                            [
-                                env_name,
-                                agent_name,
-                                seeds[lane],
-                                int(episodes[lane]),
-                                step + 1,
-                                episode_return[lane],
-                                int(episode_length[lane]),
-                            ]
-                        ]
-                    )
+                    row = [env_name, agent_name, seeds[lane], int(episodes[lane]), step + 1, episode_return[lane]]
+                    train_log.write([row + [int(episode_length[lane])]])
                     episode_return[lane], episode_length[lane] = 0.0, 0
                     rng_before_reset[lane] = env.rng_state()
                     obs = env.reset()
@@ -327,47 +344,35 @@ def run_host(cfg: dict[str, Any], rundir: RunDir, *, progress: bool, say: Callab
                 test_log.write(evaluation_rows(env_name, agent_name, seeds, step, returns))
                 log.info("step %d: greedy return %.2f ± %.2f over seeds", step, returns.mean(), returns.mean(1).std())
                 bar.set_postfix_str(f"greedy return {final_returns.mean():.1f}", refresh=False)
-                if pending_metrics:
-                    means = jax.tree.map(
-                        lambda *x: np.mean(np.stack([np.asarray(v) for v in x]), axis=0), *pending_metrics
-                    )
-                    if not all(np.isfinite(v).all() for v in means.values()):
-                        from frugalrl.train.run import TrainingError
-
-                        raise TrainingError(
-                            f"a loss became NaN or inf before step {step}; lower 'optimizer/lr'. "
-                            "Results and checkpoints up to the last checkpoint are kept."
-                        )
-                    if metrics_log is None:
-                        metrics_log = CsvLog(run_path / "metrics.csv", ["seed", "step", *sorted(means)])
-                        metrics_log.open(None)
-                    metrics_log.write(
-                        [seeds[s], step] + [float(means[n][s]) for n in metrics_log.columns[2:]]
-                        for s in range(num_seeds)
-                    )
-                    metrics_log.flush()
-                    pending_metrics = []
-                train_log.flush()
-                test_log.flush()
+                write_metrics(step)
+                flush()
             if resetting(cfg):
+                before = int(carry.resets.count)
                 carry = reset_if_due(carry, cfg, step, reinit, agent_init_keys(keys), log)
+                if int(carry.resets.count) != before:  # the fresh agent picks the next actions, not the old one
+                    carry = first_action(carry)
             every = cfg["checkpoint"]["every"]
-            checkpoint_due = checkpoint_due or (every and step % every == 0 and step < total)
-            if checkpoint_due and all(state is not None for state in rng_before_reset):
-                checkpoint_due = False
-                checkpoint.save(
-                    rundir.checkpoints,
-                    step,
-                    carry,
-                    {
-                        "rows": checkpoint_rows(train_log, test_log, metrics_log),
-                        "elapsed_seconds": elapsed_before + time.perf_counter() - began,
-                        "episodes": episodes.tolist(),
-                        "env_rng": [_rng_to_json(state) for state in rng_before_reset],
-                    },
-                    cfg["checkpoint"]["keep"],
-                )
+            if (every and step % every == 0 and step < total) or (cfg["checkpoint"]["final"] and step == total):
+                due_since = step if due_since is None else due_since
+            if due_since is not None and all(state is not None for state in rng_before_reset):
+                due_since = None
+                write_metrics(step)  # so a resumed run's next row averages the same updates
+                flush()
+                meta = {
+                    "rows": checkpoint_rows(train_log, test_log, metrics_log),
+                    "elapsed_seconds": elapsed_before + time.perf_counter() - began,
+                    "episodes": episodes.tolist(),
+                    "env_rng": [_rng_to_json(state) for state in rng_before_reset],
+                }
+                checkpoint.save(rundir.checkpoints, step, carry, meta, cfg["checkpoint"]["keep"])
                 log.info("step %d: checkpoint (every env at an episode boundary)", step)
+            elif due_since is not None and step - due_since == spec.max_episode_steps:
+                warning = (
+                    f"step {step}: the checkpoint due at step {due_since} still waits for every seed's episode to end "
+                    "at the same step (episodes that end early put the seeds out of step)"
+                )
+                log.warning(warning)
+                say(warning)
     finally:
         bar.close()
         for handle in (train_log, test_log, metrics_log):
