@@ -116,3 +116,22 @@ def test_scores_at_a_step_and_teacher_normalised_tables_and_curves(sweep, tmp_pa
     assert "no better than random" in capsys.readouterr().err
     assert main(["analyze", str(sweep.file), "--at", "300", "--runs", "2", "--logs", str(sweep.logs)]) != 0
     assert "--at picks an evaluation" in capsys.readouterr().err
+
+
+def test_aggregate_pools_the_other_keys_and_seeds_with_iqm_and_bootstrap_intervals(sweep, capsys):
+    from frugalrl.analysis import aggregate_table, interquartile_mean
+
+    assert interquartile_mean([1, 2, 3, 4, 5, 6, 7, 100]) == 4.5  # two cut from each end
+    table = aggregate_table(sweep, ["optimizer/lr"], mode="Test", scale=0.1, reps=500).set_index("optimizer/lr")
+    # lr 1e-3: runs 1 and 5 (last evaluations 3, 5, 7, 9); lr 1e-4: run 2 (10, 20)
+    assert table.loc[1e-3, "scores"] == 4 and table.loc[1e-3, "iqm"] == pytest.approx(0.6)
+    assert table.loc[1e-4, "iqm"] == pytest.approx(1.5) and table.loc[1e-4, "mean"] == pytest.approx(1.5)
+    for lr in (1e-3, 1e-4):
+        row = table.loc[lr]
+        assert row.iqm_low <= row.iqm <= row.iqm_high and row.mean_low <= row["mean"] <= row.mean_high
+    assert table.loc[1e-3, "iqm_low"] < table.loc[1e-3, "iqm_high"]  # resampling moves it
+    with pytest.raises(ValueError, match="does not sweep: agent/tau"):
+        aggregate_table(sweep, ["agent/tau"])
+    args = ["analyze", str(sweep.file), "--runs", "2", "--logs", str(sweep.logs), "--mode", "Test"]
+    assert main([*args, "--aggregate", "optimizer/lr", "--scale", "0.1"]) == 0
+    assert "95% stratified bootstrap" in capsys.readouterr().out

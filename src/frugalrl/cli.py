@@ -156,7 +156,7 @@ def _reference(args: argparse.Namespace) -> Any:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from frugalrl.analysis import results_name, results_table, summarise_time_and_memory
+    from frugalrl.analysis import aggregate_table, results_name, results_table, summarise_time_and_memory
     from frugalrl.config import GridError
 
     try:
@@ -171,6 +171,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             print(f"\n{mode}: {len(table)} combinations with results -> {out}")
             if not table.empty:
                 print(table.head(args.top).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+            if args.aggregate:
+                by = [key.strip() for key in args.aggregate.split(",") if key.strip()]
+                pooled = aggregate_table(sweep, by, mode, args.last, args.at, args.scale)
+                print(f"\n{mode}, pooled over the other keys and seeds (IQM and mean, 95% stratified bootstrap):")
+                print(pooled.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     except (GridError, ValueError) as error:
         return _error(str(error), EXIT_CONFIG)
     return 0
@@ -258,6 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--at", type=int, help="score = the evaluation at this step (Test or Offline)")
             p.add_argument("--normalize", metavar="PATH", help=NORMALIZE_HELP)
             p.add_argument("--top", type=int, default=10, help="rows of the table to print")
+            p.add_argument(
+                "--aggregate",
+                metavar="KEYS",
+                help="also pool scores over every other swept key (e.g. the tasks) and the seeds, per value of "
+                "these comma-separated keys: IQM and mean with 95%% stratified-bootstrap intervals",
+            )
+            p.add_argument("--scale", type=float, default=1.0, help="scores times this in --aggregate (DMC: 0.001)")
     p = sub.add_parser("plot", help="merged learning curves (mean ± standard error over seeds and runs)")
     p.add_argument("specs", nargs="+", metavar="FILE:IDX[:LABEL]", help="a combination of a grid file per curve")
     p.add_argument("--name", default="curves", help="file name under logs/{experiment of the first}/0/")

@@ -228,6 +228,74 @@ def results_table(
     return table
 
 
+def interquartile_mean(values: Any) -> float:
+    """The mean of the middle half: ``int(n / 4)`` values cut from each end (scipy's trim_mean(x, 0.25))."""
+    ordered = np.sort(np.asarray(values, dtype=float).ravel())
+    cut = int(0.25 * len(ordered))
+    return float(ordered[cut : len(ordered) - cut].mean())
+
+
+def aggregate_table(
+    sweep: Sweep,
+    by: list[str],
+    mode: str = "Test",
+    last: int | None = None,
+    at: int | None = None,
+    scale: float = 1.0,
+    reps: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Scores pooled over every swept key but ``by`` (e.g. the tasks) and over seeds: one row per value
+    of ``by`` with the IQM, the mean, and 95% stratified-bootstrap intervals of both (rliable's
+    protocol: seeds resampled within each combination). Scores are multiplied by ``scale`` (SR-SAC:
+    return / 1000 at 500k steps). Written to ``logs/{exp}/0/aggregate_{mode}[_at{at}].csv``.
+    """
+    if mode not in LAST_RETURNS:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    last = last or LAST_RETURNS[mode]
+    keys = swept_keys(sweep.grid)
+    unknown = [key for key in by if key not in keys]
+    if unknown:
+        raise ValueError(
+            f"--aggregate names keys the grid does not sweep: {', '.join(unknown)} (it sweeps {', '.join(keys)})"
+        )
+    groups: dict[tuple[Any, ...], list[np.ndarray]] = {}
+    for combination in range(1, sweep.size + 1):
+        flat = flatten(decode(sweep.grid, combination)[0])
+        scores = [
+            seed_scores(sweep.run_dir(idx), mode, last, at).to_numpy(float)
+            for idx in sweep.indices(combination)
+            if RunDir(sweep.run_dir(idx)).finished() and _result_file(sweep.run_dir(idx), mode).exists()
+        ]
+        if scores:
+            groups.setdefault(tuple(_cell(flat[key]) for key in by), []).append(scale * np.concatenate(scores))
+    rng = np.random.default_rng(seed)
+    rows = []
+    for group, strata in groups.items():
+        pooled = np.concatenate(strata)
+        boot = [np.concatenate([rng.choice(s, len(s)) for s in strata]) for _ in range(reps)]
+        iqms, means = [interquartile_mean(b) for b in boot], [b.mean() for b in boot]
+        rows.append(
+            {
+                **dict(zip(by, group, strict=True)),
+                "iqm": interquartile_mean(pooled),
+                "iqm_low": np.percentile(iqms, 2.5),
+                "iqm_high": np.percentile(iqms, 97.5),
+                "mean": pooled.mean(),
+                "mean_low": np.percentile(means, 2.5),
+                "mean_high": np.percentile(means, 97.5),
+                "combinations": len(strata),
+                "scores": len(pooled),
+            }
+        )
+    table = pd.DataFrame(
+        rows, columns=[*by, "iqm", "iqm_low", "iqm_high", "mean", "mean_low", "mean_high", "combinations", "scores"]
+    )
+    sweep.analysis_dir.mkdir(parents=True, exist_ok=True)
+    table.to_csv(sweep.analysis_dir / results_name(mode, at).replace("results_", "aggregate_"), index=False)
+    return table
+
+
 def _agent_label(cfg: dict[str, Any]) -> str:
     source = cfg.get("consolidation", {}).get("source", "off")
     label = {"uniform": "MeDQN(U)", "replay": "MeDQN(R)"}.get(source, cfg["agent"]["name"].upper())
