@@ -245,6 +245,7 @@ def test_continuous_envs_take_actions_in_unit_range_mapped_onto_their_bounds():
             "reset/every",
         ),
         ({"reset": {"every": 100, "schedule": "eval_steps"}, "eval": {"every": 0}}, "reset/schedule"),
+        ({"agent": {"name": "sac", "tau": 0.005}, "sac": {"log_std_min": 2.0}}, "sac/log_std_min"),
     ],
 )
 def test_bad_continuous_and_reset_configs_are_refused(override, message):

@@ -598,6 +598,11 @@ def _continuous_checks(cfg: dict[str, Any]) -> None:
         ("jsrl/guide_prob", cfg["jsrl"]["guide_prob"] > 0 or cfg["jsrl"]["roll_in_guide"]),
         ("pretraining/steps", cfg["pretraining"]["steps"] > 0),
     )
+    if cfg["sac"]["log_std_min"] >= cfg["sac"]["log_std_max"]:
+        raise ConfigError(
+            f"config key 'sac/log_std_min' ({cfg['sac']['log_std_min']}) must be below 'sac/log_std_max' "
+            f"({cfg['sac']['log_std_max']})"
+        )
     for path, bad in unsupported:
         if bad:
             raise ConfigError(
