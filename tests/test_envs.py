@@ -38,8 +38,9 @@ def test_time_limit_truncates_without_terminating():
 
 
 def test_continuous_spec():
+    # agents act in [-1, 1]; the env maps that onto Pendulum's torque range [-2, 2] (tests/test_sac.py)
     _, _, spec = envs.make({"name": "Pendulum-v1", "max_episode_steps": -1, "params": {}})
-    assert not spec.discrete and spec.action_shape == (1,) and spec.action_high == 2.0
+    assert not spec.discrete and spec.action_shape == (1,) and (spec.action_low, spec.action_high) == (-1.0, 1.0)
 
 
 def test_minatar_v0_has_six_actions_sticky_actions_and_no_time_limit():
