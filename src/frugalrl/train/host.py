@@ -163,11 +163,10 @@ def make_first_action(agent: Any, cfg: dict[str, Any]) -> Callable[[HostCarry], 
     return first
 
 
-def evaluate_host(agent: Any, agent_state: Any, eval_envs: list[DMCEnv], cfg: dict[str, Any], at: int) -> np.ndarray:
-    """[seeds, episodes] undiscounted returns of the evaluation policy, all seeds' envs in lockstep."""
+def evaluate_host(policy: Any, agent_state: Any, eval_envs: list[DMCEnv], cfg: dict[str, Any], at: int) -> np.ndarray:
+    """[seeds, episodes] undiscounted returns of ``policy`` (make_evaluation_policy), seeds in lockstep."""
     episodes, epsilon = cfg["eval"]["episodes"], cfg["eval"]["epsilon"]
     max_steps = min(eval_envs[0].spec.max_episode_steps, cfg["eval"]["max_episode_steps"])
-    policy = _evaluation_policy(agent)
     seeds = len(eval_envs)
     for lane, env in enumerate(eval_envs):
         env.set_rng_state(np.random.RandomState(env_seed(cfg, lane, EVAL_SEED, at)).get_state())
@@ -189,19 +188,15 @@ def evaluate_host(agent: Any, agent_state: Any, eval_envs: list[DMCEnv], cfg: di
     return returns
 
 
-_POLICIES: dict[int, Any] = {}
+def make_evaluation_policy(agent: Any) -> Any:
+    """jit((agent_states, obs, keys, epsilon) -> (keys, actions)) for every seed at once."""
+    act = jax.vmap(agent.evaluation_act, in_axes=(0, 0, 0, None))
 
+    def policy(state: Any, obs: jax.Array, key: jax.Array, epsilon: float) -> tuple[jax.Array, jax.Array]:
+        keys = jax.vmap(jax.random.split)(key)
+        return keys[:, 0], act(state, obs, keys[:, 1], epsilon)
 
-def _evaluation_policy(agent: Any) -> Any:
-    if id(agent) not in _POLICIES:
-        act = jax.vmap(agent.evaluation_act, in_axes=(0, 0, 0, None))
-
-        def policy(state: Any, obs: jax.Array, key: jax.Array, epsilon: float) -> tuple[jax.Array, jax.Array]:
-            keys = jax.vmap(jax.random.split)(key)
-            return keys[:, 0], act(state, obs, keys[:, 1], epsilon)
-
-        _POLICIES[id(agent)] = jax.jit(policy)
-    return _POLICIES[id(agent)]
+    return jax.jit(policy)
 
 
 def _rng_to_json(state: tuple[Any, ...]) -> list[Any]:
@@ -274,6 +269,7 @@ def run_host(cfg: dict[str, Any], rundir: RunDir, *, progress: bool, say: Callab
     learning_from = first_learning_block(cfg)
     steps = {flag: jax.jit(make_host_step(agent, spec, cfg, flag), donate_argnums=0) for flag in (False, True)}
     first_action = jax.jit(make_first_action(agent, cfg))
+    evaluation_policy = make_evaluation_policy(agent)
     reinit = jax.jit(make_reinit(agent, cfg)) if resetting(cfg) else None
     env_name, agent_name = cfg["env"]["name"], cfg["agent"]["name"]
     step = int(carry.env_step)
@@ -339,7 +335,7 @@ def run_host(cfg: dict[str, Any], rundir: RunDir, *, progress: bool, say: Callab
                 pending_metrics.append(metrics)
             bar.update(1)
             if (cfg["eval"]["every"] and step % cfg["eval"]["every"] == 0) or step == total:
-                returns = evaluate_host(agent, carry.agent, eval_envs, cfg, step)
+                returns = evaluate_host(evaluation_policy, carry.agent, eval_envs, cfg, step)
                 final_returns = returns.mean(1)
                 test_log.write(evaluation_rows(env_name, agent_name, seeds, step, returns))
                 log.info("step %d: greedy return %.2f ± %.2f over seeds", step, returns.mean(), returns.mean(1).std())
