@@ -95,12 +95,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_envs(args: argparse.Namespace) -> int:
     from frugalrl.envs import REGISTRY
-    from frugalrl.envs.registry import LENGTH_FAMILIES
+    from frugalrl.envs.registry import LENGTH_FAMILIES, SUITE_FAMILIES
 
     for name in sorted(REGISTRY, key=lambda n: (REGISTRY[n].family, n)):
         print(f"{REGISTRY[name].family:>16}  {name}")
     for name in LENGTH_FAMILIES:
         print(f"{'memory':>16}  {name}  (any length >= 1)")
+    for name in SUITE_FAMILIES:
+        print(f"{'model_gen':>16}  {name}  (any size >= 2; PanFlute >= 1)")
     return 0
 
 

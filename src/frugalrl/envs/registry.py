@@ -165,6 +165,30 @@ def _length_entry(name: str) -> EnvEntry | None:
     return EnvEntry(lambda: TMaze(length, active=family == "ActiveTMaze"), family="memory")
 
 
+# the model-generalization suite, named with its size: grid side, or number of pipes
+_SUITE_PATTERN = re.compile(r"^(?P<family>ProcMaze|ButtonGrid|PanFlute|OpenGrid)-(?P<size>[0-9]+)$")
+SUITE_FAMILIES = ("ProcMaze-{G}", "ButtonGrid-{G}", "PanFlute-{P}", "OpenGrid-{G}")
+
+
+def _suite_entry(name: str) -> EnvEntry | None:
+    match = _SUITE_PATTERN.match(name)
+    if match is None:
+        return None
+    from frugalrl.envs import model_generalization as suite
+
+    family, size = match["family"], int(match["size"])
+    smallest = 1 if family == "PanFlute" else 2
+    if size < smallest:
+        raise KeyError(f"environment '{name}': the size after '-' must be >= {smallest}")
+    factory = {
+        "ProcMaze": lambda: suite.ProcMaze(size),
+        "ButtonGrid": lambda: suite.ButtonGrid(size, num_buttons=min(3, size * size)),
+        "PanFlute": lambda: suite.PanFlute(size),
+        "OpenGrid": lambda: suite.OpenGrid(size),
+    }[family]
+    return EnvEntry(factory, binary_obs=True, family="model_generalization")
+
+
 def is_host_env(name: str) -> bool:
     """DeepMind Control tasks (``domain-task``): stepped on the host, one env per seed (train/host.py)."""
     from frugalrl.envs.dmc import DMC_PATTERN
@@ -187,7 +211,7 @@ def _dmc_entry(name: str) -> EnvEntry | None:
 
 
 def available_envs() -> list[str]:
-    return sorted(REGISTRY) + list(LENGTH_FAMILIES)
+    return sorted(REGISTRY) + list(LENGTH_FAMILIES) + list(SUITE_FAMILIES)
 
 
 def _entry(name: str) -> EnvEntry:
@@ -195,6 +219,8 @@ def _entry(name: str) -> EnvEntry:
         return atari
     if name not in REGISTRY and (sized := _length_entry(name)) is not None:
         return sized
+    if name not in REGISTRY and (suite := _suite_entry(name)) is not None:
+        return suite
     if name not in REGISTRY and (dmc := _dmc_entry(name)) is not None:
         return dmc
     if name not in REGISTRY:
