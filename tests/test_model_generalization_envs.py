@@ -71,9 +71,7 @@ def test_procmaze_terminal_is_checked_before_the_move_and_walls_block() -> None:
     wall = np.ones((3, 3), bool)
     for cell in [(0, 0), (0, 1), (0, 2), (1, 2), (2, 2)]:
         wall[cell] = False
-    state = ProcMazeState(
-        wall=jnp.asarray(wall), pos=jnp.array([0, 1]), goal=jnp.array([0, 2]), time=jnp.int32(0)
-    )
+    state = ProcMazeState(wall=jnp.asarray(wall), pos=jnp.array([0, 1]), goal=jnp.array([0, 2]), time=jnp.int32(0))
     key = jax.random.PRNGKey(0)
     obs, s1, reward, terminated, _ = env.step_env(key, state, DOWN, params)  # (1,1) is a wall
     assert s1.pos.tolist() == [0, 1] and float(reward) == -1.0 and not bool(terminated)

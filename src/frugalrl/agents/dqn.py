@@ -111,17 +111,29 @@ class DQN:
         frac = jnp.clip(step / duration, 0.0, 1.0)
         return a["epsilon_start"] + frac * (a["epsilon_end"] - a["epsilon_start"])
 
-    def act(self, state: DQNState, obs: jax.Array, key: jax.Array, epsilon: jax.Array) -> jax.Array:
-        """Epsilon-greedy action for one observation."""
-        greedy = jnp.argmax(self.q.apply(state.params, obs), axis=-1)
+    def policy_action(self, q_values: jax.Array, key: jax.Array, epsilon: jax.Array) -> jax.Array:
+        """The exploring policy on Q-values: epsilon-greedy, or a Boltzmann draw on Q / temperature
+        (``agent/exploration`` softmax) that a uniform action still replaces with probability ``epsilon``."""
+        if self.cfg["agent"]["exploration"] == "softmax":
+            key, pick_key = jax.random.split(key)
+            choice = jax.random.categorical(pick_key, q_values / self.cfg["agent"]["softmax_temperature"], axis=-1)
+            return self.uniform_or(choice, key, epsilon)
+        return self.uniform_or(jnp.argmax(q_values, axis=-1), key, epsilon)
+
+    def uniform_or(self, action: jax.Array, key: jax.Array, epsilon: jax.Array) -> jax.Array:
+        """``action``, or a uniformly random action with probability ``epsilon``."""
         # one draw gives both the coin and the random action: acting is on the env-step hot path
-        coin, pick = jax.random.uniform(key, (2,) + greedy.shape)
+        coin, pick = jax.random.uniform(key, (2,) + action.shape)
         random_action = jnp.minimum((pick * self.spec.num_actions).astype(jnp.int32), self.spec.num_actions - 1)
-        return jnp.where(coin < epsilon, random_action, greedy).astype(jnp.int32)
+        return jnp.where(coin < epsilon, random_action, action).astype(jnp.int32)
+
+    def act(self, state: DQNState, obs: jax.Array, key: jax.Array, epsilon: jax.Array) -> jax.Array:
+        """The exploring action for one observation (epsilon-greedy or softmax, ``agent/exploration``)."""
+        return self.policy_action(self.q.apply(state.params, obs), key, epsilon)
 
     def evaluation_act(self, state: DQNState, obs: jax.Array, key: jax.Array, epsilon: jax.Array) -> jax.Array:
-        """Evaluation acts as training does, at the evaluation's epsilon."""
-        return self.act(state, obs, key, epsilon)
+        """Greedy, or uniform with the evaluation's epsilon (softmax exploration is for training only)."""
+        return self.uniform_or(jnp.argmax(self.q.apply(state.params, obs), axis=-1), key, epsilon)
 
     # -- learning ----------------------------------------------------------------------------
     def td_target(self, state: DQNState, batch: Batch) -> jax.Array:

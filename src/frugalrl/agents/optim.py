@@ -9,8 +9,21 @@ import jax.numpy as jnp
 import optax
 
 
+def adam_unscaled_decay(
+    learning_rate: float, b1: float, b2: float, eps: float, weight_decay: float
+) -> optax.GradientTransformation:
+    """Adam with decoupled weight decay that the learning rate does not scale:
+    x <- x - lr * m_hat / (sqrt(v_hat) + eps) - weight_decay * x (the model-generalization code's AdamW)."""
+    return optax.chain(
+        optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
+        optax.scale(-learning_rate),
+        optax.add_decayed_weights(-weight_decay),
+    )
+
+
 def make_optimizer(opt_cfg: dict[str, Any], adjustable_lr: bool = False) -> optax.GradientTransformation:
-    """Adam or (centered) RMSprop with torch's conventions, optionally after global-norm clipping.
+    """Adam, Adam with unscaled decoupled weight decay, or (centered) RMSprop with torch's
+    conventions, optionally after global-norm clipping.
 
     RMSprop follows torch: ``alpha`` is the smoothing constant and ``eps`` is added outside the
     square root, which is what the MeDQN MinAtar settings (alpha 0.95, eps 0.01, centered) assume.
@@ -18,7 +31,10 @@ def make_optimizer(opt_cfg: dict[str, Any], adjustable_lr: bool = False) -> opta
     so ``set_learning_rate`` can change it between updates without recompiling (QDagger's tied lr).
     """
     eps = opt_cfg["eps"] if opt_cfg["eps"] is not None else 1e-8
-    if opt_cfg["name"] == "adam":
+    if opt_cfg["name"] == "adamw_unscaled":
+        make = optax.inject_hyperparams(adam_unscaled_decay) if adjustable_lr else adam_unscaled_decay
+        base = make(opt_cfg["lr"], b1=opt_cfg["b1"], b2=opt_cfg["b2"], eps=eps, weight_decay=opt_cfg["weight_decay"])
+    elif opt_cfg["name"] == "adam":
         make = optax.inject_hyperparams(optax.adam) if adjustable_lr else optax.adam
         base = make(opt_cfg["lr"], b1=opt_cfg["b1"], b2=opt_cfg["b2"], eps=eps)
     else:

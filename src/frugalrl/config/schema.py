@@ -125,9 +125,22 @@ SCHEMA: dict[str, Any] = {
         "bootstrap_truncation": Field(
             True, bool, "bootstrap through time-limit truncation (False treats it as terminal, as Explorer did)"
         ),
+        "exploration": Field(
+            "epsilon",
+            str,
+            "exploring policy: epsilon-greedy, or softmax (Boltzmann on Q / softmax_temperature; epsilon still "
+            "mixes in uniform actions, so set it to 0 for pure softmax)",
+            choices=("epsilon", "softmax"),
+        ),
+        "softmax_temperature": Field(1.0, float, "softmax exploration's temperature", check=positive),
     },
     "optimizer": {
-        "name": Field("adam", str, "optimizer", choices=("adam", "rmsprop")),
+        "name": Field(
+            "adam",
+            str,
+            "optimizer; adamw_unscaled = Adam, then params shrink by weight_decay (the model-generalization code)",
+            choices=("adam", "adamw_unscaled", "rmsprop"),
+        ),
         "lr": Field(2.5e-4, float, "learning rate", check=positive),
         "eps": Field(None, float, "epsilon; default 1e-8 (adam) / 1e-8 (rmsprop)", nullable=True, check=positive),
         "b1": Field(0.9, float, "Adam beta1", check=unit_interval),
@@ -135,6 +148,9 @@ SCHEMA: dict[str, Any] = {
         "alpha": Field(0.99, float, "RMSprop smoothing constant (torch's alpha)", check=unit_interval),
         "centered": Field(False, bool, "centered RMSprop"),
         "max_grad_norm": Field(-1.0, float, "global-norm gradient clip; -1 = off", check=minus_one_or_positive),
+        "weight_decay": Field(
+            0.0, float, "adamw_unscaled: parameters shrink by this fraction every step", check=non_negative
+        ),
     },
     "replay": {
         "capacity": Field(10_000, int, "transitions kept per seed (FIFO)", check=positive),
@@ -163,6 +179,12 @@ SCHEMA: dict[str, Any] = {
             int,
             "optimizer steps on each TD batch with its targets fixed (MeDQN's consolidation epochs E)",
             check=positive,
+        ),
+        "stale_obs_after_terminal": Field(
+            False,
+            bool,
+            "quirk of the model-generalization code: after a terminal step the agent acts on that step's "
+            "observation while the env has already reset, which stores one cross-episode transition per episode",
         ),
     },
     "sequence": {
@@ -223,6 +245,50 @@ SCHEMA: dict[str, Any] = {
     "ddpg": {
         "exploration_noise": Field(
             0.2, float, "DDPG: std of the Gaussian noise added to the actor's action while training", check=non_negative
+        ),
+    },
+    "model": {
+        "kind": Field(
+            "none",
+            str,
+            "Dyna: the Q-network learns only from model rollouts that start at replayed observations. "
+            "'perfect' steps the env's own dynamics; 'observation' learns reward, continuation and next-observation "
+            "heads (the paper's simple model); 'latent' learns a latent-space model and Q acts on its latents",
+            choices=("none", "perfect", "observation", "latent"),
+        ),
+        "rollout_length": Field(10, int, "steps per rollout; replay/batch_size rollouts per update", check=positive),
+        "lr": Field(2e-4, float, "the model's step size (the optimizer section's other settings)", check=positive),
+        "hidden": Field(
+            [200, 200, 200], list, "hidden widths of every model network", item_kind=int, check=positive_list
+        ),
+        "activation": Field("elu", str, "the model networks' activation", choices=("relu", "tanh", "elu", "gelu")),
+        "reward_weight": Field(1.0, float, "weight of the reward NLL", check=non_negative),
+        "termination_weight": Field(1.0, float, "weight of the continuation NLL", check=non_negative),
+        "observation_weight": Field(
+            1.0, float, "weight of the next-observation (latent: reconstruction) NLL", check=non_negative
+        ),
+        "binary_observations": Field(
+            True, bool, "observation NLL: Bernoulli per bit (true) or a unit-variance Gaussian per entry"
+        ),
+        "sample_with_logit": Field(
+            False,
+            bool,
+            "quirk of the original simple model: sample each next-observation bit with P = the logit itself "
+            "(clipped to [0, 1]) instead of sigmoid(logit)",
+        ),
+        "latent": Field("categorical", str, "latent model's latents", choices=("categorical", "gaussian")),
+        "latent_variables": Field(32, int, "latent variables (Gaussian: dimensions)", check=positive),
+        "latent_classes": Field(32, int, "classes per categorical latent variable", check=positive),
+        "kl_prior_weight": Field(0.8, float, "KL balancing: weight of KL(sg posterior || prior)", check=non_negative),
+        "kl_posterior_weight": Field(
+            0.2, float, "KL balancing: weight of KL(posterior || sg prior)", check=non_negative
+        ),
+        "posterior_entropy_weight": Field(
+            0.0, float, "weight of KL(posterior || N(0, I) or uniform)", check=non_negative
+        ),
+        "min_std": Field(0.1, float, "Gaussian latents: added to the encoder's standard deviation", check=non_negative),
+        "std_activation": Field(
+            "sigmoid2", str, "Gaussian latents: std = 2 sigmoid(x / 2) or softplus(x)", choices=("sigmoid2", "softplus")
         ),
     },
     "reset": {
@@ -412,6 +478,12 @@ SCHEMA: dict[str, Any] = {
         ),
         "max_episode_steps": Field(
             27_000, int, "evaluation episodes end here if the env's own time limit is longer", check=positive
+        ),
+        "per_step": Field(
+            False,
+            bool,
+            "report each evaluation's return divided by its step limit (min of eval/max_episode_steps and the "
+            "env's): the reward rate of a continuing task",
         ),
     },
     "checkpoint": {
@@ -669,12 +741,40 @@ def _episodic_checks(cfg: dict[str, Any]) -> None:
             )
 
 
+def _model_checks(cfg: dict[str, Any]) -> None:
+    """Dyna agents: a DQN on MLP observations, trained only on its model's rollouts."""
+    kind = cfg["model"]["kind"]
+    if cfg["agent"]["name"] != "dqn":
+        raise ConfigError(f"config key 'model/kind' ('{kind}') needs 'agent/name': 'dqn'")
+    if cfg["network"]["name"] != "mlp":
+        raise ConfigError(f"config key 'network/name' must be 'mlp' with 'model/kind': '{kind}'")
+    unsupported = (
+        ("agent/n_step", cfg["agent"]["n_step"] != 1),
+        ("agent/atoms", cfg["agent"]["atoms"] > 0),
+        ("replay/prioritized", cfg["replay"]["prioritized"]),
+        ("replay/td_batch", cfg["replay"]["td_batch"] != "sample"),
+        ("train/epochs_per_batch", cfg["train"]["epochs_per_batch"] != 1),
+        ("consolidation/source", cfg["consolidation"]["source"] != "off"),
+        ("distillation/coefficient", cfg["distillation"]["coefficient"] > 0),
+        ("teacher/run", cfg["teacher"]["run"] is not None),
+        ("jsrl/guide_prob", cfg["jsrl"]["guide_prob"] > 0 or cfg["jsrl"]["roll_in_guide"]),
+        ("pretraining/steps", cfg["pretraining"]["steps"] > 0),
+    )
+    for path, bad in unsupported:
+        if bad:
+            raise ConfigError(f"config key '{path}' is not supported with 'model/kind': '{kind}'; leave its default")
+
+
 def _cross_checks(cfg: dict[str, Any]) -> None:
+    if cfg["model"]["kind"] != "none":
+        _model_checks(cfg)
     if cfg["agent"]["name"] in CONTINUOUS_AGENTS:
         _continuous_checks(cfg)
     _reset_checks(cfg)
     if cfg["agent"]["name"] in EPISODIC_AGENTS:
         _episodic_checks(cfg)
+        if cfg["eval"]["per_step"]:
+            raise ConfigError("config key 'eval/per_step' is for transition agents; memory tasks are episodic")
     elif cfg["sacd"]["shared_encoder"] or cfg["sacd"]["freeze_critic"]:
         raise ConfigError("config keys 'sacd/*' belong to 'agent/name': 'sacd'")
     if cfg["sacd"]["freeze_critic"] and not cfg["sacd"]["shared_encoder"]:

@@ -246,6 +246,8 @@ class ButtonGrid(SuiteEnv):
     ``activate_on_reset=False``, the layout is re-randomised instead.
     """
 
+    continuing = True
+
     def __init__(
         self, grid_size: int, num_buttons: int = 3, spontaneous: bool = True, activate_on_reset: bool = True
     ) -> None:
@@ -325,6 +327,8 @@ class PanFlute(SuiteEnv):
     steps achieves every P steps; with probability 1 / P^2 per step every last cell turns True by
     itself (``spontaneous``).
     """
+
+    continuing = True
 
     def __init__(self, num_pipes: int, spontaneous: bool = True) -> None:
         super().__init__()

@@ -32,6 +32,7 @@ class EnvSpec:
     action_low: float | None
     action_high: float | None
     max_episode_steps: int
+    continuing: bool = False  # never terminates (ButtonGrid, PanFlute): model rollouts keep full weight
 
     @property
     def discrete(self) -> bool:
@@ -268,6 +269,7 @@ def make(env_cfg: dict[str, Any]) -> tuple[Any, Any, EnvSpec]:
         action_low=None if discrete else float(np.min(space.low)),
         action_high=None if discrete else float(np.max(space.high)),
         max_episode_steps=int(params.max_steps_in_episode),
+        continuing=bool(getattr(env, "continuing", False)),
     )
     return env, params, spec
 

@@ -185,7 +185,7 @@ def evaluate_host(policy: Any, agent_state: Any, eval_envs: list[DMCEnv], cfg: d
                     done[lane] = terminated or truncated
             if done.all():
                 break
-    return returns
+    return returns / max_steps if cfg["eval"]["per_step"] else returns
 
 
 def make_evaluation_policy(agent: Any) -> Any:

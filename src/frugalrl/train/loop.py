@@ -250,6 +250,7 @@ def make_segment(
     split2 = jax.vmap(lambda key: jax.random.split(key))
     sync = agent.sync_target  # elementwise, so it applies to seed-batched state as it is
     split3 = jax.vmap(lambda key: jax.random.split(key, 3))
+    stale_obs = train["stale_obs_after_terminal"]
 
     def env_step(c: Carry, inputs: tuple[jax.Array, ...]) -> tuple[Carry, tuple[StepOut, Any]]:
         act_key, env_key, epsilon, guide = inputs
@@ -272,6 +273,10 @@ def make_segment(
         done = terminated | truncated
         episode_return = c.episode_return + reward
         episode_length = c.episode_length + 1
+        if stale_obs:  # the original's quirk: the next action still sees the terminal step's observation
+            next_obs = jnp.where(
+                terminated.reshape((-1,) + (1,) * (next_obs.ndim - 1)), info["final_observation"], next_obs
+            )
         c = c._replace(
             env_state=env_state,
             obs=next_obs,
@@ -505,6 +510,7 @@ def make_evaluate(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dic
             total = total + jnp.where(done, 0.0, reward)
             return t + 1, obs, env_state, keys[..., 0, :], total, done | terminated | truncated
 
-        return jax.lax.while_loop(cond, body, state)[4]
+        totals = jax.lax.while_loop(cond, body, state)[4]
+        return totals / max_steps if cfg["eval"]["per_step"] else totals
 
     return evaluate
