@@ -91,6 +91,11 @@ def test_merged_curve_resamples_every_seed_to_a_common_grid(sweep, capsys):
     assert code == 0 and (sweep.analysis_dir / "cmp.png").stat().st_size > 0
     assert main(["plot", f"{sweep.file}:9", "--logs", str(sweep.logs)]) == 2
     assert "has combinations 1..4" in capsys.readouterr().err
+    # plot_metric.py's view: each seed's curve smoothed first, then a 95% band
+    _, smoothed, _, _ = learning_curve([sweep.run_dir(1), sweep.run_dir(5)], "Train", window=1, points=3, smooth=2)
+    np.testing.assert_allclose(smoothed, [4, 4.5, 5.5])
+    args = ["plot", f"{sweep.file}:1", "--smooth", "2", "--band", "ci95", "--name", "ci", "--logs", str(sweep.logs)]
+    assert main(args) == 0 and (sweep.analysis_dir / "ci.png").stat().st_size > 0
 
 
 def test_scores_at_a_step_and_teacher_normalised_tables_and_curves(sweep, tmp_path, capsys):

@@ -198,3 +198,25 @@ def test_every_config_file_in_the_repository_is_valid():
     for path in files:
         for idx in range(1, count_dict(load_grid(path)) + 1):
             load_config(str(path), idx)  # raises GridError / ConfigError naming the key
+
+
+def test_with_varies_keys_of_several_sections_together():
+    grid = {
+        "seed": [0],
+        "with": [
+            {"model/kind": ["none"], "replay/batch_size": [320], "optimizer/lr": [1e-4, 2e-4]},
+            {"model/kind": ["perfect"], "replay/batch_size": [32], "optimizer/lr": [4e-4]},
+        ],
+        "replay": {"capacity": [100]},
+    }
+    assert count_dict(grid) == 3
+    combos = [decode(grid, i)[0] for i in (1, 2, 3)]
+    assert [(c["model"]["kind"], c["replay"]["batch_size"], c["optimizer"]["lr"]) for c in combos] == [
+        ("none", 320, 1e-4),
+        ("none", 320, 2e-4),
+        ("perfect", 32, 4e-4),
+    ]
+    assert combos[0]["replay"]["capacity"] == 100 and "with" not in combos[0]
+    assert swept_keys(grid) == ["model/kind", "replay/batch_size", "optimizer/lr"]
+    with pytest.raises(GridError, match="both inside 'with' and outside"):
+        decode({"seed": [0], "with": [{"seed": [1]}]}, 1)

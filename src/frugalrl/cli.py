@@ -205,7 +205,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
                 raise ValueError(f"no results for {spec} under {sweep.logs / sweep.experiment}")
             series.append((parts[2] if len(parts) == 3 else f"{sweep.experiment} {idx}", paths))
         path = first.analysis_dir / f"{args.name}.png"
-        out = plot_curves(series, path, args.mode, args.window, args.title, _reference(args))
+        out = plot_curves(
+            series, path, args.mode, args.window, args.title, _reference(args), smooth=args.smooth, band=args.band
+        )
     except (GridError, ValueError) as error:
         return _error(str(error), EXIT_CONFIG)
     print(out)
@@ -277,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="curves", help="file name under logs/{experiment of the first}/0/")
     p.add_argument("--mode", choices=("Train", "Test", "Offline"), default="Train")
     p.add_argument("--window", type=int, default=20, help="moving average of training returns")
+    p.add_argument("--smooth", type=int, default=1, help="moving average of this many points of any curve")
+    p.add_argument(
+        "--band", choices=("se", "ci95"), default="se", help="± 1 standard error, or a 95%% interval (1.96 s.e.)"
+    )
     p.add_argument("--normalize", metavar="PATH", help=NORMALIZE_HELP)
     p.add_argument("--runs", type=int, default=1, help="runs per combination")
     p.add_argument("--logs", default="logs")

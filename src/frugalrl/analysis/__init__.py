@@ -21,6 +21,7 @@ import pandas as pd
 from frugalrl.config import count_dict, decode, flatten, load_grid, swept_keys
 from frugalrl.runs.rundir import FINISHED_PREFIX, RunDir
 
+BANDS = {"se": 1.0, "ci95": 1.96}  # half-widths in standard errors of the mean over seeds
 LAST_RETURNS = {"Train": 100, "Test": 5, "Offline": 1}  # Explorer's final-performance windows
 MODES = tuple(LAST_RETURNS)  # Offline: evaluations during a reincarnated student's pretraining
 
@@ -314,13 +315,15 @@ def learning_curve(
     window: int = 20,
     points: int | None = None,
     reference: Reference | None = None,
+    smooth: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(steps, mean, standard error, n) of the return over every seed of the given runs.
 
-    Each seed's curve (for Train, the moving average of ``window`` episode returns; teacher-normalised
-    with a ``reference``) is resampled by linear interpolation onto a common grid of steps from the
-    latest first step to the earliest last step, with as many points as the shortest curve (at most
-    500) unless ``points`` is given.
+    Each seed's curve (for Train, the moving average of ``window`` episode returns; for any mode,
+    then the moving average of ``smooth`` points, as the model-generalization code's plot_metric.py
+    smooths its evaluations; teacher-normalised with a ``reference``) is resampled by linear
+    interpolation onto a common grid of steps from the latest first step to the earliest last step,
+    with as many points as the shortest curve (at most 500) unless ``points`` is given.
     """
     curves = []
     for run_path in run_paths:
@@ -330,6 +333,8 @@ def learning_curve(
             y = seed_frame["return"].to_numpy(float)
             if mode == "Train" and window > 1:
                 y = pd.Series(y).rolling(window, min_periods=1).mean().to_numpy()
+            if smooth > 1:
+                y = pd.Series(y).rolling(smooth, min_periods=1).mean().to_numpy()
             if reference is not None:
                 y = reference.normalize(y)
             curves.append((seed_frame["step"].to_numpy(float), y))
@@ -351,11 +356,17 @@ def plot_curves(
     window: int = 20,
     title: str = "",
     reference: Reference | None = None,
+    smooth: int = 1,
+    band: str = "se",
 ) -> Path:
-    """Overlay merged curves (mean ± standard error band), one per (label, run directories).
+    """Overlay merged curves, one per (label, run directories): the mean over seeds with a band of
+    ± one standard error (``band`` "se") or a normal 95% interval, ± 1.96 standard errors ("ci95").
 
     With a ``reference`` the returns are teacher-normalised and the teacher's level is drawn at 1.
+    ``smooth``: moving average of that many points of each seed's curve first.
     """
+    if band not in BANDS:
+        raise ValueError(f"band must be one of {', '.join(BANDS)}, got {band!r}")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -363,11 +374,24 @@ def plot_curves(
 
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for label, run_paths in series:
-        steps, mean, se, n = learning_curve(run_paths, mode, window, reference=reference)
+        steps, mean, se, n = learning_curve(run_paths, mode, window, reference=reference, smooth=smooth)
+        half = BANDS[band] * se
         (line,) = ax.plot(steps, mean, label=f"{label} (n={n})", marker="." if len(steps) < 30 else None)
-        ax.fill_between(steps, mean - se, mean + se, color=line.get_color(), alpha=0.25, linewidth=0)
+        ax.fill_between(steps, mean - half, mean + half, color=line.get_color(), alpha=0.25, linewidth=0)
     ax.set_xlabel("gradient steps of pretraining" if mode == "Offline" else "env steps")
     what = {"Train": f"training return (moving average of {window})"}.get(mode, "greedy return")
+    if smooth > 1:
+        what += f", smoothed over {smooth}"
+    ax.text(
+        0.99,
+        0.01,
+        {"se": "band: ± 1 s.e.", "ci95": "band: 95% interval"}[band],
+        transform=ax.transAxes,
+        ha="right",
+        va="bottom",
+        fontsize=7,
+        color="grey",
+    )
     if reference is not None:
         ax.axhline(1.0, color="black", linestyle="--", linewidth=1, label=f"teacher ({reference.teacher:.4g})")
         ax.axhline(0.0, color="grey", linestyle=":", linewidth=1, label=f"random ({reference.random:.4g})")

@@ -4,6 +4,10 @@ A grid is a JSON dict whose values are lists of alternatives; an element of a li
 whose values are again lists (a sub-grid). ``N`` is the number of combinations. Index ``i``
 (1-based) decodes with the first key varying fastest; ``i + k*N`` is run ``k`` of the same
 combination. For convenience a scalar or a bare dict stands for a one-element list.
+
+The key ``with`` varies several keys together: each of its alternatives is a sub-grid whose keys
+(usually paths such as ``model/kind``) land at the level of ``with`` itself, e.g. one alternative
+per agent with its own step size, temperature and batch size.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+
+JOINT_KEY = "with"  # its alternatives' keys apply at its own level
 
 
 class GridError(ValueError):
@@ -51,8 +57,15 @@ def decode_dict(grid: dict[str, Any], index: int) -> dict[str, Any]:
     for key, value in grid.items():
         alternatives = _alternatives(value)
         width = count_list(alternatives)
-        out[key] = _decode_list(alternatives, index % width)
+        decoded = _decode_list(alternatives, index % width)
         index //= width
+        if key == JOINT_KEY and isinstance(decoded, dict):
+            for inner, inner_value in decoded.items():
+                if inner in out or inner in grid:
+                    raise GridError(f"config key '{inner}' is given both inside '{JOINT_KEY}' and outside it")
+                out[inner] = inner_value
+        else:
+            out[key] = decoded
     return out
 
 
