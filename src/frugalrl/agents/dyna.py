@@ -137,10 +137,15 @@ class CategoricalLatent:
         return jax.nn.log_softmax(outputs.reshape(outputs.shape[:-1] + (self.variables, self.classes)), axis=-1)
 
     def sample(self, outputs: jax.Array, key: jax.Array, posterior: bool = False) -> jax.Array:
-        """A one-hot sample with straight-through gradients: probs + sg(one_hot - probs)."""
-        log_probs = self.log_probs(outputs)
-        probs = jnp.exp(log_probs)
-        one_hot = jax.nn.one_hot(jax.random.categorical(key, log_probs), self.classes)
+        """A one-hot sample with straight-through gradients: probs + sg(one_hot - probs).
+
+        Drawn by inverting each variable's CDF with one uniform number: Gumbel-max would draw one per
+        class, and on CPU the random bits of 32 x 32 latents per rollout step dominated the update.
+        """
+        probs = jnp.exp(self.log_probs(outputs))
+        uniform = jax.random.uniform(key, probs.shape[:-1] + (1,))
+        index = jnp.minimum(jnp.sum(jnp.cumsum(probs, axis=-1) < uniform, axis=-1), self.classes - 1)
+        one_hot = jax.nn.one_hot(index, self.classes)
         return (probs + jax.lax.stop_gradient(one_hot - probs)).reshape(outputs.shape[:-1] + (self.size,))
 
     def kl(self, p_outputs: jax.Array, q_outputs: jax.Array, p_posterior: bool = False) -> jax.Array:
