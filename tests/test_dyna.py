@@ -117,7 +117,7 @@ def test_perfect_model_rollouts_follow_the_env_and_stop_weighting_after_the_firs
     away = ProcMazeState(wall=wall, pos=jnp.array([3, 3]), goal=jnp.array([0, 0]), time=jnp.int32(0))
     starts = jnp.stack([env.observation(on_goal), env.observation(away)]).astype(jnp.uint8)
     state = agent.init(jax.random.PRNGKey(0))
-    batch, weight = agent.rollouts(state.params, (), starts, jax.random.PRNGKey(1))
+    batch, weight = jax.jit(agent.rollouts)(state.params, (), starts, jax.random.PRNGKey(1))
     steps = lambda x: np.asarray(x).reshape((6, 2) + np.asarray(x).shape[1:])  # [time, start, ...]
     obs, next_obs, discount, w = steps(batch.obs), steps(batch.next_obs), steps(batch.discount), steps(weight)
     np.testing.assert_array_equal(obs[1:], next_obs[:-1])  # one trajectory per start
@@ -153,20 +153,33 @@ def test_observation_model_loss_matches_its_definition() -> None:
     np.testing.assert_allclose(float(metrics["observation_nll"]), np.mean((1 - t) * obs_nll), rtol=1e-5)
 
 
-@pytest.mark.parametrize("env_name", ["ProcMaze-4", "PanFlute-5"])
-def test_learned_model_rollouts_use_soft_termination(env_name: str) -> None:
+@pytest.mark.parametrize(
+    "env_name,kind", [("ProcMaze-4", "observation"), ("PanFlute-5", "observation"), ("ProcMaze-4", "latent")]
+)
+def test_learned_model_rollouts_use_soft_termination(env_name: str, kind: str) -> None:
     """Weights are the products of the earlier steps' continuation probabilities (1 in continuing
-    tasks), discounts gamma * c, rewards the model's means."""
-    cfg = dyna_cfg("observation", env=env_name, rollout_length=5)
+    tasks), discounts gamma * c, rewards the model's means; latent rollouts start from a posterior
+    sample of the observation and stay in latent space."""
+    cfg = dyna_cfg(kind, env=env_name, rollout_length=5, latent_variables=4, latent_classes=3)
     agent = agent_of(cfg)
     state = agent.init(jax.random.PRNGKey(4))
     batch = real_batch(cfg, n=3)
-    imagined, weight = agent.rollouts(state.params, state.model_params, batch.obs, jax.random.PRNGKey(5))
+    key = jax.random.PRNGKey(5)
+    imagined, weight = jax.jit(agent.rollouts)(state.params, state.model_params, batch.obs, key)
     steps = lambda x: np.asarray(x).reshape((5, 3) + np.asarray(x).shape[1:])
     obs, action, next_obs = steps(imagined.obs), steps(imagined.action), steps(imagined.next_obs)
     np.testing.assert_array_equal(obs[1:], next_obs[:-1])
     assert set(np.unique(next_obs)) <= {0.0, 1.0}
-    reward, logit, _ = agent.model.apply(state.model_params, jnp.asarray(obs), jax.nn.one_hot(action, 5))
+    if kind == "latent":
+        assert obs.shape[-1] == 12 and (obs.reshape(5, 3, 4, 3).sum(-1) == 1).all()  # one-hot latents
+        posterior = agent.model.apply(state.model_params, batch.obs.astype(jnp.float32), method=LatentModel.encode)
+        first = agent.latent.sample(posterior, jax.random.split(key)[0], posterior=True)
+        np.testing.assert_array_equal(obs[0], np.asarray(first))
+        reward, logit = agent.model.apply(
+            state.model_params, jnp.asarray(obs), jax.nn.one_hot(action, 5), method=LatentModel.predict
+        )[1:]
+    else:
+        reward, logit, _ = agent.model.apply(state.model_params, jnp.asarray(obs), jax.nn.one_hot(action, 5))
     continuation = 1 / (1 + np.exp(-np.asarray(logit, np.float64)))
     np.testing.assert_allclose(steps(imagined.reward), np.asarray(reward), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(steps(imagined.discount), GAMMA * continuation, rtol=1e-5)
@@ -187,15 +200,94 @@ def test_the_q_step_learns_from_rollouts_only() -> None:
     batch = real_batch(cfg)
     key = jax.random.PRNGKey(7)
     _, rollout_key, _ = jax.random.split(key, 3)
-    imagined, weight = agent.rollouts(state.params, (), batch.obs, rollout_key)
+    imagined, weight = jax.jit(agent.rollouts)(state.params, (), batch.obs, rollout_key)
     q = agent.q.apply(state.params, imagined.obs)[jnp.arange(imagined.action.shape[0]), imagined.action]
     target = imagined.reward + imagined.discount * agent.q.apply(state.target_params, imagined.next_obs).max(-1)
     expected = float(jnp.mean(weight * (q - target) ** 2))
     garbled = batch._replace(reward=batch.reward + 100.0, next_obs=1 - batch.next_obs)
     for real in (batch, garbled):
-        new_state, metrics = agent.update(state, real, key)
+        new_state, metrics = jax.jit(agent.update)(state, real, key)
         np.testing.assert_allclose(float(metrics["td_loss"]), expected, rtol=1e-5)
     assert not jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), new_state.params, state.params))
+
+
+@pytest.mark.parametrize("kind", ["observation", "latent"])
+def test_learned_models_step_before_the_rollouts_they_feed(kind: str) -> None:
+    """Update order: one model step on the real batch, then rollouts with the updated model and the
+    current Q, then the Q step on their weighted TD loss."""
+    cfg = dyna_cfg(kind, latent_variables=4, latent_classes=3)
+    agent = agent_of(cfg)
+    state = agent.init(jax.random.PRNGKey(0))
+    batch = real_batch(cfg)
+    key = jax.random.PRNGKey(9)
+    model_key, rollout_key, _ = jax.random.split(key, 3)
+    terminal = (batch.discount == 0).astype(jnp.float32)
+    loss_fn = agent.latent_model_loss if kind == "latent" else agent.observation_model_loss
+    grads = jax.grad(lambda p: loss_fn(p, batch, terminal, model_key)[0])(state.model_params)
+    updates, _ = agent.model_optimizer.update(grads, state.model_opt_state, state.model_params)
+    stepped = optax.apply_updates(state.model_params, updates)
+
+    def td_loss(model_params):
+        imagined, weight = jax.jit(agent.rollouts)(state.params, model_params, batch.obs, rollout_key)
+        q = agent.q.apply(state.params, imagined.obs)[jnp.arange(imagined.action.shape[0]), imagined.action]
+        target = imagined.reward + imagined.discount * agent.q.apply(state.target_params, imagined.next_obs).max(-1)
+        return float(jnp.mean(weight * (q - target) ** 2))
+
+    new_state, metrics = jax.jit(agent.update)(state, batch, key)
+    np.testing.assert_allclose(float(metrics["td_loss"]), td_loss(stepped), rtol=1e-4)
+    assert abs(td_loss(stepped) - td_loss(state.model_params)) > 1e-6  # the order is visible
+    leaves = jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.allclose(a, b)), new_state.model_params, stepped))
+    assert all(leaves)
+
+
+def test_latent_model_reconstructs_the_current_observation() -> None:
+    cfg = dyna_cfg(
+        "latent",
+        latent_variables=4,
+        latent_classes=3,
+        reward_weight=0.0,
+        termination_weight=0.0,
+        kl_prior_weight=0.0,
+        kl_posterior_weight=0.0,
+    )
+    agent = agent_of(cfg)
+    state = agent.init(jax.random.PRNGKey(0))
+    batch = real_batch(cfg)
+    terminal = (batch.discount == 0).astype(jnp.float32)
+    key = jax.random.PRNGKey(3)
+    loss, _ = agent.latent_model_loss(state.model_params, batch, terminal, key)
+    obs = batch.obs.astype(jnp.float32)
+    z = agent.latent.sample(agent.model.apply(state.model_params, obs, method=LatentModel.encode), key, posterior=True)
+    logits = np.asarray(agent.model.apply(state.model_params, z, method=LatentModel.decode), np.float64)
+    o = np.asarray(obs, np.float64)
+    nll = -np.sum(o * np.log(1 / (1 + np.exp(-logits))) + (1 - o) * np.log(1 - 1 / (1 + np.exp(-logits))), -1)
+    np.testing.assert_allclose(float(loss), np.mean((1 - np.asarray(terminal)) * nll), rtol=1e-5)
+
+
+def test_shipped_configs_hold_the_readme_tuning() -> None:
+    """Spot checks of §B7's table: ProcMaze low-data regime, every agent."""
+    from frugalrl.cli import load_config
+
+    expected = [  # kind, latent, Q step size, temperature, batch
+        ("none", None, 2.5e-5, 1.6, 320),
+        ("perfect", None, 4e-4, 0.4, 32),
+        ("observation", None, 2.5e-5, 0.4, 32),
+        ("latent", "categorical", 1e-4, 0.8, 32),
+        ("latent", "gaussian", 3.125e-6, 0.8, 32),
+    ]
+    for idx, (kind, latent, lr, temperature, batch) in enumerate(expected, start=1):
+        cfg = load_config("configs/model_based/procmaze_low.json", idx)
+        assert (cfg["model"]["kind"], cfg["optimizer"]["lr"], cfg["replay"]["batch_size"]) == (kind, lr, batch)
+        assert cfg["agent"]["softmax_temperature"] == temperature and cfg["num_seeds"] == 30
+        assert latent is None or cfg["model"]["latent"] == latent
+        assert (cfg["train"]["gradient_steps"], cfg["agent"]["target_every"], cfg["total_steps"]) == (10, 10, 100_000)
+        assert cfg["train"]["stale_obs_after_terminal"] == (kind != "perfect")  # the original's buffers
+    high = load_config("configs/model_based/buttongrid_high.json", 4)
+    assert (high["optimizer"]["lr"], high["agent"]["softmax_temperature"], high["eval"]["per_step"]) == (
+        1e-4,
+        0.05,
+        True,
+    )
 
 
 def test_sampling_bits_with_the_logit_reproduces_the_original_quirk() -> None:
@@ -270,6 +362,10 @@ def test_model_configs_are_checked() -> None:
         resolve({"env": {"name": "Pendulum-v1"}, "agent": {"name": "sac", "tau": 0.005}, "model": {"kind": "perfect"}})
     with pytest.raises(ConfigError, match="agent/n_step"):
         resolve({"env": {"name": "ProcMaze-4"}, "agent": {"n_step": 3}, "model": {"kind": "observation"}})
+    with pytest.raises(ConfigError, match="stale_obs_after_terminal"):
+        resolve(
+            {"env": {"name": "ProcMaze-4"}, "train": {"stale_obs_after_terminal": True}, "model": {"kind": "perfect"}}
+        )
     with pytest.raises(ValueError, match="state_from_observation"):
         agent_of(resolve({"env": {"name": "CartPole-v1"}, "model": {"kind": "perfect"}}))
 

@@ -13,7 +13,10 @@ from frugalrl.envs import make
 from frugalrl.envs.model_generalization import (
     ButtonGrid,
     ButtonGridState,
+    OpenGrid,
+    OpenGridState,
     PanFlute,
+    PanFluteState,
     ProcMaze,
     ProcMazeState,
     spontaneous_goal_probability,
@@ -194,3 +197,34 @@ def test_suite_names_are_checked() -> None:
         env_of("ProcMaze-1")
     env, params, spec = env_of("OpenGrid-3")
     assert spec.obs_shape == (9,) and spec.max_episode_steps >= 2**30
+
+
+def test_open_grid_pan_flute_spontaneous_events_and_button_relayout_variant() -> None:
+    grid = OpenGrid(3, spontaneous=False)
+    params, key = grid.default_params, jax.random.PRNGKey(0)
+    state = OpenGridState(pos=jnp.array([2, 1]), time=jnp.int32(0))
+    _, state, reward, terminated, _ = grid.step_env(key, state, RIGHT, params)  # onto the corner goal
+    assert state.pos.tolist() == [2, 2] and float(reward) == -1.0 and not bool(terminated)
+    _, state, _, terminated, _ = grid.step_env(key, state, DOWN, params)  # clipped; the goal was seen: ends
+    assert state.pos.tolist() == [2, 2] and bool(terminated)
+    assert OpenGrid(10).spontaneous_probability == pytest.approx(0.01)
+    # PanFlute: the spontaneous event sets every last cell, so the reward comes on the next step
+    flute = PanFlute(3)
+    cells = jnp.zeros(6, bool)
+    keys = jax.random.split(key, 4000)
+    _, after, reward, *_ = jax.vmap(flute.step_env, in_axes=(0, None, None, None))(
+        keys, PanFluteState(cells=cells, time=jnp.int32(0)), 1, flute.default_params
+    )
+    fired = np.asarray(after.cells[:, flute.last_cells].all(-1))
+    assert not np.asarray(reward).any() and abs(fired.mean() - 1 / 9) < 0.03
+    _, _, next_reward, *_ = flute.step_env(
+        key, jax.tree.map(lambda x: x[np.argmax(fired)], after), 0, flute.default_params
+    )
+    assert float(next_reward) == 1.0
+    # ButtonGrid with activate_on_reset=False: the spontaneous event re-draws the layout instead
+    relayout = ButtonGrid(2, num_buttons=1, activate_on_reset=False)
+    s0 = ButtonGridState(pos=jnp.array([0, 0]), buttons=jnp.array([[1, 1]]), pressed=jnp.zeros(1, bool), time=0)
+    _, s1, *_ = jax.vmap(relayout.step_env, in_axes=(0, None, None, None))(keys, s0, NOOP, relayout.default_params)
+    assert not np.asarray(s1.pressed).any()
+    moved = np.asarray((s1.pos != s0.pos).any(-1) | (s1.buttons[:, 0] != s0.buttons[0]).any(-1))
+    assert 0 < moved.mean() < 0.1  # p = 1/40, and a re-drawn layout can repeat the old one

@@ -77,13 +77,15 @@ class ObservationModel(nn.Module):
     hidden: Sequence[int]
     activation: str
     obs_size: int
+    weight_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, obs: jax.Array, action_one_hot: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         x = jnp.concatenate([obs.astype(jnp.float32), action_one_hot], axis=-1)
-        reward = MLP(self.hidden, 1, self.activation, name="reward")(x)[..., 0]
-        continuation = MLP(self.hidden, 1, self.activation, name="continuation")(x)[..., 0]
-        next_obs = MLP(self.hidden, self.obs_size, self.activation, name="next_observation")(x)
+        make = lambda out, name: MLP(self.hidden, out, self.activation, self.weight_init, name=name)
+        reward = make(1, "reward")(x)[..., 0]
+        continuation = make(1, "continuation")(x)[..., 0]
+        next_obs = make(self.obs_size, "next_observation")(x)
         return reward, continuation, next_obs
 
 
@@ -94,9 +96,10 @@ class LatentModel(nn.Module):
     activation: str
     obs_size: int
     latent_outputs: int  # raw outputs of a latent distribution: logits, or mean and std
+    weight_init: str = "lecun_normal"
 
     def setup(self) -> None:
-        make = lambda out, name: MLP(self.hidden, out, self.activation, name=name)
+        make = lambda out, name: MLP(self.hidden, out, self.activation, self.weight_init, name=name)
         self.encoder = make(self.latent_outputs, "encoder")
         self.transition = make(self.latent_outputs, "transition")
         self.reward = make(1, "reward")
@@ -212,6 +215,7 @@ class DynaDQN:
         mcfg = self.cfg["model"]
         kind = mcfg["kind"]
         obs_size = math.prod(self.spec.obs_shape)
+        init = self.cfg["network"]["init"]  # the model's networks are initialised as the Q-network
         q_spec = self.spec
         if kind == "latent":
             if mcfg["latent"] == "categorical":
@@ -219,12 +223,12 @@ class DynaDQN:
             else:
                 latent = GaussianLatent(mcfg["latent_variables"], mcfg["std_activation"], mcfg["min_std"])
             object.__setattr__(self, "latent", latent)
-            object.__setattr__(
-                self, "model", LatentModel(tuple(mcfg["hidden"]), mcfg["activation"], obs_size, latent.outputs)
-            )
+            model = LatentModel(tuple(mcfg["hidden"]), mcfg["activation"], obs_size, latent.outputs, init)
+            object.__setattr__(self, "model", model)
             q_spec = dataclasses.replace(self.spec, obs_shape=(latent.size,))
         elif kind == "observation":
-            object.__setattr__(self, "model", ObservationModel(tuple(mcfg["hidden"]), mcfg["activation"], obs_size))
+            model = ObservationModel(tuple(mcfg["hidden"]), mcfg["activation"], obs_size, init)
+            object.__setattr__(self, "model", model)
         elif kind == "perfect":
             from frugalrl.envs import make
 
@@ -324,9 +328,10 @@ class DynaDQN:
         """Reconstruction of the current observation, reward and continuation NLLs from (z, a), and KL
         balancing between the next observation's posterior and the transition's prior; batch mean.
 
-        The KL terms are dropped on terminal steps as the reconstruction is: our replay holds the next
-        episode's first observation there (the original held the terminal step's own), and rollouts
-        give the steps after a predicted terminal no weight.
+        The KL terms are dropped on terminal steps as the reconstruction is, unless
+        ``train/stale_obs_after_terminal`` is on: without the quirk our replay holds the next episode's
+        first observation after a terminal step, where the original held the terminal step's own (as
+        the quirk's replay does). Rollouts give the steps after a predicted terminal no weight.
         """
         mcfg, latent = self.cfg["model"], self.latent
         obs, next_obs = self.flat(batch.obs), self.flat(batch.next_obs)
@@ -346,8 +351,9 @@ class DynaDQN:
         reward_nll = gaussian_nll(batch.reward, reward)
         continuation_nll = optax.sigmoid_binary_cross_entropy(continuation, alive)
         sg = jax.lax.stop_gradient
-        kl_prior = alive * latent.kl(sg(next_posterior), prior, p_posterior=True)  # moves the prior
-        kl_posterior = alive * latent.kl(next_posterior, sg(prior), p_posterior=True)  # moves the posterior
+        kl_mask = 1.0 if self.cfg["train"]["stale_obs_after_terminal"] else alive
+        kl_prior = kl_mask * latent.kl(sg(next_posterior), prior, p_posterior=True)  # moves the prior
+        kl_posterior = kl_mask * latent.kl(next_posterior, sg(prior), p_posterior=True)  # moves the posterior
         entropy = latent.kl_to_base(posterior)
         loss = jnp.mean(
             mcfg["kl_prior_weight"] * kl_prior

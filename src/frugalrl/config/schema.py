@@ -87,7 +87,7 @@ SCHEMA: dict[str, Any] = {
             "lecun_normal",
             str,
             "dense-layer weight init",
-            choices=("lecun_normal", "kaiming_uniform", "xavier_uniform"),
+            choices=("lecun_normal", "kaiming_uniform", "xavier_uniform", "haiku_default"),
         ),
         "conv_init": Field(
             "lecun_normal",
@@ -763,6 +763,11 @@ def _model_checks(cfg: dict[str, Any]) -> None:
     for path, bad in unsupported:
         if bad:
             raise ConfigError(f"config key '{path}' is not supported with 'model/kind': '{kind}'; leave its default")
+    if kind == "perfect" and cfg["train"]["stale_obs_after_terminal"]:
+        raise ConfigError(
+            "config key 'train/stale_obs_after_terminal' does not apply to 'model/kind': 'perfect': the original's "
+            "perfect model stored true env states, which the quirk never touched; set it to false"
+        )
 
 
 def _cross_checks(cfg: dict[str, Any]) -> None:

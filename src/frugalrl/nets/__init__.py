@@ -21,6 +21,9 @@ INITS: dict[str, Callable[..., Any]] = {
     # torch's kaiming_uniform_ with its default a=0 (the gain of ReLU): U(-sqrt(6/fan_in), +)
     "kaiming_uniform": nn.initializers.variance_scaling(2.0, "fan_in", "uniform"),
     "xavier_uniform": nn.initializers.xavier_uniform(),
+    # haiku's Linear default: a normal of std 1/sqrt(fan_in) truncated at 2 std, not rescaled, so the
+    # weights' std is 0.8796/sqrt(fan_in) (flax's lecun_normal rescales to exactly 1/sqrt(fan_in))
+    "haiku_default": nn.initializers.variance_scaling(0.87962566103423978**2, "fan_in", "truncated_normal"),
 }
 
 # Conv-layer inits. "torch_default" is PyTorch's Conv2d default (kaiming_uniform_ with a=sqrt(5)):
