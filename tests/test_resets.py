@@ -138,3 +138,32 @@ def test_a_run_with_resets_resets_on_schedule_and_resumes_exactly_between_resets
     for name in ("result_Test.csv", "result_Train.csv", "metrics.csv"):
         ref = pd.read_csv(tmp_path / "ref" / name)
         pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "b" / name), ref)
+
+
+def test_priming_runs_its_extra_updates_once_at_the_first_learning_block():
+    """The primacy-bias test: ``train/priming_updates`` extra updates on the replay as it is when
+    learning starts, before that block's own, and never again."""
+    cfg = resolve(
+        {
+            "env": {"name": "CartPole-v1"},
+            "num_seeds": 2,
+            "network": {"hidden": [8]},
+            "replay": {"capacity": 500, "batch_size": 16},
+            "train": {"learning_starts": 40, "train_every": 4, "gradient_steps": 2, "priming_updates": 30},
+            "agent": {"target_every": 8},
+        }
+    )
+    env, params, spec = envs.make(cfg["env"])
+    agent = make_agent(cfg, spec)
+    carry = init_carry(agent, env, params, spec, cfg, seed_keys(0, 0, 2))
+    mixed = jax.jit(make_segment(agent, env, params, spec, cfg, 12, "mixed"))  # blocks at steps 0..44
+    carry, (_, metrics) = mixed(carry)
+    assert int(carry.grad_step) == 30 + 2 * 2  # blocks starting at 40 and 44 learn; the first also primes
+    primed = carry.agent.params
+    carry, _ = jax.jit(make_segment(agent, env, params, spec, cfg, 3, "always"))(carry)
+    assert int(carry.grad_step) == 34 + 3 * 2
+    plain = {**cfg, "train": {**cfg["train"], "priming_updates": 0}}
+    start = init_carry(agent, env, params, spec, plain, seed_keys(0, 0, 2))
+    unprimed, _ = jax.jit(make_segment(agent, env, params, spec, plain, 12, "mixed"))(start)
+    assert int(unprimed.grad_step) == 4
+    assert not leaves_equal(unprimed.agent.params, primed)

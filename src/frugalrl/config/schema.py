@@ -180,6 +180,13 @@ SCHEMA: dict[str, Any] = {
             "optimizer steps on each TD batch with its targets fixed (MeDQN's consolidation epochs E)",
             check=positive,
         ),
+        "priming_updates": Field(
+            0,
+            int,
+            "the primacy-bias test (Nikishin et al. 2022): this many extra updates on the replay as it is at "
+            "learning_starts, before the first regular ones",
+            check=non_negative,
+        ),
         "stale_obs_after_terminal": Field(
             False,
             bool,
@@ -715,6 +722,7 @@ def _episodic_checks(cfg: dict[str, Any]) -> None:
         ("agent/n_step", cfg["agent"]["n_step"] != 1),
         ("agent/atoms", cfg["agent"]["atoms"] > 0),
         ("jsrl/guide_prob", cfg["jsrl"]["guide_prob"] > 0),
+        ("train/priming_updates", cfg["train"]["priming_updates"] > 0),
     ]
     for key, used in unsupported:
         if used:
@@ -789,6 +797,11 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
         )
     train, total = cfg["train"], cfg["total_steps"]
     k = train["train_every"]
+    if train["priming_updates"]:
+        from frugalrl.envs.registry import is_host_env  # late import: envs import jax
+
+        if is_host_env(cfg["env"]["name"]):
+            raise ConfigError("config key 'train/priming_updates' is not available for host (DMC) environments yet")
     for path, value in (
         ("total_steps", total),
         ("eval/every", cfg["eval"]["every"]),

@@ -251,6 +251,7 @@ def make_segment(
     sync = agent.sync_target  # elementwise, so it applies to seed-batched state as it is
     split3 = jax.vmap(lambda key: jax.random.split(key, 3))
     stale_obs = train["stale_obs_after_terminal"]
+    priming = train["priming_updates"]
 
     def env_step(c: Carry, inputs: tuple[jax.Array, ...]) -> tuple[Carry, tuple[StepOut, Any]]:
         act_key, env_key, epsilon, guide = inputs
@@ -384,9 +385,12 @@ def make_segment(
                 priorities = per_update(priorities, env_step_count, held, ages, losses, priority_exponent)
             return (agent_state, keys[:, 0], grad_step, priorities), jax.tree.map(lambda x: x.mean(0), metrics)
 
-        (agent_state, key, grad_step, priorities), metrics = jax.lax.scan(
-            td_batch_fn, (agent_state, key, grad_step, priorities), None, length=m
-        )
+        inner = (agent_state, key, grad_step, priorities)
+        if priming:  # once, in the first learning block, before its regular updates
+            first_block = env_step_count - k == learning_from
+            prime = lambda inner: jax.lax.scan(td_batch_fn, inner, None, length=priming)[0]
+            inner = jax.lax.cond(first_block, prime, lambda inner: inner, inner)
+        (agent_state, key, grad_step, priorities), metrics = jax.lax.scan(td_batch_fn, inner, None, length=m)
         if unit == "env_steps":
             agent_state = tree_select(env_step_count % period == 0, sync(agent_state), agent_state)
         return agent_state, key, grad_step, priorities, jax.tree.map(lambda x: x.mean(0), metrics)
