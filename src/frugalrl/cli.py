@@ -102,7 +102,7 @@ def cmd_envs(args: argparse.Namespace) -> int:
     for name in LENGTH_FAMILIES:
         print(f"{'memory':>16}  {name}  (any length >= 1)")
     for name in SUITE_FAMILIES:
-        print(f"{'model_gen':>16}  {name}  (any size >= 2; PanFlute >= 1)")
+        print(f"{'model_gen':>16}  {name}  ({'pipes >= 1' if name.startswith('PanFlute') else 'grid side >= 2'})")
     return 0
 
 
