@@ -24,17 +24,12 @@ import platform  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
-from jax.sharding import PartitionSpec  # noqa: E402
 
-from frugalrl import envs  # noqa: E402
-from frugalrl.agents import make_agent  # noqa: E402
 from frugalrl.config import resolve  # noqa: E402
-from frugalrl.train.loop import init_carry, make_segment, seed_keys  # noqa: E402
-from frugalrl.train.run import _leaf_spec, seed_mesh  # noqa: E402
+from sac_updates import segment_rates  # noqa: E402  (benchmarks/ is the script's folder)
 
 PEER = Path(__file__).resolve().parent / "peer_model_based.py"
 AGENTS = {
@@ -67,29 +62,9 @@ def config(agent: str, num_seeds: int, updates: int, hidden: list[int]) -> dict:
     )
 
 
-def sharded(body, mesh, carry):
-    specs = jax.tree.map(_leaf_spec, carry)
-    out = (specs, (PartitionSpec(None, None, "seed"), PartitionSpec(None, "seed")))
-    return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=(specs,), out_specs=out, check_vma=False))
-
-
 def frugal(agent_name: str, num_seeds: int, steps: int, updates: int, fill: int, hidden: list[int], repeats: int):
-    cfg = config(agent_name, num_seeds, updates, hidden)
-    env, env_params, spec = envs.make(cfg["env"])
-    agent = make_agent(cfg, spec)
-    mesh = seed_mesh(num_seeds)
-    carry = init_carry(agent, env, env_params, spec, cfg, seed_keys(0, 0, num_seeds))
-    carry, _ = sharded(make_segment(agent, env, env_params, spec, cfg, fill, "never"), mesh, carry)(carry)
-    learn = sharded(make_segment(agent, env, env_params, spec, cfg, steps, "always"), mesh, carry)
-    carry, out = learn(carry)
-    jax.block_until_ready(out)
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        carry, out = learn(carry)
-        jax.block_until_ready(out)
-        rates.append(num_seeds * steps / (time.perf_counter() - start))
-    return {"env_steps_per_s": statistics.median(rates), "updates_per_s": statistics.median(rates) * updates}
+    rate = statistics.median(segment_rates(config(agent_name, num_seeds, updates, hidden), fill, steps, repeats))
+    return {"env_steps_per_s": rate, "updates_per_s": rate * updates}
 
 
 def peer(agent: str, num_seeds: int, steps: int, updates: int, fill: int, hidden: list[int], repeats: int):

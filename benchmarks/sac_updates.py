@@ -58,15 +58,15 @@ def sharded(body, mesh, carry):
     return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=(specs,), out_specs=out, check_vma=False))
 
 
-def frugal(num_seeds: int, replay_ratio: int, blocks: int, repeats: int) -> dict[str, float]:
-    """Seed-updates per second of the loop's learning segment (compile excluded)."""
-    cfg = config(num_seeds, replay_ratio)
+def segment_rates(cfg: dict, fill: int, blocks: int, repeats: int) -> list[float]:
+    """Env steps per second over all seeds of the loop's learning segment of ``blocks`` blocks (compile
+    excluded), after a non-learning segment of ``fill`` blocks; one figure per timed call."""
+    num_seeds = cfg["num_seeds"]
     env, env_params, spec = envs.make(cfg["env"])
     agent = make_agent(cfg, spec)
     mesh = seed_mesh(num_seeds)
     carry = init_carry(agent, env, env_params, spec, cfg, seed_keys(0, 0, num_seeds))
-    fill = sharded(make_segment(agent, env, env_params, spec, cfg, FILL, "never"), mesh, carry)
-    carry, _ = fill(carry)
+    carry, _ = sharded(make_segment(agent, env, env_params, spec, cfg, fill, "never"), mesh, carry)(carry)
     learn = sharded(make_segment(agent, env, env_params, spec, cfg, blocks, "always"), mesh, carry)
     carry, out = learn(carry)  # compile and warm up
     jax.block_until_ready(out)
@@ -75,7 +75,13 @@ def frugal(num_seeds: int, replay_ratio: int, blocks: int, repeats: int) -> dict
         start = time.perf_counter()
         carry, out = learn(carry)
         jax.block_until_ready(out)
-        rates.append(num_seeds * blocks * replay_ratio / (time.perf_counter() - start))
+        rates.append(num_seeds * blocks / (time.perf_counter() - start))
+    return rates
+
+
+def frugal(num_seeds: int, replay_ratio: int, blocks: int, repeats: int) -> dict[str, float]:
+    """Seed-updates per second of the loop's learning segment (compile excluded)."""
+    rates = [r * replay_ratio for r in segment_rates(config(num_seeds, replay_ratio), FILL, blocks, repeats)]
     return {"updates_per_s": statistics.median(rates), "runs": rates}
 
 

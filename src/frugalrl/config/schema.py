@@ -655,17 +655,9 @@ EPISODIC_AGENTS = ("recurrent_dqn", "sacd")  # agents that learn from whole epis
 CONTINUOUS_AGENTS = ("sac", "ddpg")  # actor-critic agents for continuous actions in [-1, 1]
 
 
-def _continuous_checks(cfg: dict[str, Any]) -> None:
-    """SAC and DDPG: a Polyak target, an MLP, one-step targets, and none of the value-agent extras."""
-    name = cfg["agent"]["name"]
-    if cfg["agent"]["tau"] >= 1.0:
-        raise ConfigError(
-            f"config key 'agent/tau' must be < 1 for {name}: its targets take a Polyak step after every update "
-            "(the paper: 0.005)"
-        )
-    if cfg["network"]["name"] != "mlp":
-        raise ConfigError(f"config key 'network/name' must be 'mlp' for {name} (state observations)")
-    unsupported = (
+def plain_td_extras(cfg: dict[str, Any]) -> tuple[tuple[str, bool], ...]:
+    """(key, in use) for the value-agent extras that agents with their own update (SAC, DDPG, Dyna) refuse."""
+    return (
         ("agent/n_step", cfg["agent"]["n_step"] != 1),
         ("agent/atoms", cfg["agent"]["atoms"] > 0),
         ("replay/prioritized", cfg["replay"]["prioritized"]),
@@ -677,6 +669,19 @@ def _continuous_checks(cfg: dict[str, Any]) -> None:
         ("jsrl/guide_prob", cfg["jsrl"]["guide_prob"] > 0 or cfg["jsrl"]["roll_in_guide"]),
         ("pretraining/steps", cfg["pretraining"]["steps"] > 0),
     )
+
+
+def _continuous_checks(cfg: dict[str, Any]) -> None:
+    """SAC and DDPG: a Polyak target, an MLP, one-step targets, and none of the value-agent extras."""
+    name = cfg["agent"]["name"]
+    if cfg["agent"]["tau"] >= 1.0:
+        raise ConfigError(
+            f"config key 'agent/tau' must be < 1 for {name}: its targets take a Polyak step after every update "
+            "(the paper: 0.005)"
+        )
+    if cfg["network"]["name"] != "mlp":
+        raise ConfigError(f"config key 'network/name' must be 'mlp' for {name} (state observations)")
+    unsupported = plain_td_extras(cfg)
     if cfg["sac"]["log_std_min"] >= cfg["sac"]["log_std_max"]:
         raise ConfigError(
             f"config key 'sac/log_std_min' ({cfg['sac']['log_std_min']}) must be below 'sac/log_std_max' "
@@ -756,18 +761,7 @@ def _model_checks(cfg: dict[str, Any]) -> None:
         raise ConfigError(f"config key 'model/kind' ('{kind}') needs 'agent/name': 'dqn'")
     if cfg["network"]["name"] != "mlp":
         raise ConfigError(f"config key 'network/name' must be 'mlp' with 'model/kind': '{kind}'")
-    unsupported = (
-        ("agent/n_step", cfg["agent"]["n_step"] != 1),
-        ("agent/atoms", cfg["agent"]["atoms"] > 0),
-        ("replay/prioritized", cfg["replay"]["prioritized"]),
-        ("replay/td_batch", cfg["replay"]["td_batch"] != "sample"),
-        ("train/epochs_per_batch", cfg["train"]["epochs_per_batch"] != 1),
-        ("consolidation/source", cfg["consolidation"]["source"] != "off"),
-        ("distillation/coefficient", cfg["distillation"]["coefficient"] > 0),
-        ("teacher/run", cfg["teacher"]["run"] is not None),
-        ("jsrl/guide_prob", cfg["jsrl"]["guide_prob"] > 0 or cfg["jsrl"]["roll_in_guide"]),
-        ("pretraining/steps", cfg["pretraining"]["steps"] > 0),
-    )
+    unsupported = plain_td_extras(cfg)
     for path, bad in unsupported:
         if bad:
             raise ConfigError(f"config key '{path}' is not supported with 'model/kind': '{kind}'; leave its default")

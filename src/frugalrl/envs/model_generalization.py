@@ -84,6 +84,16 @@ def spontaneous_goal_probability(grid_size: int) -> float:
     return 0.1 / ((grid_size + 1) * math.ceil(grid_size / 2) - grid_size % 2)
 
 
+def spontaneous_goal(
+    key: jax.Array, probability: float, teleport: bool, pos: jax.Array, goal: jax.Array, terminated: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """With ``probability``: the agent lands on the goal (``teleport``), or the episode ends."""
+    event = jax.random.bernoulli(key, probability)
+    if teleport:
+        return jnp.where(event, goal, pos), terminated
+    return pos, terminated | event
+
+
 def carve_maze(key: jax.Array, size: int) -> jax.Array:
     """A random depth-first maze: [G, G] bool, True for walls.
 
@@ -166,11 +176,9 @@ class ProcMaze(SuiteEnv):
         terminated = jnp.all(state.pos == state.goal)  # before moving: the goal state is observed
         target = jnp.clip(state.pos + MOVES[action], 0, self.grid_size - 1)
         pos = jnp.where(state.wall[target[0], target[1]], state.pos, target)
-        spontaneous = jax.random.bernoulli(key, self.spontaneous_probability)
-        if self.teleport:
-            pos = jnp.where(spontaneous, state.goal, pos)
-        else:
-            terminated = terminated | spontaneous
+        pos, terminated = spontaneous_goal(
+            key, self.spontaneous_probability, self.teleport, pos, state.goal, terminated
+        )
         state = state.replace(pos=pos, time=state.time + 1)
         return self.observation(state), state, jnp.float32(-1.0), terminated, {}
 
@@ -213,11 +221,7 @@ class OpenGrid(SuiteEnv):
     ) -> tuple[jax.Array, OpenGridState, jax.Array, jax.Array, dict[str, Any]]:
         terminated = jnp.all(state.pos == self.goal)
         pos = jnp.clip(state.pos + MOVES[action], 0, self.grid_size - 1)
-        spontaneous = jax.random.bernoulli(key, self.spontaneous_probability)
-        if self.teleport:
-            pos = jnp.where(spontaneous, self.goal, pos)
-        else:
-            terminated = terminated | spontaneous
+        pos, terminated = spontaneous_goal(key, self.spontaneous_probability, self.teleport, pos, self.goal, terminated)
         state = state.replace(pos=pos, time=state.time + 1)
         return self.observation(state), state, jnp.float32(-1.0), terminated, {}
 
