@@ -24,3 +24,17 @@ def test_unrolled_threefry_gives_the_same_bits_with_no_loop():
     assert " while(" not in text  # the op, not the test's name in the metadata
     ours = eval(DRAW, {"jax": jax})
     np.testing.assert_array_equal(np.asarray(ours, np.float32), np.array(eval(default.strip()), np.float32))
+
+
+def test_idle_devices_note_names_seed_counts_that_use_every_device() -> None:
+    import jax
+
+    from frugalrl.train.run import idle_devices_note, seed_mesh
+
+    devices = len(jax.local_devices())
+    assert devices == 2  # conftest asks for two host devices
+    assert seed_mesh(5).devices.size == 1
+    note = idle_devices_note(5, seed_mesh(5))
+    assert note is not None and "1 of 2 devices" in note and "4 or 6" in note
+    assert "device_count=1" in idle_devices_note(1, seed_mesh(1))
+    assert idle_devices_note(6, seed_mesh(6)) is None

@@ -229,6 +229,7 @@ def run_episodic(cfg: dict[str, Any], rundir: Any, *, progress: bool, say: Any, 
         _leaf_spec,
         _progress,
         human_bytes,
+        idle_devices_note,
         refuse_if_too_big,
         seed_mesh,
     )
@@ -264,6 +265,9 @@ def run_episodic(cfg: dict[str, Any], rundir: Any, *, progress: bool, say: Any, 
     )
 
     mesh = seed_mesh(num_seeds)
+    if note := idle_devices_note(num_seeds, mesh):
+        log.warning(note)
+        say(note)
     carry_specs = jax.tree.map(_leaf_spec, shapes)
     carry_sharding = jax.tree.map(lambda s: NamedSharding(mesh, s), carry_specs)
     seed_spec = PartitionSpec("seed")

@@ -128,6 +128,24 @@ def seed_mesh(num_seeds: int) -> Mesh:
     return Mesh(np.array(devices[:count]), ("seed",))
 
 
+def idle_devices_note(num_seeds: int, mesh: Mesh) -> str | None:
+    """A hint when the seeds cannot be split over every local device (each shard must be equal)."""
+    available, used = len(jax.local_devices()), mesh.devices.size
+    if used == available:
+        return None
+    if num_seeds < available:
+        return (
+            f"{num_seeds} seed(s) on {available} devices: {available - used} sit idle; with large networks, "
+            f"XLA_FLAGS=--xla_force_host_platform_device_count={num_seeds} lets each seed's matrix products use "
+            "more cores (BENCHMARKS.md, SAC)"
+        )
+    better = sorted({num_seeds + (-num_seeds) % available, max(available, num_seeds - num_seeds % available)})
+    return (
+        f"{num_seeds} seeds split evenly over {used} of {available} devices, so {available - used} sit idle; "
+        f"num_seeds {' or '.join(map(str, better))} would use them all"
+    )
+
+
 def _leaf_spec(leaf: Any) -> PartitionSpec:
     return PartitionSpec("seed") if np.ndim(leaf) > 0 else PartitionSpec()
 
@@ -223,6 +241,9 @@ def run(
     refuse_if_too_big(replay_bytes, "the replay buffers", "'replay/capacity' or 'num_seeds'")
 
     mesh = seed_mesh(num_seeds)
+    if note := idle_devices_note(num_seeds, mesh):
+        log.warning(note)
+        say(note)
     carry_specs = jax.tree.map(_leaf_spec, shapes)
     carry_sharding = jax.tree.map(lambda s: NamedSharding(mesh, s), carry_specs)
 
