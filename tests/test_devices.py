@@ -27,8 +27,6 @@ def test_unrolled_threefry_gives_the_same_bits_with_no_loop():
 
 
 def test_idle_devices_note_names_seed_counts_that_use_every_device() -> None:
-    import jax
-
     from frugalrl.train.run import idle_devices_note, seed_mesh
 
     devices = len(jax.local_devices())
