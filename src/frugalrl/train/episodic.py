@@ -229,9 +229,8 @@ def run_episodic(cfg: dict[str, Any], rundir: Any, *, progress: bool, say: Any, 
         _leaf_spec,
         _progress,
         human_bytes,
-        idle_devices_note,
         refuse_if_too_big,
-        seed_mesh,
+        run_mesh,
     )
 
     run_path = rundir.path
@@ -264,10 +263,7 @@ def run_episodic(cfg: dict[str, Any], rundir: Any, *, progress: bool, say: Any, 
         memory["total_bytes"], "the episode replays", "'replay/capacity', 'episodic/min_episodes' or 'num_seeds'"
     )
 
-    mesh = seed_mesh(num_seeds)
-    if note := idle_devices_note(num_seeds, mesh):
-        log.warning(note)
-        say(note)
+    mesh = run_mesh(num_seeds, log, say)
     carry_specs = jax.tree.map(_leaf_spec, shapes)
     carry_sharding = jax.tree.map(lambda s: NamedSharding(mesh, s), carry_specs)
     seed_spec = PartitionSpec("seed")

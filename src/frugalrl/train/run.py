@@ -128,6 +128,15 @@ def seed_mesh(num_seeds: int) -> Mesh:
     return Mesh(np.array(devices[:count]), ("seed",))
 
 
+def run_mesh(num_seeds: int, log: Any, say: Any) -> Mesh:
+    """``seed_mesh``, saying in the run's log and on screen when some devices are left idle."""
+    mesh = seed_mesh(num_seeds)
+    if note := idle_devices_note(num_seeds, mesh):
+        log.warning(note)
+        say(note)
+    return mesh
+
+
 def idle_devices_note(num_seeds: int, mesh: Mesh) -> str | None:
     """A hint when the seeds cannot be split over every local device (each shard must be equal)."""
     available, used = len(jax.local_devices()), mesh.devices.size
@@ -240,10 +249,7 @@ def run(
     say(message)
     refuse_if_too_big(replay_bytes, "the replay buffers", "'replay/capacity' or 'num_seeds'")
 
-    mesh = seed_mesh(num_seeds)
-    if note := idle_devices_note(num_seeds, mesh):
-        log.warning(note)
-        say(note)
+    mesh = run_mesh(num_seeds, log, say)
     carry_specs = jax.tree.map(_leaf_spec, shapes)
     carry_sharding = jax.tree.map(lambda s: NamedSharding(mesh, s), carry_specs)
 
