@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from frugalrl.config import resolve
-from frugalrl.nets.sequence import initial_memory, make_sequence_network, sine_positions
+from frugalrl.nets.sequence import LSTMLayer, initial_memory, make_sequence_network, sine_positions
 
 LENGTH = 9
 
@@ -74,3 +74,40 @@ def test_gpt_width_is_the_token_width_and_sine_positions_are_the_standard_table(
     assert qkv.shape == (cfg["obs_embed"] + cfg["action_embed"], 3 * (cfg["obs_embed"] + cfg["action_embed"]))
     table = np.asarray(sine_positions(5, 4))
     np.testing.assert_allclose(table[3], [np.sin(3), np.cos(3), np.sin(3 / 100), np.cos(3 / 100)], rtol=1e-6)
+
+
+def _numpy_torch_lstm(x, w_ih, w_hh, b_ih, b_hh):
+    """torch.nn.LSTM's equations (gates i, f, g, o stacked along the last axis), one step at a time."""
+    sigmoid = lambda z: 1.0 / (1.0 + np.exp(-z))  # noqa: E731
+    hidden = w_hh.shape[0]
+    c = np.zeros(hidden)
+    h = np.zeros(hidden)
+    outputs = []
+    for x_t in x:
+        z = x_t @ w_ih + b_ih + h @ w_hh + b_hh
+        i, f, g, o = np.split(z, 4)
+        c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+        h = sigmoid(o) * np.tanh(c)
+        outputs.append(h)
+    return np.stack(outputs)
+
+
+def test_lstm_is_pytorchs_with_one_orthogonal_matrix_per_stacked_gate_weight():
+    layer = LSTMLayer(6)
+    x = np.asarray(jax.random.normal(jax.random.PRNGKey(8), (7, 3)))
+    zeros = jnp.zeros(6)
+    params = layer.init(jax.random.PRNGKey(9), (zeros, zeros), x)["params"]
+    w_ih, w_hh = np.asarray(params["w_ih"]), np.asarray(params["w_hh"])
+    assert w_ih.shape == (3, 24) and w_hh.shape == (6, 24)
+    # Memory-RL's orthogonal_ on the whole [4h, in] and [4h, h] matrices: orthonormal as one matrix,
+    # so each gate's block has a quarter of the squared norm rather than a full orthogonal block each
+    np.testing.assert_allclose(w_ih @ w_ih.T, np.eye(3), atol=1e-5)
+    np.testing.assert_allclose(w_hh @ w_hh.T, np.eye(6), atol=1e-5)
+    assert np.abs(w_hh[:, :6] @ w_hh[:, :6].T - np.eye(6)).max() > 0.1
+    assert not np.any(params["b_ih"]) and not np.any(params["b_hh"])
+    # with non-zero biases too, the outputs are PyTorch's LSTM recomputed in NumPy
+    rng = np.random.default_rng(0)
+    params = {**params, "b_ih": rng.normal(size=24), "b_hh": rng.normal(size=24)}
+    _, out = layer.apply({"params": params}, (zeros, zeros), x)
+    expected = _numpy_torch_lstm(x, w_ih, w_hh, params["b_ih"], params["b_hh"])
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)

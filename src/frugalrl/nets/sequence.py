@@ -10,7 +10,6 @@ cache. Both paths share parameters and give the same outputs (tested).
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -77,29 +76,44 @@ class TokenEmbedder(nn.Module):
         return jnp.concatenate(parts, axis=-1)
 
 
-class _LSTMScan(nn.Module):
+class LSTMLayer(nn.Module):
+    """One ``torch.nn.LSTM`` layer in PyTorch's layout, run over a time-major sequence.
+
+    Memory-RL initialises each stacked ``[4h, in]`` gate matrix (gates i, f, g, o) orthogonally as
+    one matrix and both biases ``b_ih`` and ``b_hh`` to zero; per-gate orthogonal blocks (Flax's
+    cells) would start every gate at twice the scale, and one bias would learn at half the rate.
+    The input projection of the whole sequence is one matmul outside the recurrence, as cuDNN does.
+    """
+
     features: int
 
-    @functools.partial(nn.scan, variable_broadcast="params", split_rngs={"params": False}, in_axes=0, out_axes=0)
     @nn.compact
-    def __call__(self, carry: Any, x: jax.Array) -> tuple[Any, jax.Array]:
-        cell = nn.OptimizedLSTMCell(
-            self.features,
-            kernel_init=nn.initializers.orthogonal(),
-            recurrent_kernel_init=nn.initializers.orthogonal(),
-            bias_init=nn.initializers.zeros,
-        )
-        return cell(carry, x)
+    def __call__(self, carry: tuple[jax.Array, jax.Array], xs: jax.Array) -> tuple[Any, jax.Array]:
+        width = 4 * self.features
+        w_ih = self.param("w_ih", nn.initializers.orthogonal(), (xs.shape[-1], width))
+        w_hh = self.param("w_hh", nn.initializers.orthogonal(), (self.features, width))
+        b_ih = self.param("b_ih", nn.initializers.zeros, (width,))
+        b_hh = self.param("b_hh", nn.initializers.zeros, (width,))
+        input_gates = xs @ w_ih + (b_ih + b_hh)
+
+        def step(state: tuple[jax.Array, jax.Array], gates_x: jax.Array) -> tuple[Any, jax.Array]:
+            c, h = state
+            i, f, g, o = jnp.split(gates_x + h @ w_hh, 4, axis=-1)
+            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+            h = jax.nn.sigmoid(o) * jnp.tanh(c)
+            return (c, h), h
+
+        return jax.lax.scan(step, carry, input_gates)
 
 
 class LSTMCore(nn.Module):
-    """One or more LSTM layers (orthogonal weights, zero biases) from a zero state."""
+    """One or more LSTM layers (PyTorch layout, orthogonal weights, zero biases) from a zero state."""
 
     hidden: int = 128
     layers: int = 1
 
     def setup(self) -> None:
-        self.cells = [_LSTMScan(self.hidden, name=f"lstm_{i}") for i in range(self.layers)]
+        self.cells = [LSTMLayer(self.hidden, name=f"lstm_{i}") for i in range(self.layers)]
 
     def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
         for cell in self.cells:
@@ -339,6 +353,7 @@ __all__ = [
     "GPTCore",
     "GPTMemory",
     "LSTMCore",
+    "LSTMLayer",
     "MarkovCore",
     "OBS_ENCODERS",
     "POSITION_ENCODINGS",
