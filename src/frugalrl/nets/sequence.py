@@ -82,7 +82,8 @@ class LSTMLayer(nn.Module):
     Memory-RL initialises each stacked ``[4h, in]`` gate matrix (gates i, f, g, o) orthogonally as
     one matrix and both biases ``b_ih`` and ``b_hh`` to zero; per-gate orthogonal blocks (Flax's
     cells) would start every gate at twice the scale, and one bias would learn at half the rate.
-    The input projection of the whole sequence is one matmul outside the recurrence, as cuDNN does.
+    Both projections stay inside the recurrence: hoisting the input projection of the whole sequence
+    out of the scan (as cuDNN does) made forward + backward 1.9x slower on XLA's CPU backend.
     """
 
     features: int
@@ -94,16 +95,16 @@ class LSTMLayer(nn.Module):
         w_hh = self.param("w_hh", nn.initializers.orthogonal(), (self.features, width))
         b_ih = self.param("b_ih", nn.initializers.zeros, (width,))
         b_hh = self.param("b_hh", nn.initializers.zeros, (width,))
-        input_gates = xs @ w_ih + (b_ih + b_hh)
+        bias = b_ih + b_hh
 
-        def step(state: tuple[jax.Array, jax.Array], gates_x: jax.Array) -> tuple[Any, jax.Array]:
+        def step(state: tuple[jax.Array, jax.Array], x: jax.Array) -> tuple[Any, jax.Array]:
             c, h = state
-            i, f, g, o = jnp.split(gates_x + h @ w_hh, 4, axis=-1)
+            i, f, g, o = jnp.split(x @ w_ih + h @ w_hh + bias, 4, axis=-1)
             c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
             h = jax.nn.sigmoid(o) * jnp.tanh(c)
             return (c, h), h
 
-        return jax.lax.scan(step, carry, input_gates)
+        return jax.lax.scan(step, carry, xs)
 
 
 class LSTMCore(nn.Module):
