@@ -21,7 +21,8 @@ from frugalrl.agents.recurrent_dqn import map_sequences
 from frugalrl.envs.tmaze import MOVES
 from frugalrl.replay.episodes import Episode
 from frugalrl.runs import checkpoint
-from frugalrl.train.episodic import init_carry, make_agent
+from frugalrl.runs.rundir import RunDir
+from frugalrl.train.episodic import carry_shapes, make_agent
 
 
 def main() -> None:
@@ -37,10 +38,10 @@ def main() -> None:
     env, env_params, spec = envs.make(cfg["env"])
     agent = make_agent(cfg, spec)
     keys = jax.random.split(jax.random.PRNGKey(0), cfg["num_seeds"])
-    shapes = jax.eval_shape(jax.vmap(lambda k: init_carry(agent, spec, cfg, k)), keys)
-    restored = checkpoint.restore_latest(args.run / "checkpoints", shapes, at=args.step)
+    shapes = carry_shapes(agent, spec, cfg, keys)
+    restored = checkpoint.restore_latest(RunDir(args.run).checkpoints, shapes, at=args.step)
     if restored is None:
-        raise SystemExit(f"no checkpoint in {args.run / 'checkpoints'}")
+        raise SystemExit(f"no checkpoint in {RunDir(args.run).checkpoints}")
     carry, meta = restored
     moves = [tuple(m) for m in np.asarray(MOVES).tolist()]
     up, down = moves.index((0, 1)), moves.index((0, -1))

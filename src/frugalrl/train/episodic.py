@@ -209,6 +209,11 @@ def init_carry(agent: Any, spec: EnvSpec, cfg: dict[str, Any], key: jax.Array) -
     return EpisodicCarry(agent.init(init_key), replay, key, jnp.asarray(0, jnp.int32))
 
 
+def carry_shapes(agent: Any, spec: EnvSpec, cfg: dict[str, Any], keys: jax.Array) -> EpisodicCarry:
+    """The shapes of every seed's starting state (what a checkpoint of the run restores into)."""
+    return jax.eval_shape(jax.vmap(lambda k: init_carry(agent, spec, cfg, k)), keys)
+
+
 def train_episodes(cfg: dict[str, Any]) -> int:
     """The config's training episodes, or Memory-RL's budget for the env and length."""
     from frugalrl.envs.memory_budget import budget_episodes
@@ -247,7 +252,7 @@ def run_episodic(cfg: dict[str, Any], rundir: Any, *, progress: bool, say: Any, 
     rundir.write_config(cfg)
     log = rundir.logger()
 
-    shapes = jax.eval_shape(jax.vmap(lambda k: init_carry(agent, spec, cfg, k)), keys)
+    shapes = carry_shapes(agent, spec, cfg, keys)
     memory = episode_replay.memory_bytes(shapes.replay, num_seeds)
     log.info("frugalrl %s, jax %s, devices %s", __version__, jax.__version__, jax.local_devices())
     log.info("config %s", json.dumps(cfg, sort_keys=True))
