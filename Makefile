@@ -31,10 +31,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks scripts
 
 # Speed against stable-baselines3 and SBX; installs them into a separate venv (.venv-bench).
+# torch is pinned to the CPU build of 2.13 that this machine holds (unpinned, pip takes a CUDA build of several GB).
 bench: $(STAMP)
 	$(PYTHON) -m venv .venv-bench
 	.venv-bench/bin/python -m pip install --quiet --upgrade pip
-	.venv-bench/bin/python -m pip install --quiet stable-baselines3 sbx-rl gymnasium
+	.venv-bench/bin/python -m pip install --quiet torch==2.13.0 stable-baselines3 sbx-rl gymnasium
 	$(BIN)/python benchmarks/dqn_cartpole.py --peer-python .venv-bench/bin/python
 
 clean:

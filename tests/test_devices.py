@@ -6,7 +6,7 @@ import sys
 import jax
 import numpy as np
 
-from frugalrl.devices import unroll_threefry_on_cpu
+from frugalrl.devices import rolled_threefry, unroll_threefry_on_cpu
 
 DRAW = "jax.jit(lambda k: jax.random.uniform(jax.random.split(k)[1], (5,)))(jax.random.PRNGKey(3))"
 
@@ -24,6 +24,24 @@ def test_unrolled_threefry_gives_the_same_bits_with_no_loop():
     assert " while(" not in text  # the op, not the test's name in the metadata
     ours = eval(DRAW, {"jax": jax})
     np.testing.assert_array_equal(np.asarray(ours, np.float32), np.array(eval(default.strip()), np.float32))
+
+
+def test_rolled_threefry_lowers_a_loop_inside_only_and_keeps_the_bits():
+    assert unroll_threefry_on_cpu()
+
+    def compiled(n: int):  # a fresh function each time: jit's caches cannot hand back another lowering
+        return (
+            jax.jit(lambda k: jax.random.uniform(jax.random.split(k)[1], (n,))).lower(jax.random.PRNGKey(0)).compile()
+        )
+
+    unrolled = compiled(7)
+    with rolled_threefry():
+        rolled = compiled(7)
+    after = compiled(7)
+    assert " while(" in rolled.as_text()
+    assert " while(" not in unrolled.as_text() and " while(" not in after.as_text()
+    key = jax.random.PRNGKey(11)
+    np.testing.assert_array_equal(np.asarray(rolled(key)), np.asarray(unrolled(key)))
 
 
 def test_idle_devices_note_names_seed_counts_that_use_every_device() -> None:

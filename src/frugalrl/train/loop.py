@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from frugalrl.agents.consolidation import consolidation_lambda, make_source
 from frugalrl.config.schema import first_learning_block as first_learning_step
+from frugalrl.devices import rolled_threefry
 from frugalrl.envs import EnvSpec, to_storage
 from frugalrl.replay import fifo, prioritized
 from frugalrl.train.resets import initial_reset_state, resetting
@@ -123,8 +124,10 @@ def init_carry(
         replay = fifo.init(to_storage(obs, spec), action, cfg["replay"]["capacity"], spec.max_episode_steps)
         return agent.init(init_key), replay, env_state, obs, loop_key
 
-    # lax.map, not vmap: the same values, and it compiles one seed's init (SAC's orthogonal inits: 21 -> 9 s)
-    agent_state, replay, env_state, obs, loop_key = jax.jit(lambda keys: jax.lax.map(one, keys))(keys)
+    # lax.map, not vmap: the same values, and it compiles one seed's init (SAC's orthogonal inits: 21 -> 9 s);
+    # rolled threefry: it runs once, so unrolled rounds would only cost compile time
+    with rolled_threefry():
+        agent_state, replay, env_state, obs, loop_key = jax.jit(lambda keys: jax.lax.map(one, keys))(keys)
     seeds = keys.shape[0]
     source = make_source(cfg, spec)
     source_state = jax.vmap(lambda _: source.init())(keys) if source is not None else ()

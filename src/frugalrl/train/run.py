@@ -26,7 +26,7 @@ from frugalrl.agents import make_agent
 from frugalrl.agents.distillation import normalized_score, qdagger_lambda, tied_learning_rate
 from frugalrl.agents.optim import set_learning_rate
 from frugalrl.config.schema import EPISODIC_AGENTS, ConfigError, reset_period_env_steps
-from frugalrl.devices import unroll_threefry_on_cpu
+from frugalrl.devices import rolled_threefry, unroll_threefry_on_cpu
 from frugalrl.replay import fifo
 from frugalrl.runs import checkpoint
 from frugalrl.runs.rundir import (
@@ -322,7 +322,8 @@ def run(
     )
 
     start = time.perf_counter()
-    compiled_eval = jax.jit(evaluate).lower(carry.agent, eval_keys_for(0)).compile()
+    with rolled_threefry():  # a few evaluations per run: compile time matters more than loop speed
+        compiled_eval = jax.jit(evaluate).lower(carry.agent, eval_keys_for(0)).compile()
     compile_seconds += time.perf_counter() - start
 
     metrics_log = None
