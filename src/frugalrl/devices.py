@@ -29,7 +29,7 @@ def use_all_cores() -> int:
 
 
 def _threefry_internals() -> tuple[Any, Any, Any, Any] | None:
-    """(mlir, primitive, unrolled rule, JAX's CPU rule), or None where the JAX internals moved."""
+    """(mlir, primitive, unrolled rule, JAX's CPU rule or None), or None where the JAX internals moved."""
     try:
         from jax._src.interpreters import mlir
         from jax._src.random import threefry2x32
@@ -37,10 +37,9 @@ def _threefry_internals() -> tuple[Any, Any, Any, Any] | None:
         return None
     primitive = getattr(threefry2x32, "threefry2x32_p", None)
     unrolled = getattr(threefry2x32, "_threefry2x32_lowering_rule", None)
-    rolled = getattr(threefry2x32, "_threefry2x32_cpu_lowering_rule", None)
-    if primitive is None or unrolled is None or rolled is None:
+    if primitive is None or unrolled is None:
         return None
-    return mlir, primitive, unrolled, rolled
+    return mlir, primitive, unrolled, getattr(threefry2x32, "_threefry2x32_cpu_lowering_rule", None)
 
 
 def unroll_threefry_on_cpu() -> bool:
@@ -69,12 +68,13 @@ def rolled_threefry() -> Iterator[None]:
     instead of 0.9 s. The bits are the same either way. Not thread-safe: lower programs from one thread.
     """
     internals = _threefry_internals()
-    if internals is None:
+    registered = getattr(internals[0], "_platform_specific_lowerings", None) if internals else None
+    if internals is None or internals[3] is None or registered is None:  # internals moved: change nothing
         yield
         return
     mlir, primitive, unrolled, rolled = internals
-    entry = mlir._platform_specific_lowerings["cpu"].get(primitive)
-    was_unrolled = entry is not None and entry.rule is unrolled
+    entry = registered.get("cpu", {}).get(primitive)
+    was_unrolled = getattr(entry, "rule", None) is unrolled
     mlir.register_lowering(primitive, rolled, platform="cpu")
     try:
         yield
