@@ -1,7 +1,8 @@
 """Config grids (Explorer sweep semantics) and the schema of every key."""
 
-from frugalrl.config.grid import GridError, count_dict, decode, flatten, load_grid, swept_keys
-from frugalrl.config.schema import SCHEMA, ConfigError, describe, resolve
+from frugalrl.config.grid import count_dict, decode, flatten, load_grid, swept_keys
+from frugalrl.config.schema import SCHEMA, describe, resolve
+from frugalrl.errors import ConfigError, GridError
 
 __all__ = [
     "GridError",

@@ -16,11 +16,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from frugalrl.errors import GridError
+
 JOINT_KEY = "with"  # its alternatives' keys apply at its own level
-
-
-class GridError(ValueError):
-    """A config grid that cannot be read or decoded."""
 
 
 def _alternatives(value: Any) -> list[Any]:

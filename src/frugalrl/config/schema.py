@@ -14,11 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from frugalrl.config.grid import flatten
-
-
-class ConfigError(ValueError):
-    """A config that cannot describe a run; the message names the key and the fix."""
-
+from frugalrl.errors import ConfigError
 
 Check = Callable[[Any], "str | None"]
 

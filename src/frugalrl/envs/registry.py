@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from frugalrl.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class EnvSpec:
@@ -276,8 +278,6 @@ def make(env_cfg: dict[str, Any]) -> tuple[Any, Any, EnvSpec]:
 
 def check_env_config(cfg: dict[str, Any]) -> None:
     """Raise ConfigError for an unknown env name or parameter, without building jitted code."""
-    from frugalrl.config.schema import ConfigError
-
     try:
         entry = _entry(cfg["env"]["name"])
         if entry.family == "dmc" and (cfg["env"]["params"] or cfg["env"]["max_episode_steps"] != -1):
@@ -291,8 +291,6 @@ def check_env_config(cfg: dict[str, Any]) -> None:
 
 def check_runnable(cfg: dict[str, Any]) -> None:
     """Raise ConfigError when the config's environment parses but cannot be built yet (Atari)."""
-    from frugalrl.config.schema import ConfigError
-
     entry = _entry(cfg["env"]["name"])
     if entry.unavailable is not None:
         raise ConfigError(f"config key 'env/name': '{cfg['env']['name']}': {entry.unavailable}")

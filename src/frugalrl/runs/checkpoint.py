@@ -19,12 +19,10 @@ from typing import Any
 import jax
 import numpy as np
 
+from frugalrl.errors import CheckpointError
+
 MARKER = "COMMITTED"
 log = logging.getLogger("frugalrl")
-
-
-class CheckpointError(RuntimeError):
-    """No complete checkpoint could be restored."""
 
 
 def checksum(tree: Any) -> str:

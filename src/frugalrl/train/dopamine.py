@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from frugalrl.errors import DopamineFormatError
+
 DOPAMINE_NETWORK = {
     "name": "nature_cnn",
     "hidden": [512],
@@ -40,10 +42,6 @@ DOPAMINE_NETWORK = {
 }
 REPLAY_STORE = ("observation", "action", "reward", "terminal")
 REPLAY_EXTRA = ("add_count", "invalid_range")
-
-
-class DopamineFormatError(ValueError):
-    """A file is not a Dopamine DQN checkpoint or replay file of the expected form."""
 
 
 class _PlainDict(dict):
