@@ -21,6 +21,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -n 2 --durations=15
 
 test-slow: $(STAMP)
@@ -29,6 +30,7 @@ test-slow: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/lint-imports
 
 # Speed against stable-baselines3 and SBX; installs them into a separate venv (.venv-bench).
 # torch is pinned to the CPU build of 2.13 that this machine holds (unpinned, pip takes a CUDA build of several GB).

@@ -33,9 +33,9 @@ from jax.sharding import PartitionSpec  # noqa: E402
 
 from frugalrl.agents.optim import make_optimizer  # noqa: E402
 from frugalrl.cli import load_config  # noqa: E402
-from frugalrl.devices import CACHE_ENV, use_compilation_cache  # noqa: E402
+from frugalrl.devices import CACHE_ENV, seed_mesh, use_compilation_cache  # noqa: E402
 from frugalrl.nets import make_q_network  # noqa: E402
-from frugalrl.train.run import run, seed_mesh  # noqa: E402
+from frugalrl.train.run import run  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "dqn_classic.json"
 

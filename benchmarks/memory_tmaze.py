@@ -35,9 +35,10 @@ from jax.sharding import PartitionSpec  # noqa: E402
 
 from frugalrl import envs  # noqa: E402
 from frugalrl.cli import load_config  # noqa: E402
+from frugalrl.devices import seed_mesh  # noqa: E402
 from frugalrl.replay import episodes as episode_replay  # noqa: E402
 from frugalrl.train import episodic  # noqa: E402
-from frugalrl.train.run import run, seed_mesh  # noqa: E402
+from frugalrl.train.run import run  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "memory" / "passive_tmaze.json"
 PEER = Path(__file__).resolve().parent / "peer_memory_update.py"

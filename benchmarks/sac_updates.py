@@ -31,8 +31,8 @@ from jax.sharding import PartitionSpec  # noqa: E402
 from frugalrl import envs  # noqa: E402
 from frugalrl.agents import make_agent  # noqa: E402
 from frugalrl.config import resolve  # noqa: E402
+from frugalrl.devices import seed_axis_spec, seed_mesh  # noqa: E402
 from frugalrl.train.loop import init_carry, make_segment, seed_keys  # noqa: E402
-from frugalrl.train.run import _leaf_spec, seed_mesh  # noqa: E402
 
 PEER = Path(__file__).resolve().parent / "peer_sac.py"
 FILL = 2000
@@ -53,7 +53,7 @@ def config(num_seeds: int, replay_ratio: int) -> dict:
 
 
 def sharded(body, mesh, carry):
-    specs = jax.tree.map(_leaf_spec, carry)
+    specs = jax.tree.map(seed_axis_spec, carry)
     out = (specs, (PartitionSpec(None, None, "seed"), PartitionSpec(None, "seed")))
     return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=(specs,), out_specs=out, check_vma=False))
 

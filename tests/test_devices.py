@@ -45,7 +45,7 @@ def test_rolled_threefry_lowers_a_loop_inside_only_and_keeps_the_bits():
 
 
 def test_idle_devices_note_names_seed_counts_that_use_every_device() -> None:
-    from frugalrl.train.run import idle_devices_note, seed_mesh
+    from frugalrl.devices import idle_devices_note, seed_mesh
 
     devices = len(jax.local_devices())
     assert devices == 2  # conftest asks for two host devices

@@ -17,9 +17,11 @@ import pytest
 from frugalrl import envs
 from frugalrl.agents import make_agent
 from frugalrl.config import ConfigError, resolve
+from frugalrl.errors import TrainingError
 from frugalrl.runs import checkpoint
+from frugalrl.train.flat import learning_mode, segment_steps
 from frugalrl.train.loop import first_learning_step, init_carry, make_segment, seed_keys
-from frugalrl.train.run import TrainingError, learning_mode, run, segment_steps
+from frugalrl.train.run import run
 
 SMALL = {
     "num_seeds": 2,
@@ -215,7 +217,7 @@ def test_a_diverging_loss_stops_the_run_with_a_clear_error(tmp_path):
 
 
 def test_replay_memory_is_printed_in_readable_units():
-    from frugalrl.train.run import human_bytes
+    from frugalrl.train.session import human_bytes
 
     assert human_bytes(713) == "713 B"
     assert human_bytes(210_121) == "205.20 KiB"
@@ -237,7 +239,7 @@ def test_atari_config_parses_but_run_refuses_before_making_a_directory(tmp_path)
 
 
 def test_a_run_saved_before_a_schema_key_existed_still_matches_at_that_keys_default(tmp_path):
-    from frugalrl.train.run import check_same_config
+    from frugalrl.train.session import check_same_config
 
     cfg = resolve({**SMALL, "total_steps": 1000})
     older = json.loads(json.dumps(cfg))

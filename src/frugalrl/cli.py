@@ -30,16 +30,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     use_all_cores()  # before anything touches JAX: loading a config builds the env
     use_compilation_cache()
-    from frugalrl.config import ConfigError, GridError
+    from frugalrl.errors import ConfigError, GridError
 
     try:
         cfg = load_config(args.file, args.idx)
     except (GridError, ConfigError) as error:
         return _error(str(error), EXIT_CONFIG)
     run_path = Path(args.logs) / cfg["experiment"] / str(args.idx)
-    from frugalrl.runs.checkpoint import CheckpointError
+    from frugalrl.errors import CheckpointError, TrainingError
     from frugalrl.runs.rundir import RunDir
-    from frugalrl.train.run import TrainingError, check_same_config, finished_summary, run
+    from frugalrl.train.run import run
+    from frugalrl.train.session import check_same_config, finished_summary
 
     try:
         if not args.fresh and RunDir(run_path).finished():
@@ -215,7 +216,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_import_dopamine(args: argparse.Namespace) -> int:
-    from frugalrl.train.dopamine import DopamineFormatError, import_dopamine_teacher
+    from frugalrl.errors import DopamineFormatError
+    from frugalrl.train.dopamine import import_dopamine_teacher
 
     try:
         meta = import_dopamine_teacher(

@@ -11,7 +11,10 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jax.sharding import Mesh, PartitionSpec
 
 FLAG = "--xla_force_host_platform_device_count"
 
@@ -107,3 +110,42 @@ def use_compilation_cache() -> str | None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_compilation_cache_max_size", 2 * 2**30)  # least recently used entries go first
     return str(folder)
+
+
+def seed_mesh(num_seeds: int) -> Mesh:
+    """The local devices the seeds are split over: as many as divide num_seeds evenly."""
+    import jax
+    import numpy as np
+    from jax.sharding import Mesh
+
+    devices = jax.local_devices()
+    count = max(d for d in range(1, len(devices) + 1) if num_seeds % d == 0)
+    return Mesh(np.array(devices[:count]), ("seed",))
+
+
+def idle_devices_note(num_seeds: int, mesh: Mesh) -> str | None:
+    """A hint when the seeds cannot be split over every local device (each shard must be equal)."""
+    import jax
+
+    available, used = len(jax.local_devices()), mesh.devices.size
+    if used == available:
+        return None
+    if num_seeds < available:
+        return (
+            f"{num_seeds} seed(s) on {available} devices: {available - used} sit idle; with large networks, "
+            f"XLA_FLAGS=--xla_force_host_platform_device_count={num_seeds} lets each seed's matrix products use "
+            "more cores (BENCHMARKS.md, SAC)"
+        )
+    better = sorted({num_seeds + (-num_seeds) % available, max(available, num_seeds - num_seeds % available)})
+    return (
+        f"{num_seeds} seeds split evenly over {used} of {available} devices, so {available - used} sit idle; "
+        f"num_seeds {' or '.join(map(str, better))} would use them all"
+    )
+
+
+def seed_axis_spec(leaf: Any) -> PartitionSpec:
+    """How a leaf of seed-batched state is split: along its leading (seed) axis; scalars are shared."""
+    import numpy as np
+    from jax.sharding import PartitionSpec
+
+    return PartitionSpec("seed") if np.ndim(leaf) > 0 else PartitionSpec()

@@ -10,9 +10,7 @@ segment is ``eval_every`` iterations of a ``lax.scan`` with no branch on counter
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from typing import Any, NamedTuple
 
 import jax
@@ -20,23 +18,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from frugalrl import __version__, envs
+from frugalrl import envs
 from frugalrl.agents.recurrent_dqn import RecurrentDQN
 from frugalrl.agents.sacd import SACD
+from frugalrl.devices import seed_axis_spec
 from frugalrl.envs import EnvSpec
 from frugalrl.replay import episodes as episode_replay
-from frugalrl.runs import checkpoint
-from frugalrl.runs.rundir import (
-    FINISHED_PREFIX,
-    TEST_COLUMNS,
-    TRAIN_COLUMNS,
-    CsvLog,
-    checkpoint_rows,
-    peak_memory_mb,
-)
-from frugalrl.train.loop import seed_keys
-
-EVAL_STREAM = 0x5EED
+from frugalrl.runs.rundir import TEST_COLUMNS, TRAIN_COLUMNS
+from frugalrl.train.loop import EVAL_STREAM, evaluation_keys, seed_keys
+from frugalrl.train.session import RunSession, human_bytes
 
 
 class EpisodicCarry(NamedTuple):
@@ -226,92 +216,110 @@ def total_episodes(cfg: dict[str, Any]) -> int:
     return cfg["episodic"]["random_episodes"] + train_episodes(cfg)
 
 
-def run_episodic(cfg: dict[str, Any], rundir: Any, *, progress: bool, say: Any, began: float) -> Any:
-    """Train (or resume) a memory agent in a prepared run directory; returns a ``Summary``."""
-    from frugalrl.train.run import (
-        Summary,
-        TrainingError,
-        _leaf_spec,
-        _progress,
-        human_bytes,
-        refuse_if_too_big,
-        run_mesh,
-    )
+class EpisodicLoop:
+    """The ``Loop`` of a memory agent: a segment is ``eval_every`` × (one episode, its updates), then an evaluation."""
 
-    run_path = rundir.path
-    env, env_params, spec = envs.make(cfg["env"])
-    agent = make_agent(cfg, spec)
-    ep = cfg["episodic"]
-    length = episode_length(spec)
-    num_seeds = cfg["num_seeds"]
-    run_index = int(cfg.get("run", 0))
-    seeds = [run_index * num_seeds + lane for lane in range(num_seeds)]
-    keys = seed_keys(cfg["seed"], run_index, num_seeds)
-    env_name, agent_name = cfg["env"]["name"], cfg["agent"]["name"]
-    total = total_episodes(cfg) * length
-    rundir.write_config(cfg)
-    log = rundir.logger()
+    train_columns = TRAIN_COLUMNS + ["success"]
+    test_columns = TEST_COLUMNS + ["success"]
 
-    shapes = carry_shapes(agent, spec, cfg, keys)
-    memory = episode_replay.memory_bytes(shapes.replay, num_seeds)
-    log.info("frugalrl %s, jax %s, devices %s", __version__, jax.__version__, jax.local_devices())
-    log.info("config %s", json.dumps(cfg, sort_keys=True))
-    episodes_held = episode_replay.capacity_of(shapes.replay)
-    message = (
-        f"episode replay: {episodes_held} episodes of {length} steps, {memory['bytes_per_transition']:.1f} bytes per "
-        f"step, {human_bytes(memory['total_bytes'] / num_seeds)} per seed, {human_bytes(memory['total_bytes'])} "
-        f"for {num_seeds} seeds; {total_episodes(cfg)} episodes = {total} env steps per seed"
-    )
-    log.info(message)
-    say(message)
-    refuse_if_too_big(
-        memory["total_bytes"], "the episode replays", "'replay/capacity', 'episodic/min_episodes' or 'num_seeds'"
-    )
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.cfg = cfg
+        self.env, self.env_params, self.spec = envs.make(cfg["env"])
+        self.agent = make_agent(cfg, self.spec)
+        self.length = episode_length(self.spec)
+        self.keys = seed_keys(cfg["seed"], int(cfg.get("run", 0)), cfg["num_seeds"])
+        self.total = total_episodes(cfg) * self.length
+        self.compiled_segments: dict[int, Any] = {}
 
-    mesh = run_mesh(num_seeds, log, say)
-    carry_specs = jax.tree.map(_leaf_spec, shapes)
-    carry_sharding = jax.tree.map(lambda s: NamedSharding(mesh, s), carry_specs)
-    seed_spec = PartitionSpec("seed")
+    def prepare(self, session: RunSession) -> Any:
+        self.session, num_seeds, length = session, self.cfg["num_seeds"], self.length
+        shapes = carry_shapes(self.agent, self.spec, self.cfg, self.keys)
+        memory = episode_replay.memory_bytes(shapes.replay, num_seeds)
+        session.announce(
+            f"episode replay: {episode_replay.capacity_of(shapes.replay)} episodes of {length} steps, "
+            f"{memory['bytes_per_transition']:.1f} bytes per step, {human_bytes(memory['total_bytes'] / num_seeds)} "
+            f"per seed, {human_bytes(memory['total_bytes'])} for {num_seeds} seeds; "
+            f"{total_episodes(self.cfg)} episodes = {self.total} env steps per seed"
+        )
+        session.refuse_if_too_big(
+            memory["total_bytes"], "the episode replays", "'replay/capacity', 'episodic/min_episodes' or 'num_seeds'"
+        )
+        mesh = session.mesh()
+        self.carry_specs = jax.tree.map(seed_axis_spec, shapes)
+        self.carry_sharding = jax.tree.map(lambda s: NamedSharding(mesh, s), self.carry_specs)
+        self.sharded = lambda fn, ins, outs: jax.jit(
+            jax.shard_map(jax.vmap(fn), mesh=mesh, in_specs=ins, out_specs=outs, check_vma=False)
+        )
+        seed = PartitionSpec("seed")
+        self.stats_spec = EpisodeStats(seed, seed, seed)
+        self.metric_spec = {name: seed for name in self.agent.metric_names}
+        return shapes
 
-    def sharded(fn: Any, in_specs: Any, out_specs: Any) -> Any:
-        return jax.jit(jax.shard_map(jax.vmap(fn), mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False))
+    def fresh(self) -> EpisodicCarry:
+        carry = jax.vmap(lambda k: init_carry(self.agent, self.spec, self.cfg, k))(self.keys)
+        return jax.device_put(carry, self.carry_sharding)
 
-    columns_train = TRAIN_COLUMNS + ["success"]
-    columns_test = TEST_COLUMNS + ["success"]
-    train_log = CsvLog(run_path / "result_Train.csv", columns_train)
-    test_log = CsvLog(run_path / "result_Test.csv", columns_test)
-    metric_names = list(agent.metric_names)
-    metrics_log = CsvLog(run_path / "metrics.csv", ["seed", "step", *metric_names])
-    restored = checkpoint.restore_latest(rundir.checkpoints, shapes)
-    if restored is None:
-        carry = jax.vmap(lambda k: init_carry(agent, spec, cfg, k))(keys)
-        rows, elapsed_before, resumed_from = {"train": None, "test": None, "metrics": None}, 0.0, None
-        episodes_done = 0
-    else:
-        carry, meta = restored
-        rows, elapsed_before, resumed_from = meta["rows"], meta["elapsed_seconds"], int(meta["step"])
-        episodes_done = resumed_from // length
-        log.info("resuming from the checkpoint at step %d", resumed_from)
-        say(f"resuming {run_path} from step {resumed_from}")
-    carry = jax.device_put(carry, carry_sharding)
-    for handle, kept in ((train_log, rows["train"]), (test_log, rows["test"]), (metrics_log, rows["metrics"])):
-        handle.open(kept)
+    def resume(self, carry: EpisodicCarry, meta: dict[str, Any]) -> EpisodicCarry:
+        return jax.device_put(carry, self.carry_sharding)
 
-    stats_spec = EpisodeStats(seed_spec, seed_spec, seed_spec)
-    compile_seconds = 0.0
-    tick = time.perf_counter()
-    evaluate = sharded(make_evaluate(agent, env, env_params, spec, cfg), (seed_spec, seed_spec), stats_spec)
-    eval_keys_for = jax.jit(
-        lambda at: jax.vmap(lambda key: jax.random.fold_in(jax.random.fold_in(key, EVAL_STREAM), at))(keys)
-    )
-    acting_params = jax.jit(jax.vmap(agent.acting_params))
-    compiled_eval = evaluate.lower(acting_params(carry.agent), eval_keys_for(0)).compile()
-    compile_seconds += time.perf_counter() - tick
+    def start(self, carry: EpisodicCarry, resumed: bool) -> EpisodicCarry:
+        seed = PartitionSpec("seed")
+        evaluate = self.sharded(
+            make_evaluate(self.agent, self.env, self.env_params, self.spec, self.cfg), (seed, seed), self.stats_spec
+        )
+        self.eval_keys_for = evaluation_keys(self.keys, EVAL_STREAM)
+        self.acting_params = jax.jit(jax.vmap(self.agent.acting_params))
+        self.compiled_eval = self.session.compile(
+            "the evaluation", lambda: evaluate.lower(self.acting_params(carry.agent), self.eval_keys_for(0))
+        )
+        return carry
 
-    def write_episodes(stats: EpisodeStats, first_episode: int) -> None:
+    def advance(self, carry: EpisodicCarry, step: int) -> tuple[EpisodicCarry, int]:
+        """The random episodes and their updates (at step 0), or episodes up to the next evaluation."""
+        done, ep = step // self.length, self.cfg["episodic"]
+        if done == 0:
+            warmup = self.sharded(
+                make_warmup(self.agent, self.env, self.env_params, self.spec, self.cfg),
+                (self.carry_specs,),
+                (self.carry_specs, self.stats_spec),
+            )
+            compiled = self.session.compile("the random episodes", lambda: warmup.lower(carry))
+            carry, stats = compiled(carry)
+            self.write_episodes(stats, 0)
+            return carry, ep["random_episodes"] * self.length
+        # as the original: evaluate when all episodes so far (random ones included) are a multiple
+        iterations = min(ep["eval_every"] - done % ep["eval_every"], total_episodes(self.cfg) - done)
+        with self.session.phase("segments"):
+            carry, (stats, metrics) = self.compiled_segment(iterations, carry)(carry)
+            jax.block_until_ready(stats)
+        step = (done + iterations) * self.length
+        with self.session.phase("bookkeeping"):
+            self.write_episodes(stats, done)
+            metrics = {name: np.asarray(value).reshape(self.cfg["num_seeds"], -1) for name, value in metrics.items()}
+            self.session.check_finite(np.isfinite(metrics["loss"]).all(1), f"before step {step}")
+            means = {name: value.mean(1) for name, value in metrics.items()}
+            self.session.write_metrics(step, self.agent.metric_names, means)
+            self.session.flush()
+        return carry, step
+
+    def compiled_segment(self, iterations: int, carry: EpisodicCarry) -> Any:
+        if iterations not in self.compiled_segments:
+            segment = self.sharded(
+                make_segment(self.agent, self.env, self.env_params, self.spec, self.cfg, iterations),
+                (self.carry_specs,),
+                (self.carry_specs, (self.stats_spec, self.metric_spec)),
+            )
+            what = f"a segment of {iterations} episodes x {self.cfg['num_seeds']} seeds"
+            self.compiled_segments[iterations] = self.session.compile(
+                what, lambda: jax.jit(segment, donate_argnums=0).lower(carry)
+            )
+        return self.compiled_segments[iterations]
+
+    def write_episodes(self, stats: EpisodeStats, first_episode: int) -> None:
+        num_seeds, seeds, length = self.cfg["num_seeds"], self.session.seeds, self.length
         returns, lengths, success = (np.asarray(x).reshape(num_seeds, -1) for x in stats)
-        count = returns.shape[1]
-        train_log.write(
+        env_name, agent_name = self.cfg["env"]["name"], self.cfg["agent"]["name"]
+        self.session.train_log.write(
             [
                 env_name,
                 agent_name,
@@ -322,113 +330,40 @@ def run_episodic(cfg: dict[str, Any], rundir: Any, *, progress: bool, say: Any, 
                 int(lengths[s, i]),
                 int(success[s, i]),
             ]
-            for i in range(count)
+            for i in range(returns.shape[1])
             for s in range(num_seeds)
         )
-        train_log.flush()
+        self.session.train_log.flush()
 
-    def evaluate_now(at: int) -> np.ndarray:
-        stats = compiled_eval(acting_params(carry.agent), eval_keys_for(at))
+    def evaluation_due(self, step: int) -> bool:
+        """After every segment of training episodes; not after the random ones."""
+        return step > self.cfg["episodic"]["random_episodes"] * self.length
+
+    def evaluate(self, carry: EpisodicCarry, step: int) -> tuple[EpisodicCarry, np.ndarray]:
+        stats = self.compiled_eval(self.acting_params(carry.agent), self.eval_keys_for(step))
         returns, success = np.asarray(stats.episode_return), np.asarray(stats.success)
-        test_log.write(
+        cfg, session = self.cfg, self.session
+        session.test_log.write(
             [
-                env_name,
-                agent_name,
-                seeds[s],
-                at,
+                cfg["env"]["name"],
+                cfg["agent"]["name"],
+                session.seeds[s],
+                step,
                 float(returns[s].mean()),
                 float(returns[s].std()),
                 returns.shape[1],
                 float(success[s].mean()),
             ]
-            for s in range(num_seeds)
+            for s in range(cfg["num_seeds"])
         )
-        test_log.flush()
-        log.info("step %d: greedy return %.3f ± %.3f over seeds", at, returns.mean(), returns.mean(1).std())
-        return returns.mean(1)
+        session.log.info("step %d: greedy return %.3f ± %.3f over seeds", step, returns.mean(), returns.mean(1).std())
+        return carry, returns.mean(1)
 
-    def save(at: int) -> None:
-        meta = {
-            "rows": checkpoint_rows(train_log, test_log, metrics_log),
-            "elapsed_seconds": elapsed_before + time.perf_counter() - began,
-        }
-        checkpoint.save(rundir.checkpoints, at, carry, meta, cfg["checkpoint"]["keep"])
+    def after_segment(self, carry: EpisodicCarry, step: int) -> EpisodicCarry:
+        return carry
 
-    bar = _progress(total, episodes_done * length, num_seeds, enabled=progress)
-    run_start = time.perf_counter()
-    final_returns = None
-    try:
-        if episodes_done == 0:
-            tick = time.perf_counter()
-            warmup = sharded(make_warmup(agent, env, env_params, spec, cfg), (carry_specs,), (carry_specs, stats_spec))
-            compiled = warmup.lower(carry).compile()
-            compile_seconds += time.perf_counter() - tick
-            carry, stats = compiled(carry)
-            write_episodes(stats, 0)
-            episodes_done = ep["random_episodes"]
-            bar.update(episodes_done * length)
-        compiled_segments: dict[int, Any] = {}
-        metric_spec = {name: seed_spec for name in metric_names}
-        while episodes_done < total_episodes(cfg):
-            # as the original: evaluate when all episodes so far (random ones included) are a multiple
-            iterations = min(ep["eval_every"] - episodes_done % ep["eval_every"], total_episodes(cfg) - episodes_done)
-            if iterations not in compiled_segments:
-                tick = time.perf_counter()
-                segment = sharded(
-                    make_segment(agent, env, env_params, spec, cfg, iterations),
-                    (carry_specs,),
-                    (carry_specs, (stats_spec, metric_spec)),
-                )
-                compiled_segments[iterations] = jax.jit(segment, donate_argnums=0).lower(carry).compile()
-                compile_seconds += time.perf_counter() - tick
-                log.info(
-                    "compiled a segment of %d episodes x %d seeds in %.2f s",
-                    iterations,
-                    num_seeds,
-                    time.perf_counter() - tick,
-                )
-            carry, (stats, metrics) = compiled_segments[iterations](carry)
-            write_episodes(stats, episodes_done)
-            episodes_done += iterations
-            step = episodes_done * length
-            metrics = {name: np.asarray(value).reshape(num_seeds, -1) for name, value in metrics.items()}
-            if not np.isfinite(metrics["loss"]).all():
-                bad = [seeds[s] for s in np.nonzero(~np.isfinite(metrics["loss"]).all(1))[0]]
-                raise TrainingError(
-                    f"the loss of seed(s) {bad} became NaN or inf before step {step}; lower 'optimizer/lr' or set "
-                    "'optimizer/max_grad_norm'. Results and checkpoints up to the last checkpoint are kept."
-                )
-            metrics_log.write(
-                [seeds[s], step] + [float(metrics[n][s].mean()) for n in metric_names] for s in range(num_seeds)
-            )
-            metrics_log.flush()
-            final_returns = evaluate_now(step)
-            bar.set_postfix_str(f"greedy return {final_returns.mean():.2f}", refresh=False)
-            bar.update(iterations * length)
-            every = cfg["checkpoint"]["every"]
-            crossed = every and (step // every) > ((step - iterations * length) // every)
-            done = episodes_done >= total_episodes(cfg)
-            if (crossed and not done) or (done and cfg["checkpoint"]["final"]):
-                save(step)
-    finally:
-        bar.close()
-        for handle in (train_log, test_log, metrics_log):
-            handle.close()
-    jax.block_until_ready(carry)
-    run_seconds = time.perf_counter() - run_start - compile_seconds
-    if final_returns is None:
-        from frugalrl.train.run import _last_eval
-
-        final_returns = _last_eval(run_path, seeds)
-    log.info(
-        "compile %.2f s, run %.2f s (%.0f env steps/s per seed)",
-        compile_seconds,
-        run_seconds,
-        (total - (resumed_from or 0)) / max(run_seconds, 1e-9),
-    )
-    log.info("Memory usage: %.2f MB", peak_memory_mb())
-    log.info("%s %.2f minutes", FINISHED_PREFIX, (elapsed_before + time.perf_counter() - began) / 60)
-    return Summary(run_path, final_returns, seeds, total, compile_seconds, run_seconds, resumed_from)
+    def checkpoint_meta(self, carry: EpisodicCarry, step: int, due: int) -> dict[str, Any]:
+        return {}
 
 
 __all__ = [
@@ -442,7 +377,7 @@ __all__ = [
     "make_learn",
     "make_segment",
     "make_warmup",
-    "run_episodic",
+    "EpisodicLoop",
     "total_episodes",
     "train_episodes",
     "updates_after",

@@ -15,35 +15,23 @@ original), so a resumed run restarts its envs from a reset exactly as the uninte
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from frugalrl import __version__
 from frugalrl.agents import make_agent
 from frugalrl.config.schema import first_learning_block
 from frugalrl.envs import EnvSpec
 from frugalrl.envs.dmc import DMCEnv
+from frugalrl.errors import TrainingError
 from frugalrl.replay import fifo
-from frugalrl.runs import checkpoint
-from frugalrl.runs.rundir import (
-    FINISHED_PREFIX,
-    TEST_COLUMNS,
-    TRAIN_COLUMNS,
-    CsvLog,
-    RunDir,
-    checkpoint_rows,
-    evaluation_rows,
-    peak_memory_mb,
-)
+from frugalrl.runs.rundir import TEST_COLUMNS, TRAIN_COLUMNS, evaluation_rows
 from frugalrl.train.loop import acting_epsilon, agent_init_keys, seed_keys, tree_select
 from frugalrl.train.resets import initial_reset_state, make_reinit, reset_if_due, resetting
+from frugalrl.train.session import RunSession, human_bytes
 
 EVAL_SEED = 0xE7A1  # mixed into the evaluation envs' seeds, apart from the training envs'
 
@@ -209,176 +197,151 @@ def _rng_from_json(saved: list[Any]) -> tuple[Any, ...]:
     return (name, np.asarray(keys, np.uint32), pos, has_gauss, gauss)
 
 
-def run_host(cfg: dict[str, Any], rundir: RunDir, *, progress: bool, say: Callable[[str], None], began: float):
-    """Train (or resume) a run whose env lives on the host; returns the run's Summary."""
-    from frugalrl.train.run import Summary, _last_eval, _progress, human_bytes, refuse_if_too_big
+class HostLoop:
+    """The ``Loop`` of a run whose env lives on the host (dm-control): one env per seed, one step at a time."""
 
-    run_path = rundir.path
-    num_seeds, total, k = cfg["num_seeds"], cfg["total_steps"], cfg["train"]["train_every"]
-    run_index = int(cfg.get("run", 0))
-    seeds = [run_index * num_seeds + lane for lane in range(num_seeds)]
-    train_envs = [DMCEnv(cfg["env"]["name"], env_seed(cfg, lane)) for lane in range(num_seeds)]
-    eval_envs = [DMCEnv(cfg["env"]["name"], env_seed(cfg, lane, EVAL_SEED)) for lane in range(num_seeds)]
-    spec = host_spec(train_envs[0])
-    agent = make_agent(cfg, spec)
-    keys = seed_keys(cfg["seed"], run_index, num_seeds)
-    rundir.write_config(cfg)
-    log = rundir.logger()
-    log.info("frugalrl %s, jax %s, devices %s", __version__, jax.__version__, jax.local_devices())
-    log.info("config %s", json.dumps(cfg, sort_keys=True))
+    train_columns, test_columns = TRAIN_COLUMNS, TEST_COLUMNS
 
-    first_obs = np.zeros((num_seeds, spec.obs_shape[0]), np.float32)
-    shapes = jax.eval_shape(lambda k: init_host_carry(agent, spec, cfg, k, first_obs), keys)
-    memory = fifo.memory_bytes(shapes.replay, num_seeds)
-    message = (
-        f"replay: {memory['bytes_per_transition']:.1f} bytes per transition, "
-        f"{human_bytes(memory['total_bytes'] / num_seeds)} per seed, {human_bytes(memory['total_bytes'])} for "
-        f"{num_seeds} seeds; {cfg['env']['name']} on the host, one env per seed"
-    )
-    log.info(message)
-    say(message)
-    refuse_if_too_big(memory["total_bytes"], "the replay buffers", "'replay/capacity' or 'num_seeds'")
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.cfg, num_seeds = cfg, cfg["num_seeds"]
+        self.train_envs = [DMCEnv(cfg["env"]["name"], env_seed(cfg, lane)) for lane in range(num_seeds)]
+        self.eval_envs = [DMCEnv(cfg["env"]["name"], env_seed(cfg, lane, EVAL_SEED)) for lane in range(num_seeds)]
+        self.spec = host_spec(self.train_envs[0])
+        self.agent = make_agent(cfg, self.spec)
+        self.keys = seed_keys(cfg["seed"], int(cfg.get("run", 0)), num_seeds)
+        self.total = cfg["total_steps"]
+        self.episode_return = np.zeros(num_seeds)
+        self.episode_length = np.zeros(num_seeds, np.int64)
+        self.episodes = np.zeros(num_seeds, np.int64)
+        self.pending_metrics: list[Any] = []
+        self.rng_before_reset: list[Any] = [None] * num_seeds
 
-    train_log = CsvLog(run_path / "result_Train.csv", TRAIN_COLUMNS)
-    test_log = CsvLog(run_path / "result_Test.csv", TEST_COLUMNS)
-    restored = checkpoint.restore_latest(rundir.checkpoints, shapes)
-    if restored is None:
-        first_obs = np.stack([env.reset() for env in train_envs])
-        carry = jax.jit(make_first_action(agent, cfg))(init_host_carry(agent, spec, cfg, keys, first_obs))
-        rows, elapsed_before, resumed_from = {"train": None, "test": None, "metrics": None}, 0.0, None
-        episodes = np.zeros(num_seeds, np.int64)
-    else:
-        carry, meta = restored
-        rows, elapsed_before, resumed_from = meta["rows"], meta["elapsed_seconds"], int(meta["step"])
-        episodes = np.asarray(meta["episodes"], np.int64)
-        for env, state in zip(train_envs, meta["env_rng"], strict=True):
-            env.set_rng_state(_rng_from_json(state))
-        obs = np.stack([env.reset() for env in train_envs])
-        if not np.array_equal(obs, np.asarray(carry.obs)):
-            raise RuntimeError("the restored environments do not start where the checkpoint did; rerun with --fresh")
-        log.info("resuming from the checkpoint at step %d", resumed_from)
-        say(f"resuming {run_path} from step {resumed_from}")
-    train_log.open(rows["train"])
-    test_log.open(rows["test"])
-    metrics_log = None
-    if rows.get("metrics") is not None:  # its columns are the header the run wrote
-        header = (run_path / "metrics.csv").read_text().splitlines()[0].split(",")
-        metrics_log = CsvLog(run_path / "metrics.csv", header)
-        metrics_log.open(rows["metrics"])
-
-    learning_from = first_learning_block(cfg)
-    steps = {flag: jax.jit(make_host_step(agent, spec, cfg, flag), donate_argnums=0) for flag in (False, True)}
-    first_action = jax.jit(make_first_action(agent, cfg))
-    evaluation_policy = make_evaluation_policy(agent)
-    reinit = jax.jit(make_reinit(agent, cfg)) if resetting(cfg) else None
-    env_name, agent_name = cfg["env"]["name"], cfg["agent"]["name"]
-    step = int(carry.env_step)
-    episode_return = np.zeros(num_seeds)
-    episode_length = np.zeros(num_seeds, np.int64)
-    pending_metrics: list[Any] = []
-    due_since = None  # the step a checkpoint became due, while it waits for every episode to end
-    final_returns = None
-
-    def write_metrics(at: int) -> None:
-        """One metrics.csv row per seed: the mean of each update metric since the last row."""
-        nonlocal metrics_log, pending_metrics
-        if not pending_metrics:
-            return
-        means = jax.tree.map(lambda *x: np.mean(np.stack([np.asarray(v) for v in x]), axis=0), *pending_metrics)
-        pending_metrics = []
-        if not all(np.isfinite(v).all() for v in means.values()):
-            from frugalrl.train.run import TrainingError
-
-            raise TrainingError(
-                f"a loss became NaN or inf before step {at}; lower 'optimizer/lr'. "
-                "Results and checkpoints up to the last checkpoint are kept."
-            )
-        if metrics_log is None:
-            metrics_log = CsvLog(run_path / "metrics.csv", ["seed", "step", *sorted(means)])
-            metrics_log.open(None)
-        metrics_log.write(
-            [seeds[s], at] + [float(means[n][s]) for n in metrics_log.columns[2:]] for s in range(num_seeds)
+    def prepare(self, session: RunSession) -> Any:
+        self.session, num_seeds = session, self.cfg["num_seeds"]
+        first_obs = np.zeros((num_seeds, self.spec.obs_shape[0]), np.float32)
+        shapes = jax.eval_shape(lambda k: init_host_carry(self.agent, self.spec, self.cfg, k, first_obs), self.keys)
+        memory = fifo.memory_bytes(shapes.replay, num_seeds)
+        session.announce(
+            f"replay: {memory['bytes_per_transition']:.1f} bytes per transition, "
+            f"{human_bytes(memory['total_bytes'] / num_seeds)} per seed, {human_bytes(memory['total_bytes'])} for "
+            f"{num_seeds} seeds; {self.cfg['env']['name']} on the host, one env per seed"
         )
+        session.refuse_if_too_big(memory["total_bytes"], "the replay buffers", "'replay/capacity' or 'num_seeds'")
+        return shapes
 
-    def flush() -> None:
-        for handle in (train_log, test_log, metrics_log):
-            if handle is not None:
-                handle.flush()
+    def fresh(self) -> HostCarry:
+        first_obs = np.stack([env.reset() for env in self.train_envs])
+        carry = init_host_carry(self.agent, self.spec, self.cfg, self.keys, first_obs)
+        return jax.jit(make_first_action(self.agent, self.cfg))(carry)
 
-    bar = _progress(total, step, num_seeds, enabled=progress)
-    run_start = time.perf_counter()
-    try:
-        while step < total:
-            actions = np.asarray(carry.action)
-            next_obs = np.empty((num_seeds, spec.obs_shape[0]), np.float32)
-            final_obs = np.empty_like(next_obs)
-            reward = np.zeros(num_seeds, np.float32)
-            terminated, truncated = np.zeros(num_seeds, bool), np.zeros(num_seeds, bool)
-            rng_before_reset: list[Any] = [None] * num_seeds
-            for lane, env in enumerate(train_envs):
-                obs, reward[lane], terminated[lane], truncated[lane] = env.step(actions[lane])
-                final_obs[lane] = obs
-                episode_return[lane] += reward[lane]
-                episode_length[lane] += 1
-                if terminated[lane] or truncated[lane]:
-                    episodes[lane] += 1
-                    row = [env_name, agent_name, seeds[lane], int(episodes[lane]), step + 1, episode_return[lane]]
-                    train_log.write([row + [int(episode_length[lane])]])
-                    episode_return[lane], episode_length[lane] = 0.0, 0
-                    rng_before_reset[lane] = env.rng_state()
-                    obs = env.reset()
-                next_obs[lane] = obs
-            step += 1
-            learn = step % k == 0 and step - k >= learning_from
-            carry, metrics = steps[learn](carry, reward, terminated, truncated, final_obs, next_obs)
-            if learn:
-                pending_metrics.append(metrics)
-            bar.update(1)
-            if (cfg["eval"]["every"] and step % cfg["eval"]["every"] == 0) or step == total:
-                returns = evaluate_host(evaluation_policy, carry.agent, eval_envs, cfg, step)
-                final_returns = returns.mean(1)
-                test_log.write(evaluation_rows(env_name, agent_name, seeds, step, returns))
-                log.info("step %d: greedy return %.2f ± %.2f over seeds", step, returns.mean(), returns.mean(1).std())
-                bar.set_postfix_str(f"greedy return {final_returns.mean():.1f}", refresh=False)
-                write_metrics(step)
-                flush()
-            if resetting(cfg):
-                before = int(carry.resets.count)
-                carry = reset_if_due(carry, cfg, step, reinit, agent_init_keys(keys), log)
-                if int(carry.resets.count) != before:  # the fresh agent picks the next actions, not the old one
-                    carry = first_action(carry)
-            every = cfg["checkpoint"]["every"]
-            if (every and step % every == 0 and step < total) or (cfg["checkpoint"]["final"] and step == total):
-                due_since = step if due_since is None else due_since
-            if due_since is not None and all(state is not None for state in rng_before_reset):
-                due_since = None
-                write_metrics(step)  # so a resumed run's next row averages the same updates
-                flush()
-                meta = {
-                    "rows": checkpoint_rows(train_log, test_log, metrics_log),
-                    "elapsed_seconds": elapsed_before + time.perf_counter() - began,
-                    "episodes": episodes.tolist(),
-                    "env_rng": [_rng_to_json(state) for state in rng_before_reset],
-                }
-                checkpoint.save(rundir.checkpoints, step, carry, meta, cfg["checkpoint"]["keep"])
-                log.info("step %d: checkpoint (every env at an episode boundary)", step)
-            elif due_since is not None and step - due_since == spec.max_episode_steps:
-                warning = (
-                    f"step {step}: the checkpoint due at step {due_since} still waits for every seed's episode to end "
-                    "at the same step (episodes that end early put the seeds out of step)"
-                )
-                log.warning(warning)
-                say(warning)
-    finally:
-        bar.close()
-        for handle in (train_log, test_log, metrics_log):
-            if handle is not None:
-                handle.close()
-    run_seconds = time.perf_counter() - run_start
-    if final_returns is None:
-        final_returns = _last_eval(run_path, seeds)
-    done = total - (resumed_from or 0)
-    log.info("run %.2f s (%.0f env steps/s per seed)", run_seconds, done / max(run_seconds, 1e-9))
-    log.info("Memory usage: %.2f MB", peak_memory_mb())
-    log.info("%s %.2f minutes", FINISHED_PREFIX, (elapsed_before + time.perf_counter() - began) / 60)
-    return Summary(Path(run_path), final_returns, seeds, total, 0.0, run_seconds, resumed_from)
+    def resume(self, carry: HostCarry, meta: dict[str, Any]) -> HostCarry:
+        self.episodes = np.asarray(meta["episodes"], np.int64)
+        for env, state in zip(self.train_envs, meta["env_rng"], strict=True):
+            env.set_rng_state(_rng_from_json(state))
+        obs = np.stack([env.reset() for env in self.train_envs])
+        if not np.array_equal(obs, np.asarray(carry.obs)):
+            raise TrainingError("the restored environments do not start where the checkpoint did; rerun with --fresh")
+        return carry
+
+    def start(self, carry: HostCarry, resumed: bool) -> HostCarry:
+        session, cfg, num_seeds = self.session, self.cfg, self.cfg["num_seeds"]
+        obs = np.zeros((num_seeds, self.spec.obs_shape[0]), np.float32)
+        flags = np.zeros(num_seeds, bool)
+        example = (np.zeros(num_seeds, np.float32), flags, flags, obs, obs)
+        self.steps = {
+            learn: session.compile(
+                f"the {'learning' if learn else 'acting'} step ({num_seeds} seeds)",
+                lambda learn=learn: jax.jit(make_host_step(self.agent, self.spec, cfg, learn), donate_argnums=0).lower(
+                    carry, *example
+                ),
+            )
+            for learn in (False, True)
+        }
+        self.first_action = jax.jit(make_first_action(self.agent, cfg))
+        policy = make_evaluation_policy(self.agent)
+        self.policy = session.compile(
+            "the evaluation policy", lambda: policy.lower(carry.agent, obs, carry.key, float(cfg["eval"]["epsilon"]))
+        )
+        self.reinit = jax.jit(make_reinit(self.agent, cfg)) if resetting(cfg) else None
+        self.learning_from = first_learning_block(cfg)
+        return carry
+
+    def advance(self, carry: HostCarry, step: int) -> tuple[HostCarry, int]:
+        """One env step of every seed, then the device's store / update / act."""
+        num_seeds = self.cfg["num_seeds"]
+        actions = np.asarray(carry.action)
+        # a diverged agent acts NaN before its next metrics row, and the physics would fail on it
+        self.session.check_finite(np.isfinite(actions).reshape(num_seeds, -1).all(1), f"before step {step + 1}")
+        next_obs = np.empty((num_seeds, self.spec.obs_shape[0]), np.float32)
+        final_obs = np.empty_like(next_obs)
+        reward = np.zeros(num_seeds, np.float32)
+        terminated, truncated = np.zeros(num_seeds, bool), np.zeros(num_seeds, bool)
+        self.rng_before_reset = [None] * num_seeds
+        for lane, env in enumerate(self.train_envs):
+            obs, reward[lane], terminated[lane], truncated[lane] = env.step(actions[lane])
+            final_obs[lane] = obs
+            self.episode_return[lane] += reward[lane]
+            self.episode_length[lane] += 1
+            if terminated[lane] or truncated[lane]:
+                self.end_episode(lane, step + 1)
+                obs = env.reset()
+            next_obs[lane] = obs
+        step += 1
+        k = self.cfg["train"]["train_every"]
+        learn = step % k == 0 and step - k >= self.learning_from
+        carry, metrics = self.steps[learn](carry, reward, terminated, truncated, final_obs, next_obs)
+        if learn:
+            self.pending_metrics.append(metrics)
+        return carry, step
+
+    def end_episode(self, lane: int, step: int) -> None:
+        """Write the episode's row; keep the env's random state from before its reset (for a checkpoint)."""
+        self.episodes[lane] += 1
+        cfg, seeds = self.cfg, self.session.seeds
+        row = [cfg["env"]["name"], cfg["agent"]["name"], seeds[lane], int(self.episodes[lane]), step]
+        self.session.train_log.write([row + [self.episode_return[lane], int(self.episode_length[lane])]])
+        self.episode_return[lane], self.episode_length[lane] = 0.0, 0
+        self.rng_before_reset[lane] = self.train_envs[lane].rng_state()
+
+    def write_metrics(self, at: int) -> None:
+        """One metrics.csv row per seed: the mean of each update metric since the last row."""
+        if not self.pending_metrics:
+            return
+        means = jax.tree.map(lambda *x: np.mean(np.stack([np.asarray(v) for v in x]), axis=0), *self.pending_metrics)
+        self.pending_metrics = []
+        self.session.check_finite(np.isfinite(means["loss"]), f"before step {at}")
+        self.session.write_metrics(at, sorted(means), means)
+
+    def evaluation_due(self, step: int) -> bool:
+        every = self.cfg["eval"]["every"]
+        return bool(every and step % every == 0) or step == self.total
+
+    def evaluate(self, carry: HostCarry, step: int) -> tuple[HostCarry, np.ndarray]:
+        cfg, session = self.cfg, self.session
+        returns = evaluate_host(self.policy, carry.agent, self.eval_envs, cfg, step)
+        session.test_log.write(evaluation_rows(cfg["env"]["name"], cfg["agent"]["name"], session.seeds, step, returns))
+        session.log.info("step %d: greedy return %.2f ± %.2f over seeds", step, returns.mean(), returns.mean(1).std())
+        self.write_metrics(step)
+        return carry, returns.mean(1)
+
+    def after_segment(self, carry: HostCarry, step: int) -> HostCarry:
+        if self.reinit is None:
+            return carry
+        before = int(carry.resets.count)
+        carry = reset_if_due(carry, self.cfg, step, self.reinit, agent_init_keys(self.keys), self.session.log)
+        if int(carry.resets.count) != before:  # the fresh agent picks the next actions, not the old one
+            carry = self.first_action(carry)
+        return carry
+
+    def checkpoint_meta(self, carry: HostCarry, step: int, due: int) -> dict[str, Any] | None:
+        """Ready only where every seed's episode has just ended: a resumed run restarts its envs from a reset."""
+        if all(state is not None for state in self.rng_before_reset):
+            self.write_metrics(step)  # so a resumed run's next row averages the same updates
+            self.session.log.info("step %d: checkpoint (every env at an episode boundary)", step)
+            return {"episodes": self.episodes.tolist(), "env_rng": [_rng_to_json(s) for s in self.rng_before_reset]}
+        if step - due == self.spec.max_episode_steps:
+            self.session.warn(
+                f"step {step}: the checkpoint due at step {due} still waits for every seed's episode to end "
+                "at the same step (episodes that end early put the seeds out of step)"
+            )
+        return None

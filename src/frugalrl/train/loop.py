@@ -24,6 +24,7 @@ from frugalrl.envs import EnvSpec, to_storage
 from frugalrl.replay import fifo, prioritized
 from frugalrl.train.resets import initial_reset_state, resetting
 
+EVAL_STREAM = 0x5EED  # folded into each seed's key for evaluation, apart from training randomness
 JSRL_STREAM = 0x75E1  # folded into keys for JSRL's own draws, apart from every other stream
 
 
@@ -75,6 +76,11 @@ def seed_keys(seed: int, run: int, num_seeds: int) -> jax.Array:
     """One independent key per seed lane: fold in the run index, then the lane."""
     run_key = jax.random.fold_in(jax.random.PRNGKey(seed), run)
     return jax.vmap(lambda lane: jax.random.fold_in(run_key, lane))(jnp.arange(num_seeds))
+
+
+def evaluation_keys(keys: jax.Array, stream: int) -> Any:
+    """jit(step -> [seeds] keys): each seed's evaluation key at an env step, apart from training's."""
+    return jax.jit(lambda step: jax.vmap(lambda key: jax.random.fold_in(jax.random.fold_in(key, stream), step))(keys))
 
 
 def distilling(cfg: dict[str, Any]) -> bool:

@@ -1,0 +1,400 @@
+"""A run's life, written once: the run session and the driver every training loop plugs into.
+
+The session owns what every run does the same way: it checks the run directory against the
+config, writes ``config.json`` and ``log.txt``, refuses buffers that will not fit, restores the
+newest complete checkpoint, keeps the result CSVs (cut back to the checkpoint on resume), shows
+a progress bar, times compilation apart from running (by phase), stops on a NaN loss with one
+message, decides when a checkpoint is due, and writes the log's tail and the ``Summary``.
+
+A loop (``flat``: JAX envs jitted end to end; ``host``: one host env per seed; ``episodic``:
+whole episodes for memory agents) supplies only what differs: its state, one segment of
+training, an evaluation, and what a checkpoint must hold besides its state (``Loop``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from frugalrl import __version__, envs
+from frugalrl.devices import idle_devices_note, seed_mesh, unroll_threefry_on_cpu
+from frugalrl.errors import ConfigError, TrainingError
+from frugalrl.runs import checkpoint
+from frugalrl.runs.rundir import FINISHED_PREFIX, CsvLog, RunDir, available_memory_bytes, peak_memory_mb
+
+NAN_ADVICE = (
+    "lower 'optimizer/lr' or set 'optimizer/max_grad_norm'. Results and checkpoints up to the last checkpoint are kept."
+)
+PHASES = ("segments", "bookkeeping", "evaluation", "checkpoints")
+
+
+@dataclass
+class Summary:
+    run_dir: Path
+    final_returns: np.ndarray  # [seeds] mean greedy return of the final evaluation
+    seeds: list[int]
+    env_steps: int
+    compile_seconds: float
+    run_seconds: float
+    resumed_from: int | None
+
+    def table(self) -> str:
+        lines = [f"{'seed':>6}  {'final greedy return':>20}"]
+        lines += [f"{s:>6}  {r:>20.2f}" for s, r in zip(self.seeds, self.final_returns, strict=True)]
+        mean, std = float(np.mean(self.final_returns)), float(np.std(self.final_returns))
+        lines.append(f"{'mean':>6}  {mean:>13.2f} ± {std:.2f} (std over {len(self.seeds)} seeds)")
+        return "\n".join(lines)
+
+
+class Loop(Protocol):
+    """What a training loop supplies to ``RunSession.train``; the session does the rest."""
+
+    train_columns: list[str]  # result_Train.csv's columns
+    test_columns: list[str]  # result_Test.csv's columns
+    total: int  # env steps per seed at the end of the run
+
+    def prepare(self, session: RunSession) -> Any:
+        """Announce and check memory; return the shapes of the state a checkpoint restores into."""
+
+    def fresh(self) -> Any:
+        """The state of a new run."""
+
+    def resume(self, state: Any, meta: dict[str, Any]) -> Any:
+        """The state restored from a checkpoint whose meta.json is ``meta``."""
+
+    def start(self, state: Any, resumed: bool) -> Any:
+        """Compile, and whatever comes before the first segment (pretraining, a starting evaluation)."""
+
+    def advance(self, state: Any, step: int) -> tuple[Any, int]:
+        """One segment from env step ``step``: write its episodes and metrics, return the new step."""
+
+    def evaluation_due(self, step: int) -> bool: ...
+
+    def evaluate(self, state: Any, step: int) -> tuple[Any, np.ndarray]:
+        """Evaluate, write the rows, apply what follows an evaluation; the state and [seeds] returns."""
+
+    def after_segment(self, state: Any, step: int) -> Any:
+        """Whatever the schedule asks after a segment and its evaluation (resets)."""
+
+    def checkpoint_meta(self, state: Any, step: int, due: int) -> dict[str, Any] | None:
+        """What a checkpoint holds besides the state, or None when it must wait (host envs mid-episode)."""
+
+
+def human_bytes(count: float) -> str:
+    """1536 -> '1.50 KiB'."""
+    for unit in ("B", "KiB", "MiB"):
+        if count < 1024:
+            return f"{count:.0f} B" if unit == "B" else f"{count:.2f} {unit}"
+        count /= 1024
+    return f"{count:.2f} GiB"
+
+
+def check_same_config(saved: dict[str, Any], cfg: dict[str, Any], run_path: Path) -> None:
+    """Refuse to resume or report a run directory that holds another config (bookkeeping keys aside)."""
+    from frugalrl.config import describe, flatten
+
+    ignore = {"config_idx", "num_combinations", "run", "experiment", "frugalrl_version"}
+    if cfg.get("generate_random_seed"):
+        ignore.add("seed")
+    old, new = flatten(saved), flatten(cfg)
+    # a key added to the schema after the run was saved keeps the old behaviour at its default
+    defaults = {path: default for path, default, _ in describe()}
+    for key in sorted(set(old) | set(new)):
+        if key not in old and key in defaults and new.get(key) == defaults[key]:
+            continue
+        if key not in ignore and old.get(key, "<absent>") != new.get(key, "<absent>"):
+            raise ConfigError(
+                f"{run_path} holds a run of a different config ('{key}': {old.get(key, '<absent>')!r} -> "
+                f"{new.get(key, '<absent>')!r}); rerun with --fresh to replace it, or use another --logs directory"
+            )
+
+
+def seeds_of(cfg: dict[str, Any]) -> list[int]:
+    """The seed numbers of a run's lanes: run k of a config holds seeds k·n .. k·n + n − 1."""
+    run_index, num_seeds = int(cfg.get("run", 0)), cfg["num_seeds"]
+    return [run_index * num_seeds + lane for lane in range(num_seeds)]
+
+
+def last_evaluation(run_path: Path, seeds: list[int]) -> np.ndarray:
+    """[seeds] returns of the last evaluation in a run's result_Test.csv."""
+    import pandas as pd
+
+    frame = pd.read_csv(run_path / "result_Test.csv")
+    last = frame[frame["step"] == frame["step"].max()].set_index("seed")
+    return np.array([float(last.loc[s, "return"]) for s in seeds])
+
+
+def finished_summary(cfg: dict[str, Any], run_path: Path) -> Summary:
+    """The summary of a run that already finished (for a rerun of the same command)."""
+    seeds = seeds_of(cfg)
+    return Summary(run_path, last_evaluation(run_path, seeds), seeds, cfg["total_steps"], 0.0, 0.0, None)
+
+
+def prepare_config(cfg: dict[str, Any], rundir: RunDir, fresh: bool) -> dict[str, Any]:
+    """The config the run directory will hold: checked against a saved one, its seed drawn or kept."""
+    envs.check_runnable(cfg)  # before any run directory exists
+    if fresh and rundir.path.exists():
+        shutil.rmtree(rundir.path)
+    saved = rundir.saved_config()
+    if saved is not None:
+        check_same_config(saved, cfg, rundir.path)
+        cfg = {**cfg, "seed": saved["seed"]}
+    elif cfg["generate_random_seed"]:
+        cfg = {**cfg, "seed": int(np.random.default_rng().integers(1_000_000))}
+    return {**cfg, "frugalrl_version": __version__}
+
+
+class RunSession:
+    """One run's directory, logs, timing and checkpoints; ``train(loop)`` runs it to the end."""
+
+    def __init__(
+        self, cfg: dict[str, Any], run_path: Path, *, fresh: bool = False, progress: bool = True, echo: Any = None
+    ) -> None:
+        self.say: Callable[[str], None] = echo or (lambda text: print(text, file=sys.stderr))
+        self.began = time.perf_counter()
+        self.rundir = RunDir(run_path)
+        self.path = run_path
+        self.cfg = prepare_config(cfg, self.rundir, fresh)
+        self.progress = progress
+        self.seeds = seeds_of(self.cfg)
+        self.num_seeds = self.cfg["num_seeds"]
+        self.compile_seconds = 0.0
+        self.phase_seconds = dict.fromkeys(PHASES, 0.0)
+        self.rows: dict[str, int | None] = {"train": None, "test": None, "metrics": None}
+        self.elapsed_before, self.resumed_from = 0.0, None
+        self.log: Any = None
+        self.train_log: CsvLog | None = None
+        self.test_log: CsvLog | None = None
+        self.metrics_log: CsvLog | None = None
+        unroll_threefry_on_cpu()
+
+    # -- the run directory and its log ------------------------------------------------------
+    def start(self) -> None:
+        """Write config.json and open log.txt with the run's header."""
+        self.rundir.write_config(self.cfg)
+        self.log = self.rundir.logger()
+        self.log.info("frugalrl %s, jax %s, devices %s", __version__, jax.__version__, jax.local_devices())
+        self.log.info("config %s", json.dumps(self.cfg, sort_keys=True))
+        self.log.info("XLA compilation cache: %s", jax.config.jax_compilation_cache_dir or "off")
+
+    def announce(self, message: str) -> None:
+        """In log.txt and on screen."""
+        self.log.info(message)
+        self.say(message)
+
+    def warn(self, message: str) -> None:
+        self.log.warning(message)
+        self.say(message)
+
+    def refuse_if_too_big(self, needed: float, what: str, knobs: str) -> None:
+        """TrainingError before allocating when ``needed`` bytes exceed 80% of the available memory."""
+        available = available_memory_bytes()
+        if available is not None and needed > 0.8 * available:
+            raise TrainingError(
+                f"{what} need {needed / 2**30:.2f} GiB but only {available / 2**30:.2f} GiB of memory is "
+                f"available; lower {knobs}"
+            )
+
+    def mesh(self) -> Mesh:
+        """The devices the seeds are split over, saying when some are left idle."""
+        mesh = seed_mesh(self.num_seeds)
+        if note := idle_devices_note(self.num_seeds, mesh):
+            self.warn(note)
+        return mesh
+
+    # -- timing -----------------------------------------------------------------------------
+    def compile(self, what: str, lower: Callable[[], Any]) -> Any:
+        """``lower().compile()``, its time counted as compile time (never as run time) and logged."""
+        began = time.perf_counter()
+        compiled = lower().compile()
+        took = time.perf_counter() - began
+        self.compile_seconds += took
+        self.log.info("compiled %s in %.2f s", what, took)
+        return compiled
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time a phase of the run (segments, bookkeeping, evaluation, checkpoints)."""
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phase_seconds[name] += time.perf_counter() - began
+
+    # -- CSVs -------------------------------------------------------------------------------
+    def open_logs(self, train_columns: list[str], test_columns: list[str]) -> None:
+        """The result CSVs: new, or cut back to the rows the restored checkpoint recorded."""
+        self.train_log = CsvLog(self.path / "result_Train.csv", train_columns)
+        self.test_log = CsvLog(self.path / "result_Test.csv", test_columns)
+        self.train_log.open(self.rows["train"])
+        self.test_log.open(self.rows["test"])
+        if self.rows.get("metrics") is not None:  # its columns are the header the run wrote
+            header = (self.path / "metrics.csv").read_text().splitlines()[0].split(",")
+            self.metrics_log = CsvLog(self.path / "metrics.csv", header)
+            self.metrics_log.open(self.rows["metrics"])
+
+    def write_metrics(self, step: int, names: Iterable[str], means: dict[str, np.ndarray]) -> None:
+        """One metrics.csv row per seed at ``step``: ``means[name]`` is [seeds]."""
+        if self.metrics_log is None:
+            self.metrics_log = CsvLog(self.path / "metrics.csv", ["seed", "step", *names])
+            self.metrics_log.open(None)
+        columns = self.metrics_log.columns[2:]
+        self.metrics_log.write(
+            [self.seeds[s], step] + [float(means[n][s]) for n in columns] for s in range(self.num_seeds)
+        )
+
+    def flush(self) -> None:
+        for handle in (self.train_log, self.test_log, self.metrics_log):
+            if handle is not None:
+                handle.flush()
+
+    def close_logs(self) -> None:
+        for handle in (self.train_log, self.test_log, self.metrics_log):
+            if handle is not None:
+                handle.close()
+
+    def check_finite(self, finite: np.ndarray, span: str) -> None:
+        """TrainingError naming the seeds whose loss was NaN or inf (``finite``: [seeds] bool) ``span``."""
+        if not finite.all():
+            bad = [self.seeds[s] for s in np.nonzero(~finite)[0]]
+            raise TrainingError(f"the loss of seed(s) {bad} became NaN or inf {span}; {NAN_ADVICE}")
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def restore(self, shapes: Any) -> tuple[Any, dict[str, Any]] | None:
+        """The newest complete checkpoint's state and meta, or None for a new run."""
+        restored = checkpoint.restore_latest(self.rundir.checkpoints, shapes)
+        if restored is not None:
+            meta = restored[1]
+            self.rows, self.elapsed_before, self.resumed_from = meta["rows"], meta["elapsed_seconds"], int(meta["step"])
+            self.log.info("resuming from the checkpoint at step %d", self.resumed_from)
+            self.say(f"resuming {self.path} from step {self.resumed_from}")
+        return restored
+
+    def checkpoint_due(self, before: int, step: int, total: int) -> bool:
+        """A periodic checkpoint when ``checkpoint/every`` divides a step in (before, step], and the final one."""
+        every, final = self.cfg["checkpoint"]["every"], self.cfg["checkpoint"]["final"]
+        if step >= total:
+            return bool(final)
+        return bool(every) and step // every > before // every
+
+    def save(self, step: int, state: Any, extra: dict[str, Any]) -> None:
+        """A checkpoint of ``state`` at ``step``: the CSVs' row counts and the elapsed time go with it."""
+        self.flush()
+        rows = {
+            "train": self.train_log.rows,
+            "test": self.test_log.rows,
+            "metrics": self.metrics_log.rows if self.metrics_log else None,
+        }
+        meta = {"rows": rows, "elapsed_seconds": self.elapsed_before + time.perf_counter() - self.began, **extra}
+        checkpoint.save(self.rundir.checkpoints, step, state, meta, self.cfg["checkpoint"]["keep"])
+
+    # -- the run ----------------------------------------------------------------------------
+    def train(self, loop: Loop) -> Summary:
+        """Run ``loop`` from a new state or the newest checkpoint to its last env step."""
+        self.start()
+        shapes = loop.prepare(self)
+        restored = self.restore(shapes)
+        state = loop.fresh() if restored is None else loop.resume(*restored)
+        self.open_logs(loop.train_columns, loop.test_columns)
+        try:
+            state = loop.start(state, resumed=restored is not None)
+            step = self.resumed_from or 0
+            compile_before, run_began = self.compile_seconds, time.perf_counter()
+            state, final_returns = self._segments(loop, state, step)
+            jax.block_until_ready(state)
+        finally:
+            self.close_logs()
+        # what compiled during the loop (a segment of a new length) is compile time, not run time
+        run_seconds = time.perf_counter() - run_began - (self.compile_seconds - compile_before)
+        if final_returns is None:  # resumed at the end: read the last evaluation back
+            final_returns = last_evaluation(self.path, self.seeds)
+        return self.finish(final_returns, loop.total, run_seconds)
+
+    def _segments(self, loop: Loop, state: Any, step: int) -> tuple[Any, np.ndarray | None]:
+        bar = progress_bar(loop.total, step, self.num_seeds, enabled=self.progress)
+        final_returns, due = None, None
+        try:
+            while step < loop.total:
+                before = step
+                state, step = loop.advance(state, step)
+                if loop.evaluation_due(step):
+                    with self.phase("evaluation"):
+                        state, final_returns = loop.evaluate(state, step)
+                        self.flush()
+                    bar.set_postfix_str(f"greedy return {final_returns.mean():.4g}", refresh=False)
+                state = loop.after_segment(state, step)
+                if self.checkpoint_due(before, step, loop.total) and due is None:
+                    due = step
+                if due is not None:
+                    with self.phase("checkpoints"):
+                        extra = loop.checkpoint_meta(state, step, due)
+                        if extra is not None:
+                            self.save(step, state, extra)
+                            due = None
+                bar.update(step - before)
+        finally:
+            bar.close()
+        return state, final_returns
+
+    def finish(self, final_returns: np.ndarray, total: int, run_seconds: float) -> Summary:
+        """The log's tail (timing, memory, the 'Time elapsed' line that marks it finished) and the Summary."""
+        done = total - (self.resumed_from or 0)
+        self.log.info(
+            "compile %.2f s, run %.2f s (%.0f env steps/s per seed, %.0f over all seeds)",
+            self.compile_seconds,
+            run_seconds,
+            done / max(run_seconds, 1e-9),
+            self.num_seeds * done / max(run_seconds, 1e-9),
+        )
+        self.log.info("run time by phase: %s", ", ".join(f"{n} {s:.2f} s" for n, s in self.phase_seconds.items()))
+        self.log.info("Memory usage: %.2f MB", peak_memory_mb())
+        elapsed = self.elapsed_before + time.perf_counter() - self.began
+        self.log.info("%s %.2f minutes", FINISHED_PREFIX, elapsed / 60)
+        return Summary(
+            self.path, final_returns, self.seeds, total, self.compile_seconds, run_seconds, self.resumed_from
+        )
+
+
+class _NoBar:
+    def update(self, n: int) -> None: ...
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None: ...
+    def close(self) -> None: ...
+
+
+def progress_bar(total: int, initial: int, num_seeds: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="step",
+        unit_scale=True,
+        dynamic_ncols=True,
+        desc=f"{num_seeds} seed{'s' if num_seeds > 1 else ''}",
+        file=sys.stderr,
+    )
+
+
+__all__ = [
+    "Loop",
+    "RunSession",
+    "Summary",
+    "check_same_config",
+    "finished_summary",
+    "human_bytes",
+    "last_evaluation",
+    "seeds_of",
+]
