@@ -90,3 +90,19 @@ def test_sweep_check_reports_the_bad_index(tmp_path, capsys):
     grid.write_text(json.dumps({"agent": [{"gamma": [0.9, 1.5]}]}))
     assert main(["sweep", str(grid), "--check"]) == 2
     assert "config index 2: config key 'agent/gamma'" in capsys.readouterr().err
+
+
+def test_typed_sections_view_the_schemas_keys_with_their_types():
+    from dataclasses import fields
+
+    from frugalrl.config import SCHEMA
+    from frugalrl.config.sections import SECTIONS, ReplaySection, TrainSection
+
+    for section in SECTIONS:
+        keys = set(SCHEMA[section.name])
+        names = {f.name for f in fields(section)}
+        assert names <= keys, f"{section.__name__} has fields the schema's '{section.name}' lacks: {names - keys}"
+        if section.name != "agent":  # the agent section is viewed in parts
+            assert names == keys, f"{section.__name__} misses keys of '{section.name}': {keys - names}"
+    cfg = resolve({"train": {"train_every": 4}, "replay": {"prioritized": True}})
+    assert TrainSection.of(cfg).train_every == 4 and ReplaySection.of(cfg).prioritized is True

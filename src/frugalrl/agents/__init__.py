@@ -10,11 +10,12 @@ from frugalrl.agents.distillation import make_distillation_term
 from frugalrl.agents.dqn import DQN, DQNState
 from frugalrl.agents.dyna import DynaDQN, DynaState
 from frugalrl.agents.offline import make_regularizer_term
+from frugalrl.agents.protocols import EpisodicAgent, ValueAgent
 from frugalrl.agents.sac import SAC, SACState
 from frugalrl.envs import EnvSpec
 
 
-def make_agent(cfg: dict[str, Any], spec: EnvSpec, offline: bool = False) -> Any:
+def make_agent(cfg: dict[str, Any], spec: EnvSpec, offline: bool = False) -> ValueAgent:
     """SAC or DDPG; a Dyna DQN trained on model rollouts (``model/kind``); or DQN with the loss terms
     the config switches on (MeDQN: consolidation, QDagger: distillation).
 
@@ -41,4 +42,16 @@ def make_agent(cfg: dict[str, Any], spec: EnvSpec, offline: bool = False) -> Any
     return DQN(spec, cfg, extra_losses=tuple(terms))
 
 
-__all__ = ["DDPG", "DDPGState", "DQN", "DQNState", "DynaDQN", "DynaState", "SAC", "SACState", "make_agent"]
+__all__ = [
+    "DDPG",
+    "DDPGState",
+    "DQN",
+    "DQNState",
+    "DynaDQN",
+    "DynaState",
+    "EpisodicAgent",
+    "SAC",
+    "SACState",
+    "ValueAgent",
+    "make_agent",
+]

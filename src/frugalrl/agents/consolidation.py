@@ -14,9 +14,11 @@ Consolidation states come from a *source*, chosen by ``consolidation/source``:
 * ``replay`` — MeDQN(R): observations drawn uniformly, with replacement, from the replay buffer.
 
 Each of the E epochs an update makes on one TD batch draws a fresh consolidation batch (the loop
-calls ``draw`` once per optimizer step). The source's state (the bounds) lives in the loop's
+asks ``Consolidation.inputs`` once per optimizer step). Its state (the bounds) lives in the loop's
 carry, one per seed, and is updated from the observations acted in — the pre-step states, as in
 Explorer, so the bounds include the very first reset observation and never a final observation.
+With ``replay/td_batch`` 'all' (MeDQN's tiny buffers) the TD batch is the whole buffer
+(``replay.sampler``).
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from frugalrl.agents.losses import ConsolidationInputs, LossInputs, LossTerm
 from frugalrl.envs import EnvSpec
 from frugalrl.replay import fifo
+from frugalrl.replay.fifo import Batch
 
 
 def consolidation_lambda(step: jax.Array, total_steps: int, lambda_start: float, lambda_end: float) -> jax.Array:
@@ -76,57 +80,70 @@ def uniform_states(bounds: ObsBounds, key: jax.Array, n: int, integer: bool) -> 
 
 
 @dataclass(frozen=True)
-class ConsolidationSource:
-    """Where consolidation states come from, with its per-seed state (single-seed functions)."""
+class Consolidation:
+    """MeDQN in the loop: its per-seed state (the observation box), what it takes from each block
+    of env steps, and the inputs of its loss term for each optimizer step. Single-seed functions."""
 
     kind: str  # "uniform" | "replay"
     batch_size: int
     spec: EnvSpec
+    total_steps: int
+    lambda_start: float
+    lambda_end: float
 
     @property
     def integer(self) -> bool:
         return self.spec.obs_dtype.kind in "ub"  # binary planes stored as uint8
 
-    def init(self) -> Any:
+    def init(self) -> ObsBounds | tuple[()]:
         return init_bounds(self.spec.obs_shape) if self.kind == "uniform" else ()
 
     def observe(self, state: Any, observations: jax.Array) -> Any:
+        """After a block of env steps: widen the box to the observations acted in (``[k, *obs_shape]``)."""
         return update_bounds(state, observations) if self.kind == "uniform" else state
 
     def draw(self, state: Any, replay: fifo.ReplayState, count: jax.Array, key: jax.Array) -> jax.Array:
+        """A fresh batch of consolidation states."""
         if self.kind == "uniform":
             return uniform_states(state, key, self.batch_size, self.integer)
         return fifo.sample_obs(replay, key, count, self.batch_size)
 
+    def inputs(self, state: Any, replay: fifo.ReplayState, count: jax.Array, key: jax.Array) -> ConsolidationInputs:
+        """The loss term's inputs for one optimizer step at env step ``count``: fresh states and λ_t."""
+        weight = consolidation_lambda(count, self.total_steps, self.lambda_start, self.lambda_end)
+        return ConsolidationInputs(self.draw(state, replay, count, key), weight)
 
-def make_source(cfg: dict[str, Any], spec: EnvSpec) -> ConsolidationSource | None:
-    """The configured source, or None when consolidation is off."""
+
+def make_consolidation(cfg: dict[str, Any], spec: EnvSpec) -> Consolidation | None:
+    """The configured consolidation, or None when it is off."""
     section = cfg["consolidation"]
     if section["source"] == "off":
         return None
     batch = section["batch_size"] or cfg["replay"]["batch_size"]
-    return ConsolidationSource(section["source"], batch, spec)
+    return Consolidation(
+        section["source"], batch, spec, cfg["total_steps"], section["lambda_start"], section["lambda_end"]
+    )
 
 
-def make_consolidation_term(cfg: dict[str, Any], network: Any):
-    """The loss term for the agent: (params, target_params, aux, key) -> (λ·L_C, metrics)."""
+def make_consolidation_term(cfg: dict[str, Any], network: Any) -> LossTerm:
+    """The loss term for the agent: λ·L_C on ``inputs.consolidation``'s states."""
 
-    def term(params: Any, target_params: Any, aux: dict[str, jax.Array], key: jax.Array):
-        loss = consolidation_loss(network, params, target_params, aux["consolidation_states"])
-        weight = aux["consolidation_lambda"]
+    def term(params: Any, target_params: Any, batch_q: jax.Array, batch: Batch, inputs: LossInputs, key: jax.Array):
+        loss = consolidation_loss(network, params, target_params, inputs.consolidation.states)
+        weight = inputs.consolidation.weight
         return weight * loss, {"consolidation_loss": loss, "consolidation_lambda": weight}
 
     return term
 
 
 __all__ = [
-    "ConsolidationSource",
+    "Consolidation",
     "ObsBounds",
     "consolidation_lambda",
     "consolidation_loss",
     "init_bounds",
     "make_consolidation_term",
-    "make_source",
+    "make_consolidation",
     "uniform_states",
     "update_bounds",
 ]

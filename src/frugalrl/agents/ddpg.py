@@ -94,7 +94,7 @@ class DDPG:
         batch: Batch,
         key: jax.Array,
         target: None = None,
-        aux: dict[str, jax.Array] | None = None,
+        inputs: Any = None,
     ) -> tuple[DDPGState, dict[str, jax.Array]]:
         """One gradient step of critic then actor, then the Polyak steps of both targets."""
         action = batch.action.reshape(batch.action.shape[0], self.action_dim)

@@ -21,6 +21,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from frugalrl.agents.losses import DistillationInputs, LossInputs, LossTerm
+from frugalrl.replay.fifo import Batch
+
 KINDS = ("policy", "value", "policy_and_value", "best_action")
 
 
@@ -63,17 +66,32 @@ def tied_learning_rate(lam: float | jax.Array, lr_high: float, lr_low: float) ->
     return lam * lr_high + (1.0 - lam) * lr_low
 
 
-def make_distillation_term(cfg: dict[str, Any]):
-    """The LossTerm ``(params, target_params, aux, key) -> (loss, metrics)`` for ``distillation``.
+def batch_inputs(
+    teacher_q: Any, teacher: Any, obs: jax.Array, lam: jax.Array, coefficient: float
+) -> DistillationInputs:
+    """Seed-batched: the teacher's Q on the TD batch's states and the weight λ·α of every seed.
 
-    ``aux`` carries ``batch_q`` (the student's Q on its TD batch, computed once by the agent),
-    ``teacher_q`` (the teacher's Q on the same states) and ``distillation_weight`` (λ · α).
+    The teacher's forward pass is skipped once every seed's λ is 0 (a branch on a predicate all
+    seeds share, so it stays a real branch).
     """
+    q_values = jax.vmap(teacher_q.apply)
+    values = jax.lax.cond(
+        jnp.any(lam > 0),
+        lambda: q_values(teacher, obs),
+        lambda: jnp.zeros(jax.eval_shape(q_values, teacher, obs).shape, jnp.float32),
+    )
+    return DistillationInputs(values, lam * coefficient)
+
+
+def make_distillation_term(cfg: dict[str, Any]) -> LossTerm:
+    """The loss term of ``distillation``: λ·α times the loss of the student's Q on its TD batch
+    (``batch_q``) toward ``inputs.distillation.teacher_q``, weighted by prioritized replay's weights."""
     dcfg = cfg["distillation"]
     temperature, kind = dcfg["temperature"], dcfg["kind"]
 
-    def term(params: Any, target_params: Any, aux: dict[str, jax.Array], key: jax.Array):
-        loss = distillation_loss(aux["batch_q"], aux["teacher_q"], temperature, kind, aux.get("sample_weights"))
-        return aux["distillation_weight"] * loss, {"distillation_loss": loss}
+    def term(params: Any, target_params: Any, batch_q: jax.Array, batch: Batch, inputs: LossInputs, key: jax.Array):
+        teacher_q, weight = inputs.distillation
+        loss = distillation_loss(batch_q, teacher_q, temperature, kind, inputs.sample_weights)
+        return weight * loss, {"distillation_loss": loss}
 
     return term

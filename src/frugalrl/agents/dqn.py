@@ -12,7 +12,6 @@ Extra loss terms (consolidation, distillation) plug in through ``extra_losses``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -20,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from frugalrl.agents.losses import LossInputs, LossTerm
 from frugalrl.agents.optim import make_optimizer
 from frugalrl.envs import EnvSpec
 from frugalrl.nets import make_q_network
@@ -30,11 +30,6 @@ class DQNState(NamedTuple):
     params: Any
     target_params: Any
     opt_state: Any
-
-
-# (params, target_params, aux, key) -> (loss, metrics): added to the TD loss. ``aux`` holds the
-# term's inputs that the loop prepares (e.g. consolidation states and their weight).
-LossTerm = Callable[[Any, Any, dict[str, jax.Array], jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
 
 
 class QValues:
@@ -192,36 +187,32 @@ class DQN:
         batch: Batch,
         key: jax.Array,
         target: jax.Array | None = None,
-        aux: dict[str, jax.Array] | None = None,
+        inputs: LossInputs | None = None,
     ) -> tuple[DQNState, dict[str, jax.Array]]:
         """One gradient step on TD loss plus any extra loss terms.
 
         ``target``: TD targets fixed by the caller, for several optimizer steps on one batch
-        (computed here when None); ``aux``: the extra loss terms' inputs.
+        (computed here when None); ``inputs``: the importance weights and the extra loss terms' inputs.
         """
         if target is None:
             target = self.td_target(state, batch)
+        inputs = LossInputs() if inputs is None else inputs
 
         def total_loss(params: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
             outputs = self.network.apply(params, batch.obs)
-            q = self.q.from_outputs(outputs)
-            loss, metrics = self.td_loss(params, batch, target, outputs, (aux or {}).get("sample_weights"))
-            if aux and "td_weight" in aux:  # pure distillation pretraining switches TD off
-                loss = aux["td_weight"] * loss
-            term_inputs = {
-                **(aux or {}),
-                "batch_q": q,
-                "batch_action": batch.action,
-            }  # terms on the TD batch reuse its Q
+            q = self.q.from_outputs(outputs)  # terms on the TD batch reuse its Q
+            loss, metrics = self.td_loss(params, batch, target, outputs, inputs.sample_weights)
+            if inputs.td_weight is not None:  # pure distillation pretraining switches TD off
+                loss = inputs.td_weight * loss
             for term in self.extra_losses:
-                extra, extra_metrics = term(params, state.target_params, term_inputs, key)
+                extra, extra_metrics = term(params, state.target_params, q, batch, inputs, key)
                 loss = loss + extra
                 metrics = {**metrics, **extra_metrics}
             return loss, {**metrics, "loss": loss}
 
         grads, metrics = jax.grad(total_loss, has_aux=True)(state.params)
         per_example = metrics.pop("td_per_example")
-        if aux and "sample_weights" in aux:  # prioritized replay: the new priorities come from these
+        if inputs.sample_weights is not None:  # prioritized replay: the new priorities come from these
             metrics["td_per_example"] = per_example
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import optax
 
 from frugalrl.agents.dqn import DQN, DQNState
+from frugalrl.agents.losses import LossInputs
 from frugalrl.agents.optim import make_optimizer
 from frugalrl.envs import EnvSpec
 from frugalrl.nets import MLP
@@ -445,7 +446,7 @@ class DynaDQN:
         batch: Batch,
         key: jax.Array,
         target: jax.Array | None = None,
-        aux: dict[str, jax.Array] | None = None,
+        inputs: LossInputs | None = None,
     ) -> tuple[DynaState, dict[str, jax.Array]]:
         """One model step on the real ``batch`` (learned models), rollouts from its observations with
         the updated model, then one Q step on the rollouts' weighted TD loss."""
@@ -458,7 +459,7 @@ class DynaDQN:
             updates, model_opt_state = self.model_optimizer.update(grads, model_opt_state, model_params)
             model_params = optax.apply_updates(model_params, updates)
         imagined, weights = self.rollouts(state.params, model_params, batch.obs, rollout_key)
-        q_state, metrics = self.q_agent.update(self.q_view(state), imagined, q_key, None, {"sample_weights": weights})
+        q_state, metrics = self.q_agent.update(self.q_view(state), imagined, q_key, None, LossInputs(weights))
         metrics.pop("td_per_example", None)
         metrics = {**metrics, **model_metrics, "rollout_weight": weights.mean()}
         if model_metrics:

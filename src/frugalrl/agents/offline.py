@@ -15,6 +15,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from frugalrl.agents.losses import LossInputs, LossTerm, RegularizerInputs
+from frugalrl.replay.fifo import Batch
+
 REGULARIZERS = ("none", "large_margin", "cql")
 
 
@@ -40,18 +43,19 @@ def cql_loss(q: jax.Array, actions: jax.Array, mask: jax.Array | None = None) ->
     return _mean(jax.nn.logsumexp(q, axis=-1) - _taken(q, actions), mask)
 
 
-def make_regularizer_term(cfg: dict[str, Any]):
-    """The LossTerm of ``pretraining/regularizer`` on the TD batch (``batch_q``, ``batch_action``)."""
+def make_regularizer_term(cfg: dict[str, Any]) -> LossTerm:
+    """The LossTerm of ``pretraining/regularizer`` on the TD batch's Q and actions."""
     pcfg = cfg["pretraining"]
     kind, weight, margin = pcfg["regularizer"], pcfg["regularizer_weight"], pcfg["margin"]
 
-    def term(params: Any, target_params: Any, aux: dict[str, jax.Array], key: jax.Array):
+    def term(params: Any, target_params: Any, batch_q: jax.Array, batch: Batch, inputs: LossInputs, key: jax.Array):
         # online (DQfD), only the teacher's samples count, with a decaying weight
-        mask = aux.get("teacher_sample")
+        regularizer = inputs.regularizer or RegularizerInputs(None)
         if kind == "large_margin":
-            loss = large_margin_loss(aux["batch_q"], aux["batch_action"], margin, mask)
+            loss = large_margin_loss(batch_q, batch.action, margin, regularizer.mask)
         else:
-            loss = cql_loss(aux["batch_q"], aux["batch_action"], mask)
-        return aux.get("regularizer_scale", 1.0) * weight * loss, {f"{kind}_loss": loss}
+            loss = cql_loss(batch_q, batch.action, regularizer.mask)
+        scale = 1.0 if regularizer.scale is None else regularizer.scale
+        return scale * weight * loss, {f"{kind}_loss": loss}
 
     return term

@@ -160,7 +160,7 @@ class SAC:
         batch: Batch,
         key: jax.Array,
         target: None = None,
-        aux: dict[str, jax.Array] | None = None,
+        inputs: Any = None,
     ) -> tuple[SACState, dict[str, jax.Array]]:
         """One gradient step of critic, target critic, actor and temperature, in that order."""
         next_key, actor_key = jax.random.split(key)

@@ -19,6 +19,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from frugalrl import envs
+from frugalrl.agents.protocols import EpisodicAgent
 from frugalrl.agents.recurrent_dqn import RecurrentDQN
 from frugalrl.agents.sacd import SACD
 from frugalrl.devices import seed_axis_spec
@@ -30,7 +31,7 @@ from frugalrl.train.session import RunSession, human_bytes
 
 
 class EpisodicCarry(NamedTuple):
-    agent: Any  # the agent's state (RecurrentDQNState, SACDState)
+    agent: EpisodicAgent  # the agent's state (RecurrentDQNState, SACDState)
     replay: episode_replay.EpisodeReplay
     key: jax.Array
     explore_steps: jax.Array  # exploring actions taken: the clock of the epsilon schedule
@@ -51,7 +52,7 @@ def updates_after(steps: int, ratio: float, warmup: bool) -> int:
     return int(ratio * steps) if warmup else math.ceil(ratio * steps)
 
 
-def make_agent(cfg: dict[str, Any], spec: EnvSpec) -> Any:
+def make_agent(cfg: dict[str, Any], spec: EnvSpec) -> EpisodicAgent:
     """The recurrent DQN or SAC-Discrete; tokens per training sequence = window (or T) + 1."""
     window = cfg["episodic"]["sequence_length"]
     length = episode_length(spec)
@@ -68,7 +69,7 @@ def epsilon_schedule(cfg: dict[str, Any], length: int) -> Any:
     return lambda steps: start + jnp.clip(steps / duration, 0.0, 1.0) * (end - start)
 
 
-def make_collect(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any]) -> Any:
+def make_collect(agent: EpisodicAgent, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any]) -> Any:
     """``collect(params, key, explore_steps, mode) -> (Episode, stats, explore_steps)`` for one seed.
 
     mode 'random': uniform actions; 'explore': ε-greedy with dropout; 'greedy': argmax, no dropout.
@@ -119,7 +120,7 @@ def make_collect(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dict
     return collect
 
 
-def make_learn(agent: Any, cfg: dict[str, Any], updates: int) -> Any:
+def make_learn(agent: EpisodicAgent, cfg: dict[str, Any], updates: int) -> Any:
     """``learn(agent_state, replay, key) -> (agent_state, mean metrics)``: ``updates`` gradient steps."""
     batch_size, window = cfg["replay"]["batch_size"], cfg["episodic"]["sequence_length"]
 
@@ -135,7 +136,7 @@ def make_learn(agent: Any, cfg: dict[str, Any], updates: int) -> Any:
     return learn
 
 
-def make_warmup(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any]) -> Any:
+def make_warmup(agent: EpisodicAgent, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any]) -> Any:
     """The random episodes and the updates that follow them (one seed)."""
     collect = make_collect(agent, env, env_params, spec, cfg)
     count = cfg["episodic"]["random_episodes"]
@@ -157,7 +158,9 @@ def make_warmup(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[
     return warmup
 
 
-def make_segment(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any], iterations: int) -> Any:
+def make_segment(
+    agent: EpisodicAgent, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any], iterations: int
+) -> Any:
     """``iterations`` × (one exploring episode, ceil(ratio·T) updates), for one seed."""
     collect = make_collect(agent, env, env_params, spec, cfg)
     updates = updates_after(episode_length(spec), cfg["episodic"]["updates_per_step"], warmup=False)
@@ -178,7 +181,7 @@ def make_segment(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dict
     return segment
 
 
-def make_evaluate(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any]) -> Any:
+def make_evaluate(agent: EpisodicAgent, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any]) -> Any:
     """``evaluate(params, key) -> EpisodeStats [episodes]``: greedy, no dropout (one seed)."""
     collect = make_collect(agent, env, env_params, spec, cfg)
     count = cfg["eval"]["episodes"]
@@ -190,7 +193,7 @@ def make_evaluate(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dic
     return evaluate
 
 
-def init_carry(agent: Any, spec: EnvSpec, cfg: dict[str, Any], key: jax.Array) -> EpisodicCarry:
+def init_carry(agent: EpisodicAgent, spec: EnvSpec, cfg: dict[str, Any], key: jax.Array) -> EpisodicCarry:
     """One seed's starting state."""
     init_key, key = jax.random.split(key)
     length = episode_length(spec)
@@ -199,7 +202,7 @@ def init_carry(agent: Any, spec: EnvSpec, cfg: dict[str, Any], key: jax.Array) -
     return EpisodicCarry(agent.init(init_key), replay, key, jnp.asarray(0, jnp.int32))
 
 
-def carry_shapes(agent: Any, spec: EnvSpec, cfg: dict[str, Any], keys: jax.Array) -> EpisodicCarry:
+def carry_shapes(agent: EpisodicAgent, spec: EnvSpec, cfg: dict[str, Any], keys: jax.Array) -> EpisodicCarry:
     """The shapes of every seed's starting state (what a checkpoint of the run restores into)."""
     return jax.eval_shape(jax.vmap(lambda k: init_carry(agent, spec, cfg, k)), keys)
 

@@ -23,13 +23,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from frugalrl.agents import make_agent
+from frugalrl.agents.protocols import ValueAgent
 from frugalrl.config.schema import first_learning_block
+from frugalrl.config.sections import ReplaySection
 from frugalrl.envs import EnvSpec
 from frugalrl.envs.dmc import DMCEnv
 from frugalrl.errors import TrainingError
-from frugalrl.replay import fifo
+from frugalrl.replay import fifo, prioritized
 from frugalrl.runs.rundir import TEST_COLUMNS, TRAIN_COLUMNS, evaluation_rows
-from frugalrl.train.loop import acting_epsilon, agent_init_keys, seed_keys, tree_select
+from frugalrl.train.loop import BlockData, Learning, acting_epsilon, agent_init_keys, make_learner, seed_keys
 from frugalrl.train.resets import initial_reset_state, make_reinit, reset_if_due, resetting
 from frugalrl.train.session import RunSession, human_bytes
 
@@ -39,7 +41,7 @@ EVAL_SEED = 0xE7A1  # mixed into the evaluation envs' seeds, apart from the trai
 class HostCarry(NamedTuple):
     """The device side of a host-env run, leading axis = seed (counters shared)."""
 
-    agent: Any
+    agent: ValueAgent
     replay: fifo.ReplayState
     obs: jax.Array  # [seeds, obs_dim] the observation the next action is taken in
     action: jax.Array  # [seeds, *action_shape] the action chosen for it
@@ -47,6 +49,7 @@ class HostCarry(NamedTuple):
     env_step: jax.Array  # [] env steps taken by each seed
     grad_step: jax.Array  # [] gradient steps taken by each seed
     resets: Any = ()
+    priorities: Any = ()  # prioritized replay's per-seed priorities (replay/prioritized)
 
 
 def env_seed(cfg: dict[str, Any], lane: int, *extra: int) -> int:
@@ -61,7 +64,9 @@ def host_spec(env: DMCEnv) -> EnvSpec:
     return EnvSpec(env.name, (s.obs_dim,), np.dtype(np.float32), None, (s.action_dim,), -1.0, 1.0, s.max_episode_steps)
 
 
-def init_host_carry(agent: Any, spec: EnvSpec, cfg: dict[str, Any], keys: jax.Array, obs: np.ndarray) -> HostCarry:
+def init_host_carry(
+    agent: ValueAgent, spec: EnvSpec, cfg: dict[str, Any], keys: jax.Array, obs: np.ndarray
+) -> HostCarry:
     capacity = cfg["replay"]["capacity"]
 
     def one(key: jax.Array) -> tuple[Any, ...]:
@@ -82,63 +87,46 @@ def init_host_carry(agent: Any, spec: EnvSpec, cfg: dict[str, Any], keys: jax.Ar
         jnp.zeros((), jnp.int32),
         initial_reset_state() if resetting(cfg) else (),
     )
+    if cfg["replay"]["prioritized"]:
+        carry = carry._replace(priorities=jax.vmap(lambda _: prioritized.init(capacity))(keys))
     return jax.tree.map(jnp.copy, carry)
 
 
-def make_host_step(agent: Any, spec: EnvSpec, cfg: dict[str, Any], learn: bool) -> Callable[..., Any]:
+def make_host_step(agent: ValueAgent, spec: EnvSpec, cfg: dict[str, Any], learn: bool) -> Callable[..., Any]:
     """(carry, reward, terminated, truncated, final_obs, next_obs) -> (carry, metrics): store the step,
-    update when ``learn`` (``gradient_steps`` times), and choose the actions for ``next_obs``."""
-    agent_cfg, batch_size, m = cfg["agent"], cfg["replay"]["batch_size"], cfg["train"]["gradient_steps"]
-    period, unit = agent_cfg["target_every"], agent_cfg["target_unit"]
-    sample_kwargs = dict(n_step=1, gamma=agent_cfg["gamma"], bootstrap_truncation=agent_cfg["bootstrap_truncation"])
+    update when ``learn`` (the flat loop's learner: n-step, prioritized replay, ``gradient_steps``
+    TD batches, target syncs), and choose the actions for ``next_obs``."""
     add = jax.vmap(fifo.add, in_axes=(0, None, 0, 0))
-    sample = jax.vmap(
-        lambda r, key, count: fifo.sample(r, key, count, batch_size, **sample_kwargs), in_axes=(0, 0, None)
-    )
-    td_target, update = jax.vmap(agent.td_target), jax.vmap(agent.update)
+    on_add = jax.vmap(prioritized.on_add, in_axes=(0, None, None)) if ReplaySection.of(cfg).prioritized else None
+    learner = make_learner(agent, spec, cfg)
     act = jax.vmap(agent.act, in_axes=(0, 0, 0, None))
-    split3 = jax.vmap(lambda key: jax.random.split(key, 3))
-
-    def updates(agent_state: Any, key: jax.Array, grad_step: jax.Array, replay: Any, count: jax.Array) -> tuple:
-        def one(inner: tuple[Any, ...], _: None) -> tuple[tuple[Any, ...], Any]:
-            agent_state, key, grad_step = inner
-            keys = split3(key)
-            batch = sample(replay, keys[:, 1], count)
-            agent_state, metrics = update(agent_state, batch, keys[:, 2], td_target(agent_state, batch))
-            grad_step = grad_step + 1
-            if unit == "grad_steps":
-                agent_state = tree_select(grad_step % period == 0, agent.sync_target(agent_state), agent_state)
-            return (agent_state, keys[:, 0], grad_step), metrics
-
-        (agent_state, key, grad_step), metrics = jax.lax.scan(one, (agent_state, key, grad_step), None, length=m)
-        if unit == "env_steps":
-            agent_state = tree_select(count % period == 0, agent.sync_target(agent_state), agent_state)
-        return agent_state, key, grad_step, jax.tree.map(lambda x: x.mean(0), metrics)
 
     def step(c: HostCarry, reward: jax.Array, terminated: jax.Array, truncated: jax.Array, final_obs, next_obs):
         transition = fifo.Transition(c.obs, c.action, reward, terminated, truncated, final_obs)
         replay = add(c.replay, c.env_step, transition, next_obs)
+        priorities = on_add(c.priorities, c.env_step, 1) if on_add is not None else c.priorities
         count = c.env_step + 1
-        agent_state, key, grad_step, metrics = c.agent, c.key, c.grad_step, {}
+        state, metrics = Learning(c.agent, c.key, c.grad_step, priorities), {}
         if learn:
-            agent_state, key, grad_step, metrics = updates(agent_state, key, grad_step, replay, count)
-        keys = jax.vmap(jax.random.split)(key)
-        action = act(agent_state, next_obs, keys[:, 1], acting_epsilon(agent, cfg, count))
+            state, metrics = learner(state, BlockData(replay, count))
+        keys = jax.vmap(jax.random.split)(state.key)
+        action = act(state.agent, next_obs, keys[:, 1], acting_epsilon(agent, cfg, count))
         carry = c._replace(
-            agent=agent_state,
+            agent=state.agent,
             replay=replay,
             obs=next_obs,
             action=action,
             key=keys[:, 0],
             env_step=count,
-            grad_step=grad_step,
+            grad_step=state.grad_step,
+            priorities=state.priorities,
         )
         return carry, metrics
 
     return step
 
 
-def make_first_action(agent: Any, cfg: dict[str, Any]) -> Callable[[HostCarry], HostCarry]:
+def make_first_action(agent: ValueAgent, cfg: dict[str, Any]) -> Callable[[HostCarry], HostCarry]:
     """The actions for the first observations (of a fresh run)."""
     act = jax.vmap(agent.act, in_axes=(0, 0, 0, None))
 
@@ -176,7 +164,7 @@ def evaluate_host(policy: Any, agent_state: Any, eval_envs: list[DMCEnv], cfg: d
     return returns / max_steps if cfg["eval"]["per_step"] else returns
 
 
-def make_evaluation_policy(agent: Any) -> Any:
+def make_evaluation_policy(agent: ValueAgent) -> Any:
     """jit((agent_states, obs, keys, epsilon) -> (keys, actions)) for every seed at once."""
     act = jax.vmap(agent.evaluation_act, in_axes=(0, 0, 0, None))
 

@@ -12,26 +12,32 @@ real branch instead of computing both sides.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from frugalrl.agents.consolidation import consolidation_lambda, make_source
+from frugalrl.agents.consolidation import make_consolidation
+from frugalrl.agents.distillation import batch_inputs
+from frugalrl.agents.jsrl import JumpStart
+from frugalrl.agents.losses import DistillationInputs, LossInputs, RegularizerInputs
+from frugalrl.agents.protocols import ValueAgent
 from frugalrl.config.schema import first_learning_block as first_learning_step
+from frugalrl.config.sections import ReplaySection, TargetSection, TrainSection
 from frugalrl.devices import rolled_threefry
 from frugalrl.envs import EnvSpec, to_storage
 from frugalrl.replay import fifo, prioritized
+from frugalrl.replay.sampler import BatchSampler
 from frugalrl.train.resets import initial_reset_state, resetting
 
 EVAL_STREAM = 0x5EED  # folded into each seed's key for evaluation, apart from training randomness
-JSRL_STREAM = 0x75E1  # folded into keys for JSRL's own draws, apart from every other stream
 
 
 class Carry(NamedTuple):
     """Everything a run needs to continue: the checkpointed training state."""
 
-    agent: Any  # agent state, leading axis = seed
+    agent: ValueAgent  # agent state, leading axis = seed
     replay: fifo.ReplayState
     env_state: Any
     obs: jax.Array
@@ -47,11 +53,6 @@ class Carry(NamedTuple):
     jsrl: Any = ()  # JSRLState: per-seed roll-in lengths (JSRL's teacher-guided exploration)
     priorities: Any = ()  # per-seed prioritized-replay priorities (replay/prioritized)
     resets: Any = ()  # ResetState: resets so far and the grad_step of the last (reset/every)
-
-
-class JSRLState(NamedTuple):
-    roll_in: jax.Array  # [seeds] roll-in length of the current episode
-    max_roll_in: jax.Array  # [seeds] upper end of the roll-in draw, shrunk by the host after each evaluation
 
 
 class StepOut(NamedTuple):
@@ -96,24 +97,13 @@ def needs_teacher_in_loop(cfg: dict[str, Any]) -> bool:
     return distilling(cfg) or jump_starting(cfg)
 
 
-def draw_roll_in(key: jax.Array, max_roll_in: jax.Array) -> jax.Array:
-    """A roll-in length uniform in 1..max_roll_in (0 when max_roll_in < 1), as JSRL's begin_episode."""
-    return jnp.where(max_roll_in >= 1, jax.random.randint(key, (), 1, jnp.maximum(max_roll_in, 1) + 1), 0)
-
-
-def guide_probability(cfg: dict[str, Any], steps: jax.Array) -> jax.Array:
-    """JSRL's roll-out probability of a teacher action: guide_prob, decaying linearly to 0."""
-    jcfg = cfg["jsrl"]
-    return jcfg["guide_prob"] * jnp.clip(1.0 - steps / jcfg["decay_period"], 0.0, 1.0)
-
-
 def agent_init_keys(keys: jax.Array) -> jax.Array:
     """Each seed's key for ``agent.init``, as ``init_carry`` derives it (resets with the same key reuse it)."""
     return jax.vmap(lambda key: jax.random.split(key, 3)[0])(keys)
 
 
 def init_carry(
-    agent: Any,
+    agent: ValueAgent,
     env: Any,
     env_params: Any,
     spec: EnvSpec,
@@ -135,8 +125,8 @@ def init_carry(
     with rolled_threefry():
         agent_state, replay, env_state, obs, loop_key = jax.jit(lambda keys: jax.lax.map(one, keys))(keys)
     seeds = keys.shape[0]
-    source = make_source(cfg, spec)
-    source_state = jax.vmap(lambda _: source.init())(keys) if source is not None else ()
+    consolidation = make_consolidation(cfg, spec)
+    source_state = jax.vmap(lambda _: consolidation.init())(keys) if consolidation is not None else ()
     carry = Carry(
         agent_state,
         replay,
@@ -161,14 +151,12 @@ def init_carry(
     if resetting(cfg):
         carry = carry._replace(resets=initial_reset_state())
     if jump_starting(cfg):
-        max_roll_in = jnp.full(seeds, cfg["jsrl"]["max_roll_in_steps"], jnp.int32)
-        roll_keys = jax.vmap(lambda key: jax.random.fold_in(key, JSRL_STREAM))(keys)
-        carry = carry._replace(jsrl=JSRLState(jax.vmap(draw_roll_in)(roll_keys, max_roll_in), max_roll_in))
+        carry = carry._replace(jsrl=jax.vmap(JumpStart.from_config(cfg, None).init)(keys))
     # every leaf its own buffer (params and target params start equal): the segment donates them
     return jax.tree.map(jnp.copy, carry)
 
 
-def acting_epsilon(agent: Any, cfg: dict[str, Any], steps: jax.Array) -> jax.Array:
+def acting_epsilon(agent: ValueAgent, cfg: dict[str, Any], steps: jax.Array) -> jax.Array:
     """Epsilon at env steps ``steps``: 1 during the random warm-up, then the agent's schedule.
 
     The schedule also counts offline pretraining's gradient steps, as the reincarnation code's
@@ -179,8 +167,187 @@ def acting_epsilon(agent: Any, cfg: dict[str, Any], steps: jax.Array) -> jax.Arr
     return jnp.where(steps < cfg["train"]["random_steps"], 1.0, scheduled)
 
 
+class Learning(NamedTuple):
+    """What a block's updates change (seed axis first; ``grad_step`` shared)."""
+
+    agent: ValueAgent
+    key: jax.Array
+    grad_step: jax.Array
+    priorities: Any  # prioritized replay's priorities, () without it
+
+
+class BlockData(NamedTuple):
+    """What a block's updates read (seed axis first; ``count``, env steps so far, shared)."""
+
+    replay: fifo.ReplayState
+    count: jax.Array
+    consolidation: Any = ()  # MeDQN's per-seed state (its observation box)
+    teacher: Any = ()  # per-seed teacher parameters (distillation)
+    distill_lambda: Any = ()  # [seeds] QDagger's lambda
+    rehearsal: Any = None  # the teacher's replay (no seed axis), when rehearsal mixes it in
+
+
+def make_learner(
+    agent: ValueAgent, spec: EnvSpec, cfg: dict[str, Any], teacher_q: Any = None, rehearsal_count: int = 0
+):
+    """``learn(Learning, BlockData) -> (Learning, metrics)``: one block's updates for every seed.
+
+    ``gradient_steps`` TD batches (plus ``train/priming_updates`` in the first learning block),
+    each sampled by the config's ``BatchSampler`` and used for ``epochs_per_batch`` optimizer
+    steps, then the target sync when one is due. Used by the flat and the host loop alike.
+    """
+    train, target = TrainSection.of(cfg), TargetSection.of(cfg)
+    k, m, priming = train.train_every, train.gradient_steps, train.priming_updates
+    period, unit, learning_from = target.target_every, target.target_unit, first_learning_step(cfg)
+    td_batch = make_td_batch(agent, spec, cfg, teacher_q, rehearsal_count)
+    sync = agent.sync_target  # elementwise, so it applies to seed-batched state as it is
+
+    def learn(state: Learning, data: BlockData) -> tuple[Learning, Any]:
+        count = data.count
+        if unit == "env_steps" and period % k:
+            # a sync due inside the block (Explorer checks every env step, after its updates) comes
+            # before this block's update; one due at its last step comes after it, below
+            inside = (count // period > (count - k) // period) & (count % period != 0)
+            state = state._replace(agent=tree_select(inside, sync(state.agent), state.agent))
+        one = lambda state, _: td_batch(state, data)  # noqa: E731
+        if priming:  # once, in the first learning block, before its regular updates
+            prime = lambda state: jax.lax.scan(one, state, None, length=priming)[0]  # noqa: E731
+            state = jax.lax.cond(count - k == learning_from, prime, lambda state: state, state)
+        state, metrics = jax.lax.scan(one, state, None, length=m)
+        if unit == "env_steps":
+            state = state._replace(agent=tree_select(count % period == 0, sync(state.agent), state.agent))
+        return state, jax.tree.map(lambda x: x.mean(0), metrics)
+
+    return learn
+
+
+def make_td_batch(agent: ValueAgent, spec: EnvSpec, cfg: dict[str, Any], teacher_q: Any, rehearsal_count: int):
+    """``td_batch(Learning, BlockData) -> (Learning, metrics)``: a fresh TD batch, its targets
+    computed once, then ``epochs_per_batch`` optimizer steps on it (MeDQN draws fresh
+    consolidation states for each), then prioritized replay's new priorities."""
+    sampler = BatchSampler.from_config(cfg, rehearsal_count)
+    consolidation = make_consolidation(cfg, spec)
+    epochs, alpha = TrainSection.of(cfg).epochs_per_batch, cfg["distillation"]["coefficient"]
+    distill = distilling(cfg) and teacher_q is not None
+    regularizer_period = cfg["rehearsal"]["regularizer_decay_period"]
+    target = TargetSection.of(cfg)
+    period, by_grad_steps = target.target_every, target.target_unit == "grad_steps"
+    sample = jax.vmap(sampler.sample, in_axes=(0, 0, None, 0, None))
+    reprioritize = jax.vmap(sampler.reprioritize, in_axes=(0, 0, None, 0, 0))
+    td_target, update = jax.vmap(agent.td_target), jax.vmap(agent.update)
+    consolidation_inputs = jax.vmap(consolidation.inputs, in_axes=(0, 0, None, 0)) if consolidation else None
+    split2, split3 = jax.vmap(jax.random.split), jax.vmap(lambda key: jax.random.split(key, 3))
+
+    def fixed_inputs(sample: Any, data: BlockData) -> LossInputs:
+        """The loss inputs every epoch on this batch shares."""
+        inputs = LossInputs(sample_weights=sample.weights)
+        if sample.from_teacher is not None:  # rehearsal: the teacher's share of the batch
+            scale = None
+            if regularizer_period:
+                seeds = sample.from_teacher.shape[0]
+                scale = jnp.full(seeds, jnp.clip(1.0 - data.count / regularizer_period, 0.0, 1.0))
+            inputs = inputs._replace(regularizer=RegularizerInputs(sample.from_teacher, scale))
+        if distill:  # the teacher's Q on the TD batch, once for all its epochs
+            distillation = batch_inputs(teacher_q, data.teacher, sample.batch.obs, data.distill_lambda, alpha)
+            inputs = inputs._replace(distillation=distillation)
+        return inputs
+
+    def td_batch(state: Learning, data: BlockData) -> tuple[Learning, Any]:
+        keys = split3(state.key)
+        drawn = sample(data.replay, keys[:, 1], data.count, state.priorities, data.rehearsal)
+        target, inputs = td_target(state.agent, drawn.batch), fixed_inputs(drawn, data)
+
+        def optimizer_step(inner: tuple[Any, jax.Array], epoch_key: jax.Array) -> tuple[tuple[Any, jax.Array], Any]:
+            agent_state, grad_step = inner
+            step_inputs = inputs
+            if consolidation is not None:
+                draw_keys = split2(epoch_key)
+                epoch_key = draw_keys[:, 1]
+                states = consolidation_inputs(data.consolidation, data.replay, data.count, draw_keys[:, 0])
+                step_inputs = inputs._replace(consolidation=states)
+            agent_state, metrics = update(agent_state, drawn.batch, epoch_key, target, step_inputs)
+            grad_step = grad_step + 1
+            if by_grad_steps:
+                agent_state = tree_select(grad_step % period == 0, agent.sync_target(agent_state), agent_state)
+            return (agent_state, grad_step), metrics
+
+        if epochs == 1 and consolidation is None:
+            epoch_keys = keys[:, 2][None]  # plain DQN: the update key itself
+        else:
+            epoch_keys = jnp.swapaxes(jax.vmap(lambda key: jax.random.split(key, epochs))(keys[:, 2]), 0, 1)
+        (agent_state, grad_step), metrics = jax.lax.scan(optimizer_step, (state.agent, state.grad_step), epoch_keys)
+        priorities = state.priorities
+        if sampler.kind == "prioritized":  # the sampled transitions' new priorities, from the last epoch's losses
+            losses = metrics.pop("td_per_example")[-1]
+            priorities = reprioritize(priorities, data.replay, data.count, drawn, losses)
+        state = Learning(agent_state, keys[:, 0], grad_step, priorities)
+        return state, jax.tree.map(lambda x: x.mean(0), metrics)
+
+    return td_batch
+
+
+def make_acting(agent: ValueAgent, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any], teacher_q: Any):
+    """``act_for_block(Carry) -> (Carry, StepOut)``: ``train_every`` env steps for every seed, their
+    transitions written into the replay in one write; MeDQN's box widens to the observations acted in."""
+    train = TrainSection.of(cfg)
+    k, stale_obs = train.train_every, train.stale_obs_after_terminal
+    consolidation = make_consolidation(cfg, spec)
+    jump_start = JumpStart.from_config(cfg, teacher_q) if jump_starting(cfg) and teacher_q is not None else None
+    act = jax.vmap(agent.act, in_axes=(0, 0, 0, None))
+    env_step_fn = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    add_block = jax.vmap(fifo.add_block, in_axes=(0, None, 1, 0))
+    on_add = jax.vmap(prioritized.on_add, in_axes=(0, None, None)) if ReplaySection.of(cfg).prioritized else None
+    observe = jax.vmap(consolidation.observe, in_axes=(0, 1)) if consolidation else None  # [time, seed, ...]
+    if jump_start is not None:
+        guide_act = jax.vmap(jump_start.act, in_axes=(0, 0, 0, 0, 0, 0, None))
+        next_roll_in = jax.vmap(jump_start.after_step)
+
+    def env_step(c: Carry, inputs: tuple[jax.Array, ...]) -> tuple[Carry, tuple[StepOut, Any]]:
+        act_key, env_key, epsilon, guide = inputs
+        action = act(c.agent, c.obs, act_key, epsilon)
+        if jump_start is not None:  # the teacher acts in the roll-in (if it guides it), then with probability guide
+            action, draw_keys = guide_act(c.teacher, c.jsrl, c.obs, action, c.episode_length, act_key, guide)
+        next_obs, env_state, reward, terminated, truncated, info = env_step_fn(env_key, c.env_state, action, env_params)
+        final_obs = to_storage(info["final_observation"], spec)
+        transition = fifo.Transition(to_storage(c.obs, spec), action, reward, terminated, truncated, final_obs)
+        done = terminated | truncated
+        episode_return, episode_length = c.episode_return + reward, c.episode_length + 1
+        if stale_obs:  # the original's quirk: the next action still sees the terminal step's observation
+            terminal = terminated.reshape((-1,) + (1,) * (next_obs.ndim - 1))
+            next_obs = jnp.where(terminal, info["final_observation"], next_obs)
+        c = c._replace(
+            env_state=env_state,
+            obs=next_obs,
+            episode_return=jnp.where(done, 0.0, episode_return),
+            episode_length=jnp.where(done, 0, episode_length),
+        )
+        if jump_start is not None:  # a new episode draws its roll-in length
+            c = c._replace(jsrl=next_roll_in(c.jsrl, done, draw_keys))
+        return c, (StepOut(episode_return, jnp.where(done, episode_length, 0)), transition)
+
+    def act_for_block(c: Carry) -> tuple[Carry, StepOut]:
+        # keys and epsilons for the block up front, vectorised: on CPU each small op inside the
+        # step loop costs far more than its arithmetic
+        keys = jax.vmap(lambda key: jax.random.split(key, 2 * k + 1))(c.key)
+        step_keys = jnp.swapaxes(keys[:, 1:], 0, 1).reshape(k, 2, -1, keys.shape[-1])
+        steps = c.env_step + jnp.arange(k)
+        guide = jump_start.guide_probability(steps) if jump_start is not None else jnp.zeros(k)
+        first = c.env_step
+        # unroll=1: unrolling the env step multiplies compile time (18 s vs 3 s at 10) for no gain
+        inputs = (step_keys[:, 0], step_keys[:, 1], acting_epsilon(agent, cfg, steps), guide)
+        c, (out, transitions) = jax.lax.scan(env_step, c._replace(key=keys[:, 0]), inputs)
+        replay = add_block(c.replay, first, transitions, to_storage(c.obs, spec))
+        if on_add is not None:
+            c = c._replace(priorities=on_add(c.priorities, first, k))
+        episodes = c.episodes + jnp.sum(out.finished_length > 0, axis=0, dtype=c.episodes.dtype)
+        source_state = observe(c.source, transitions.obs) if observe is not None else c.source
+        return c._replace(replay=replay, env_step=first + k, episodes=episodes, source=source_state), out
+
+    return act_for_block
+
+
 def make_segment(
-    agent: Any,
+    agent: ValueAgent,
     env: Any,
     env_params: Any,
     spec: EnvSpec,
@@ -197,271 +364,52 @@ def make_segment(
     ``teacher_q``: the teacher's Q-function (``apply(params, obs)``), when the config uses a teacher;
     ``rehearsal_count``: transitions written into the teacher data that rehearsal samples from.
     """
-    train, agent_cfg = cfg["train"], cfg["agent"]
-    k, m, epochs = train["train_every"], train["gradient_steps"], train["epochs_per_batch"]
-    source = make_source(cfg, spec)
-    lambda_schedule = dict(
-        total_steps=cfg["total_steps"],
-        lambda_start=cfg["consolidation"]["lambda_start"],
-        lambda_end=cfg["consolidation"]["lambda_end"],
-    )
+    act_for_block = make_acting(agent, env, env_params, spec, cfg, teacher_q)
+    learn = make_learner(agent, spec, cfg, teacher_q, rehearsal_count)
     learning_from = first_learning_step(cfg)
-    period, unit = agent_cfg["target_every"], agent_cfg["target_unit"]
-    sample_kwargs = dict(
-        n_step=agent_cfg["n_step"], gamma=agent_cfg["gamma"], bootstrap_truncation=agent_cfg["bootstrap_truncation"]
-    )
-    batch_size = cfg["replay"]["batch_size"]
-    distill = distilling(cfg) and teacher_q is not None
-    alpha = cfg["distillation"]["coefficient"]
 
-    act = jax.vmap(agent.act, in_axes=(0, 0, 0, None))
-    env_step_fn = jax.vmap(env.step, in_axes=(0, 0, 0, None))
-    add_block = jax.vmap(fifo.add_block, in_axes=(0, None, 1, 0))
-    if cfg["replay"]["td_batch"] == "all":
-        sample = jax.vmap(lambda r, key, count: fifo.get(r, count, **sample_kwargs), in_axes=(0, 0, None))
-    else:
-        sample = jax.vmap(
-            lambda r, key, count: fifo.sample(r, key, count, batch_size, **sample_kwargs), in_axes=(0, 0, None)
-        )
-    td_target = jax.vmap(agent.td_target)
-    update = jax.vmap(agent.update)
-    update_plain = jax.vmap(agent.update, in_axes=(0, 0, 0, 0))
-    jsrl_on = jump_starting(cfg) and teacher_q is not None
-    per = cfg["replay"]["prioritized"]
-    rehearsal = cfg["rehearsal"]
-    teacher_share = round(rehearsal["fraction"] * batch_size) if rehearsal["fraction"] > 0 else 0
-    if teacher_share:
-        teacher_count = rehearsal_count
-        student_sample = jax.vmap(
-            lambda r, key, count: fifo.sample(r, key, count, batch_size - teacher_share, **sample_kwargs),
-            in_axes=(0, 0, None),
-        )
-        teacher_sample = jax.vmap(
-            lambda r, key: fifo.sample(r, key, teacher_count, teacher_share, **sample_kwargs), in_axes=(None, 0)
-        )
-        regularizer_period = rehearsal["regularizer_decay_period"]
-    if per:
-        priority_exponent, importance_exponent = (
-            cfg["replay"]["priority_exponent"],
-            cfg["replay"]["importance_exponent"],
-        )
-        per_sample = jax.vmap(prioritized.sample_ages, in_axes=(0, 0, 0, None, None))
-        per_gather = jax.vmap(lambda r, count, ages: fifo.gather(r, count, ages, **sample_kwargs), in_axes=(0, None, 0))
-        per_weights = jax.vmap(prioritized.importance_weights, in_axes=(0, None, None))
-        per_update = jax.vmap(prioritized.update, in_axes=(0, None, None, 0, 0, None))
-        per_added = jax.vmap(prioritized.on_add, in_axes=(0, None, None))
-    if distill or jsrl_on:
-        teacher_q_values = jax.vmap(teacher_q.apply)
-    roll_in_guide = cfg["jsrl"]["roll_in_guide"]
-    if source is not None:
-        observe = jax.vmap(source.observe, in_axes=(0, 1))  # transitions are [time, seed, ...]
-        draw = jax.vmap(source.draw, in_axes=(0, 0, None, 0))
-    split2 = jax.vmap(lambda key: jax.random.split(key))
-    sync = agent.sync_target  # elementwise, so it applies to seed-batched state as it is
-    split3 = jax.vmap(lambda key: jax.random.split(key, 3))
-    stale_obs = train["stale_obs_after_terminal"]
-    priming = train["priming_updates"]
-
-    def env_step(c: Carry, inputs: tuple[jax.Array, ...]) -> tuple[Carry, tuple[StepOut, Any]]:
-        act_key, env_key, epsilon, guide = inputs
-        action = act(c.agent, c.obs, act_key, epsilon)
-        if jsrl_on:  # the teacher acts in the roll-in (if it guides it) and, after it, with probability guide
-            jsrl_keys = jax.vmap(lambda key: jax.random.split(jax.random.fold_in(key, JSRL_STREAM)))(act_key)
-            teacher_action = jnp.argmax(teacher_q_values(c.teacher, c.obs), axis=-1).astype(action.dtype)
-            coin = jax.vmap(jax.random.uniform)(jsrl_keys[:, 0]) < guide
-            use_teacher = jnp.where(c.episode_length < c.jsrl.roll_in, roll_in_guide, coin)
-            action = jnp.where(use_teacher, teacher_action, action)
-        next_obs, env_state, reward, terminated, truncated, info = env_step_fn(env_key, c.env_state, action, env_params)
-        transition = fifo.Transition(
-            obs=to_storage(c.obs, spec),
-            action=action,
-            reward=reward,
-            terminated=terminated,
-            truncated=truncated,
-            final_obs=to_storage(info["final_observation"], spec),
-        )
-        done = terminated | truncated
-        episode_return = c.episode_return + reward
-        episode_length = c.episode_length + 1
-        if stale_obs:  # the original's quirk: the next action still sees the terminal step's observation
-            next_obs = jnp.where(
-                terminated.reshape((-1,) + (1,) * (next_obs.ndim - 1)), info["final_observation"], next_obs
-            )
-        c = c._replace(
-            env_state=env_state,
-            obs=next_obs,
-            episode_return=jnp.where(done, 0.0, episode_return),
-            episode_length=jnp.where(done, 0, episode_length),
-        )
-        if jsrl_on:  # a new episode draws its roll-in length
-            fresh = jax.vmap(draw_roll_in)(jsrl_keys[:, 1], c.jsrl.max_roll_in)
-            c = c._replace(jsrl=c.jsrl._replace(roll_in=jnp.where(done, fresh, c.jsrl.roll_in)))
-        return c, (StepOut(episode_return, jnp.where(done, episode_length, 0)), transition)
-
-    def act_for_block(c: Carry) -> tuple[Carry, StepOut]:
-        """``k`` env steps for every seed; their transitions go into the replay in one write.
-
-        Keys and epsilons for the block are made up front, vectorised: on CPU each small op
-        inside the step loop costs far more than its arithmetic.
-        """
-        keys = jax.vmap(lambda key: jax.random.split(key, 2 * k + 1))(c.key)
-        step_keys = jnp.swapaxes(keys[:, 1:], 0, 1).reshape(k, 2, -1, keys.shape[-1])
-        epsilon = acting_epsilon(agent, cfg, c.env_step + jnp.arange(k))
-        guide = guide_probability(cfg, c.env_step + jnp.arange(k))
-        first = c.env_step
-        # unroll=1: unrolling the env step multiplies compile time (18 s vs 3 s at 10) for no gain
-        c, (out, transitions) = jax.lax.scan(
-            env_step, c._replace(key=keys[:, 0]), (step_keys[:, 0], step_keys[:, 1], epsilon, guide)
-        )
-        replay = add_block(c.replay, first, transitions, to_storage(c.obs, spec))
-        if per:
-            c = c._replace(priorities=per_added(c.priorities, first, k))
-        episodes = c.episodes + jnp.sum(out.finished_length > 0, axis=0, dtype=c.episodes.dtype)
-        source_state = observe(c.source, transitions.obs) if source is not None else c.source
-        return c._replace(replay=replay, env_step=first + k, episodes=episodes, source=source_state), out
-
-    def learn(operands: tuple[Any, ...]) -> tuple[Any, ...]:
-        agent_state, key, grad_step, replay, env_step_count, source_state, teacher, distill_lambda = operands[:8]
-        priorities, rehearsal_data = operands[8:]
-        seeds = key.shape[0]
-        if unit == "env_steps" and period % k:
-            # a sync due inside the block (Explorer checks every env step, after its updates) comes
-            # before this block's update; one due at its last step comes after it, below
-            inside = (env_step_count // period > (env_step_count - k) // period) & (env_step_count % period != 0)
-            agent_state = tree_select(inside, sync(agent_state), agent_state)
-        if source is not None:
-            weight = jnp.full(seeds, consolidation_lambda(env_step_count, **lambda_schedule))
-
-        def optimizer_step(inner: tuple[Any, ...], epoch_key: jax.Array) -> tuple[tuple[Any, ...], Any]:
-            """One optimizer step on the block's TD batch, with fresh consolidation states."""
-            agent_state, grad_step, batch, target, aux = inner
-            if source is not None:
-                draw_keys = split2(epoch_key)
-                epoch_key = draw_keys[:, 1]
-                aux = {
-                    **aux,
-                    "consolidation_states": draw(source_state, replay, env_step_count, draw_keys[:, 0]),
-                    "consolidation_lambda": weight,
-                }
-            if aux:
-                agent_state, metrics = update(agent_state, batch, epoch_key, target, aux)
-            else:
-                agent_state, metrics = update_plain(agent_state, batch, epoch_key, target)
-            grad_step = grad_step + 1
-            if unit == "grad_steps":
-                agent_state = tree_select(grad_step % period == 0, sync(agent_state), agent_state)
-            return (agent_state, grad_step, batch, target, inner[4]), metrics
-
-        def td_batch_fn(inner: tuple[Any, ...], _: None) -> tuple[tuple[Any, ...], Any]:
-            """A fresh TD batch, its targets computed once, then ``epochs`` optimizer steps on it."""
-            agent_state, key, grad_step, priorities = inner
-            keys = split3(key)
-            aux = {}
-            if per:
-                ages, probabilities = per_sample(priorities, replay, keys[:, 1], env_step_count, batch_size)
-                batch = per_gather(replay, env_step_count, ages)
-                held = fifo.size(jax.tree.map(lambda x: x[0], replay), env_step_count)
-                aux = {"sample_weights": per_weights(probabilities, held, importance_exponent)}
-            elif teacher_share:  # rehearsal: part of the batch from the teacher's data
-                mixed_keys = split2(keys[:, 1])
-                own = student_sample(replay, mixed_keys[:, 0], env_step_count)
-                theirs = teacher_sample(rehearsal_data, mixed_keys[:, 1])
-                batch = jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=1), own, theirs)
-                from_teacher = jnp.arange(batch_size) >= batch_size - teacher_share
-                aux = {"teacher_sample": jnp.broadcast_to(from_teacher.astype(jnp.float32), (seeds, batch_size))}
-                if regularizer_period:
-                    scale = jnp.clip(1.0 - env_step_count / regularizer_period, 0.0, 1.0)
-                    aux["regularizer_scale"] = jnp.full(seeds, scale)
-            else:
-                batch = sample(replay, keys[:, 1], env_step_count)
-            target = td_target(agent_state, batch)
-            if distill:  # the teacher's Q on the TD batch, once for all its epochs; skipped once every lambda is 0
-                teacher_q = jax.lax.cond(
-                    jnp.any(distill_lambda > 0),
-                    lambda: teacher_q_values(teacher, batch.obs),
-                    lambda: jnp.zeros(jax.eval_shape(teacher_q_values, teacher, batch.obs).shape, jnp.float32),
-                )
-                aux = {**aux, "teacher_q": teacher_q, "distillation_weight": distill_lambda * alpha}
-            if epochs == 1 and source is None:
-                epoch_keys = keys[:, 2][None]  # plain DQN: the update key itself
-            else:
-                epoch_keys = jnp.swapaxes(jax.vmap(lambda key: jax.random.split(key, epochs))(keys[:, 2]), 0, 1)
-            (agent_state, grad_step, *_), metrics = jax.lax.scan(
-                optimizer_step, (agent_state, grad_step, batch, target, aux), epoch_keys
-            )
-            if per:  # the sampled transitions' new priorities, from the last epoch's losses
-                losses = metrics.pop("td_per_example")[-1]
-                priorities = per_update(priorities, env_step_count, held, ages, losses, priority_exponent)
-            return (agent_state, keys[:, 0], grad_step, priorities), jax.tree.map(lambda x: x.mean(0), metrics)
-
-        inner = (agent_state, key, grad_step, priorities)
-        if priming:  # once, in the first learning block, before its regular updates
-            first_block = env_step_count - k == learning_from
-            prime = lambda inner: jax.lax.scan(td_batch_fn, inner, None, length=priming)[0]
-            inner = jax.lax.cond(first_block, prime, lambda inner: inner, inner)
-        (agent_state, key, grad_step, priorities), metrics = jax.lax.scan(td_batch_fn, inner, None, length=m)
-        if unit == "env_steps":
-            agent_state = tree_select(env_step_count % period == 0, sync(agent_state), agent_state)
-        return agent_state, key, grad_step, priorities, jax.tree.map(lambda x: x.mean(0), metrics)
-
-    def skip(operands: tuple[Any, ...]) -> tuple[Any, ...]:
-        agent_state, key, grad_step, *_ = operands
-        metric_shapes = jax.eval_shape(learn, operands)[4]
-        nan_metrics = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), metric_shapes)
-        return agent_state, key, grad_step, operands[8], nan_metrics
+    def skip(state: Learning, data: BlockData) -> tuple[Learning, Any]:
+        metric_shapes = jax.eval_shape(learn, state, data)[1]
+        return state, jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), metric_shapes)
 
     branch = {
-        "always": lambda start, ops: learn(ops),
-        "never": lambda start, ops: skip(ops),
-        "mixed": lambda start, ops: jax.lax.cond(start >= learning_from, learn, skip, ops),
+        "always": lambda start, state, data: learn(state, data),
+        "never": lambda start, state, data: skip(state, data),
+        "mixed": lambda start, state, data: jax.lax.cond(start >= learning_from, learn, skip, state, data),
     }[learning]
 
-    def block(c: Carry, _: None, teacher_data: Any) -> tuple[Carry, tuple[StepOut, Any]]:
+    def block(c: Carry, teacher_data: Any) -> tuple[Carry, tuple[StepOut, Any]]:
         start = c.env_step
         c, steps = act_for_block(c)
-        operands = (
-            c.agent,
-            c.key,
-            c.grad_step,
-            c.replay,
-            c.env_step,
-            c.source,
-            c.teacher,
-            c.distill_lambda,
-            c.priorities,
-            teacher_data,
-        )
-        agent_state, key, grad_step, priorities, metrics = branch(start, operands)
-        return c._replace(agent=agent_state, key=key, grad_step=grad_step, priorities=priorities), (steps, metrics)
+        state = Learning(c.agent, c.key, c.grad_step, c.priorities)
+        data = BlockData(c.replay, c.env_step, c.source, c.teacher, c.distill_lambda, teacher_data)
+        state, metrics = branch(start, state, data)
+        c = c._replace(agent=state.agent, key=state.key, grad_step=state.grad_step, priorities=state.priorities)
+        return c, (steps, metrics)
 
     def segment(c: Carry, teacher_data: Any = None) -> tuple[Carry, tuple[StepOut, Any]]:
         """``teacher_data``: the teacher's replay (no seed axis), when rehearsal mixes it in."""
-        return jax.lax.scan(lambda c, x: block(c, x, teacher_data), c, None, length=num_blocks)
+        return jax.lax.scan(lambda c, _: block(c, teacher_data), c, None, length=num_blocks)
 
     return segment
 
 
-def make_pretrain(agent: Any, teacher_q: Any, cfg: dict[str, Any], num_steps: int, count: int):
+def make_pretrain(agent: ValueAgent, teacher_q: Any, cfg: dict[str, Any], num_steps: int, count: int):
     """Offline pretraining on the teacher's data (QDagger's phase before any env step).
 
     Returns ``(agent_state[seeds], teacher[seeds], replay, keys[seeds], grad_step) ->
     (agent_state, keys, grad_step, metrics)`` running ``num_steps`` gradient steps: each samples a
-    batch from the teacher's replay ``replay`` (one buffer shared by all seeds, ``count``
+    uniform batch from the teacher's replay ``replay`` (one buffer shared by all seeds, ``count``
     transitions written), takes the TD loss (unless ``pretraining/td`` is off) plus
     ``distillation/coefficient`` times the distillation loss at lambda = 1, and syncs the target
     every ``pretraining/target_every`` gradient steps. ``agent`` must not hold loss terms that
     need the online loop's inputs (consolidation).
     """
-    agent_cfg, pcfg = cfg["agent"], cfg["pretraining"]
-    sample_kwargs = dict(
-        n_step=agent_cfg["n_step"], gamma=agent_cfg["gamma"], bootstrap_truncation=agent_cfg["bootstrap_truncation"]
-    )
-    batch_size, alpha, period = cfg["replay"]["batch_size"], cfg["distillation"]["coefficient"], pcfg["target_every"]
-    sample = jax.vmap(
-        lambda replay, key: fifo.sample(replay, key, count, batch_size, **sample_kwargs), in_axes=(None, 0)
-    )
-    td_target = jax.vmap(agent.td_target)
-    update = jax.vmap(agent.update)
+    pcfg = cfg["pretraining"]
+    alpha, period = cfg["distillation"]["coefficient"], pcfg["target_every"]
+    sampler = dataclasses.replace(BatchSampler.from_config(cfg), kind="uniform")
+    sample = jax.vmap(lambda replay, key: sampler.sample(replay, key, count).batch, in_axes=(None, 0))
+    td_target, update = jax.vmap(agent.td_target), jax.vmap(agent.update)
     teacher_q_values = jax.vmap(teacher_q.apply)
     split3 = jax.vmap(lambda key: jax.random.split(key, 3))
 
@@ -473,13 +421,11 @@ def make_pretrain(agent: Any, teacher_q: Any, cfg: dict[str, Any], num_steps: in
             keys = split3(key)
             batch = sample(replay, keys[:, 1])
             target = td_target(agent_state, batch)
-            aux = {"td_weight": jnp.full(seeds, 1.0 if pcfg["td"] else 0.0)}
+            inputs = LossInputs(td_weight=jnp.full(seeds, 1.0 if pcfg["td"] else 0.0))
             if alpha > 0:
-                aux |= {
-                    "teacher_q": teacher_q_values(teacher, batch.obs),
-                    "distillation_weight": jnp.full(seeds, alpha),
-                }
-            agent_state, metrics = update(agent_state, batch, keys[:, 2], target, aux)
+                teacher_values = teacher_q_values(teacher, batch.obs)
+                inputs = inputs._replace(distillation=DistillationInputs(teacher_values, jnp.full(seeds, alpha)))
+            agent_state, metrics = update(agent_state, batch, keys[:, 2], target, inputs)
             grad_step = grad_step + 1
             # a hard copy, as the reference's pretraining did, whatever agent/tau says for online learning
             synced = agent_state._replace(target_params=agent_state.params)
@@ -494,7 +440,7 @@ def make_pretrain(agent: Any, teacher_q: Any, cfg: dict[str, Any], num_steps: in
     return pretrain
 
 
-def make_evaluate(agent: Any, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any]):
+def make_evaluate(agent: ValueAgent, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any]):
     """A function (agent_states[seeds], keys[seeds]) -> returns [seeds, episodes] of whole episodes."""
     episodes, epsilon = cfg["eval"]["episodes"], cfg["eval"]["epsilon"]
     max_steps = min(spec.max_episode_steps, cfg["eval"]["max_episode_steps"])

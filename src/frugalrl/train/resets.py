@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from frugalrl.agents.protocols import ValueAgent
 from frugalrl.config.schema import first_learning_block, reset_period_env_steps
 
 
@@ -85,12 +86,12 @@ def reset_keys(init_keys: jax.Array, count: jax.Array, cfg: dict[str, Any]) -> j
     return jax.vmap(lambda key: jax.random.fold_in(key, count))(init_keys)
 
 
-def make_reinit(agent: Any, cfg: dict[str, Any]):
+def make_reinit(agent: ValueAgent, cfg: dict[str, Any]):
     """A function (init_keys[seeds], count) -> fresh agent states [seeds], jitted by the caller."""
     return lambda init_keys, count: jax.lax.map(agent.init, reset_keys(init_keys, count, cfg))  # as init_carry
 
 
-def reset_agent(carry: Any, fresh_agent: Any, grad_step: int) -> Any:
+def reset_agent(carry: Any, fresh_agent: ValueAgent, grad_step: int) -> Any:
     """The loop's carry with ``fresh_agent`` in place of the agent and one more reset counted;
     the replay, env states, keys and every other counter stay as they are."""
     count = int(carry.resets.count) + 1

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from frugalrl import envs
 from frugalrl.agents import make_agent
+from frugalrl.agents.protocols import ValueAgent
 from frugalrl.config import ConfigError, resolve
 from frugalrl.envs import EnvSpec
 from frugalrl.replay import fifo
@@ -30,7 +31,7 @@ from frugalrl.train.loop import init_carry, make_segment, needs_teacher_in_loop,
 
 @dataclass(frozen=True)
 class Teacher:
-    agent: Any  # the teacher's own agent (its network and acting), built from its config
+    agent: ValueAgent  # the teacher's own agent (its network and acting), built from its config
     params: Any  # frozen Q-network parameters, no seed axis
     replay: fifo.ReplayState | None  # the teacher dataset, no seed axis (None: parameters only)
     count: int  # transitions written into ``replay``
