@@ -17,10 +17,11 @@ import pytest
 from frugalrl import envs
 from frugalrl.agents import make_agent
 from frugalrl.config import ConfigError, resolve
+from frugalrl.config.schema import first_learning_block
 from frugalrl.errors import TrainingError
 from frugalrl.runs import checkpoint
 from frugalrl.train.flat import learning_mode, segment_steps
-from frugalrl.train.loop import first_learning_step, init_carry, make_segment, seed_keys
+from frugalrl.train.loop import init_carry, make_segment, seed_keys
 from frugalrl.train.run import run
 
 SMALL = {
@@ -146,12 +147,12 @@ def test_cleanrl_update_count_and_segment_plan():
             "checkpoint": {"every": 100_000},
         }
     )
-    assert first_learning_step(cfg) == 10_000
+    assert first_learning_block(cfg) == 10_000
     seg = segment_steps(cfg)
     assert seg == 10_000  # divides the periods and the start of learning: no segment needs a branch
     modes = [learning_mode(cfg, start, seg) for start in range(0, 500_000, seg)]
     assert modes[0] == "never" and set(modes[1:]) == {"always"}
-    assert (500_000 - first_learning_step(cfg)) // 10 == 49_000  # CleanRL's number of updates
+    assert (500_000 - first_learning_block(cfg)) // 10 == 49_000  # CleanRL's number of updates
     odd = resolve(
         {
             "total_steps": 30_000,

@@ -45,7 +45,8 @@ LOOPS = {
 }
 TIMING = re.compile(r"compile (?P<compile>-?[0-9.]+) s, run (?P<run>-?[0-9.]+) s \(")
 NAN = re.compile(
-    r"the loss of seed\(s\) \[[0-9, ]+\] became NaN or inf (between steps \d+ and \d+|before step \d+); "
+    r"the (loss|update metrics|actions) of seed\(s\) \[[0-9, ]+\] became NaN or inf "
+    r"(between steps \d+ and \d+|before step \d+); "
     r"lower 'optimizer/lr' or set 'optimizer/max_grad_norm'\. "
     r"Results and checkpoints up to the last checkpoint are kept\."
 )
@@ -66,3 +67,11 @@ def test_a_diverging_loss_stops_every_loop_with_the_same_message(loop, tmp_path)
     with pytest.raises(TrainingError) as raised:
         run(cfg, tmp_path / loop, progress=False)
     assert NAN.fullmatch(str(raised.value)), str(raised.value)
+
+
+def test_an_episodic_run_without_random_episodes_trains_and_evaluates(tmp_path):
+    raw = LOOPS["episodic"]
+    cfg = resolve({**raw, "episodic": {**raw["episodic"], "random_episodes": 0}})
+    summary = run(cfg, tmp_path / "run", progress=False)
+    tests = (tmp_path / "run" / "result_Test.csv").read_text().splitlines()
+    assert summary.env_steps == 8 * 4 and len(tests) == 1 + 2 * 2  # 8 episodes of 4 steps, evaluated twice

@@ -28,11 +28,6 @@ def evaluation_rows(env: str, agent: str, seeds: list[int], step: int, returns: 
     return [[env, agent, seed, step, float(r.mean()), float(r.std()), len(r)] for seed, r in rows]
 
 
-def checkpoint_rows(train: CsvLog, test: CsvLog, metrics: CsvLog | None) -> dict[str, int | None]:
-    """The row counts a checkpoint records, so a resumed run cuts its CSVs back to them."""
-    return {"train": train.rows, "test": test.rows, "metrics": metrics.rows if metrics else None}
-
-
 class CsvLog:
     """An append-only CSV whose row count is known, so it can be cut back on resume."""
 

@@ -31,7 +31,7 @@ from frugalrl.train.session import RunSession, human_bytes
 
 
 class EpisodicCarry(NamedTuple):
-    agent: EpisodicAgent  # the agent's state (RecurrentDQNState, SACDState)
+    agent: Any  # the agent's state (RecurrentDQNState, SACDState)
     replay: episode_replay.EpisodeReplay
     key: jax.Array
     explore_steps: jax.Array  # exploring actions taken: the clock of the epsilon schedule
@@ -220,7 +220,8 @@ def total_episodes(cfg: dict[str, Any]) -> int:
 
 
 class EpisodicLoop:
-    """The ``Loop`` of a memory agent: a segment is ``eval_every`` × (one episode, its updates), then an evaluation."""
+    """The ``Loop`` of a memory agent: the random episodes, then segments of (one episode, its updates)
+    up to the next multiple of ``eval_every`` episodes, each followed by an evaluation."""
 
     train_columns = TRAIN_COLUMNS + ["success"]
     test_columns = TEST_COLUMNS + ["success"]
@@ -275,20 +276,25 @@ class EpisodicLoop:
         self.compiled_eval = self.session.compile(
             "the evaluation", lambda: evaluate.lower(self.acting_params(carry.agent), self.eval_keys_for(0))
         )
+        self.warmed_up = resumed
         return carry
 
     def advance(self, carry: EpisodicCarry, step: int) -> tuple[EpisodicCarry, int]:
         """The random episodes and their updates (at step 0), or episodes up to the next evaluation."""
         done, ep = step // self.length, self.cfg["episodic"]
-        if done == 0:
+        if not self.warmed_up:  # a new run: the random episodes first (a resumed run is past them)
+            self.warmed_up = True
             warmup = self.sharded(
                 make_warmup(self.agent, self.env, self.env_params, self.spec, self.cfg),
                 (self.carry_specs,),
                 (self.carry_specs, self.stats_spec),
             )
             compiled = self.session.compile("the random episodes", lambda: warmup.lower(carry))
-            carry, stats = compiled(carry)
-            self.write_episodes(stats, 0)
+            with self.session.phase("segments"):
+                carry, stats = compiled(carry)
+                jax.block_until_ready(stats)
+            with self.session.phase("bookkeeping"):
+                self.write_episodes(stats, 0)
             return carry, ep["random_episodes"] * self.length
         # as the original: evaluate when all episodes so far (random ones included) are a multiple
         iterations = min(ep["eval_every"] - done % ep["eval_every"], total_episodes(self.cfg) - done)

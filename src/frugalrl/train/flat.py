@@ -18,7 +18,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from frugalrl import envs
 from frugalrl.agents import make_agent
-from frugalrl.config.schema import reset_period_env_steps
+from frugalrl.config.schema import first_learning_block, reset_period_env_steps
 from frugalrl.devices import rolled_threefry, seed_axis_spec
 from frugalrl.replay import fifo
 from frugalrl.runs.rundir import TEST_COLUMNS, TRAIN_COLUMNS, evaluation_rows
@@ -27,7 +27,6 @@ from frugalrl.train.loop import (
     EVAL_STREAM,
     agent_init_keys,
     evaluation_keys,
-    first_learning_step,
     init_carry,
     make_evaluate,
     make_segment,
@@ -48,7 +47,7 @@ def segment_steps(cfg: dict[str, Any]) -> int:
     if resetting(cfg) and cfg["reset"]["schedule"] == "env_steps":
         periods.append(reset_period_env_steps(cfg))
     seg = math.gcd(*periods)
-    learning_from = first_learning_step(cfg)
+    learning_from = first_learning_block(cfg)
     if 0 < learning_from < cfg["total_steps"] and math.gcd(seg, learning_from) >= min(seg, MIN_SEGMENT_STEPS):
         seg = math.gcd(seg, learning_from)
     seg_blocks, limit = seg // k, max(MAX_SEGMENT_STEPS // k, 1)
@@ -56,7 +55,7 @@ def segment_steps(cfg: dict[str, Any]) -> int:
 
 
 def learning_mode(cfg: dict[str, Any], start: int, seg: int) -> str:
-    learning_from = first_learning_step(cfg)
+    learning_from = first_learning_block(cfg)
     return "always" if start >= learning_from else "never" if start + seg <= learning_from else "mixed"
 
 
@@ -131,7 +130,7 @@ class FlatLoop:
         return carry
 
     def compiled_segment(self, mode: str, carry: Any) -> Any:
-        """The segment for this learning mode, compiled on first use."""
+        """(the segment for this learning mode, compiled on first use; the extra arguments it takes)."""
         if mode not in self.compiled_segments:
             rehearsal = self.reincarnation.rehearsal_data() if self.reincarnation else ()
             body = make_segment(
@@ -195,7 +194,7 @@ class FlatLoop:
         k = self.cfg["train"]["train_every"]
         metrics = {name: np.asarray(value) for name, value in metrics.items()}
         # from the schedule, not from NaN markers: a loss that is NaN for every seed must still count
-        learned = step - self.seg + k * np.arange(self.seg // k) >= first_learning_step(self.cfg)
+        learned = step - self.seg + k * np.arange(self.seg // k) >= first_learning_block(self.cfg)
         if learned.any():
             finite = np.isfinite(metrics["loss"][learned]).all(axis=0)
             self.session.check_finite(finite, f"between steps {step - self.seg} and {step}")

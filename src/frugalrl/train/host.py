@@ -41,7 +41,7 @@ EVAL_SEED = 0xE7A1  # mixed into the evaluation envs' seeds, apart from the trai
 class HostCarry(NamedTuple):
     """The device side of a host-env run, leading axis = seed (counters shared)."""
 
-    agent: ValueAgent
+    agent: Any  # the agent's state, leading axis = seed
     replay: fifo.ReplayState
     obs: jax.Array  # [seeds, obs_dim] the observation the next action is taken in
     action: jax.Array  # [seeds, *action_shape] the action chosen for it
@@ -255,11 +255,16 @@ class HostLoop:
         return carry
 
     def advance(self, carry: HostCarry, step: int) -> tuple[HostCarry, int]:
+        with self.session.phase("segments"):
+            return self.env_step(carry, step)
+
+    def env_step(self, carry: HostCarry, step: int) -> tuple[HostCarry, int]:
         """One env step of every seed, then the device's store / update / act."""
         num_seeds = self.cfg["num_seeds"]
         actions = np.asarray(carry.action)
         # a diverged agent acts NaN before its next metrics row, and the physics would fail on it
-        self.session.check_finite(np.isfinite(actions).reshape(num_seeds, -1).all(1), f"before step {step + 1}")
+        finite = np.isfinite(actions).reshape(num_seeds, -1).all(1)
+        self.session.check_finite(finite, f"before step {step + 1}", what="actions")
         next_obs = np.empty((num_seeds, self.spec.obs_shape[0]), np.float32)
         final_obs = np.empty_like(next_obs)
         reward = np.zeros(num_seeds, np.float32)
@@ -297,7 +302,8 @@ class HostLoop:
             return
         means = jax.tree.map(lambda *x: np.mean(np.stack([np.asarray(v) for v in x]), axis=0), *self.pending_metrics)
         self.pending_metrics = []
-        self.session.check_finite(np.isfinite(means["loss"]), f"before step {at}")
+        finite = np.all([np.isfinite(value) for value in means.values()], axis=0)
+        self.session.check_finite(finite, f"before step {at}", what="update metrics")
         self.session.write_metrics(at, sorted(means), means)
 
     def evaluation_due(self, step: int) -> bool:
@@ -325,7 +331,6 @@ class HostLoop:
         """Ready only where every seed's episode has just ended: a resumed run restarts its envs from a reset."""
         if all(state is not None for state in self.rng_before_reset):
             self.write_metrics(step)  # so a resumed run's next row averages the same updates
-            self.session.log.info("step %d: checkpoint (every env at an episode boundary)", step)
             return {"episodes": self.episodes.tolist(), "env_rng": [_rng_to_json(s) for s in self.rng_before_reset]}
         if step - due == self.spec.max_episode_steps:
             self.session.warn(

@@ -12,7 +12,6 @@ real branch instead of computing both sides.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, NamedTuple
 
 import jax
@@ -21,9 +20,9 @@ import jax.numpy as jnp
 from frugalrl.agents.consolidation import make_consolidation
 from frugalrl.agents.distillation import batch_inputs
 from frugalrl.agents.jsrl import JumpStart
-from frugalrl.agents.losses import DistillationInputs, LossInputs, RegularizerInputs
+from frugalrl.agents.losses import LossInputs, RegularizerInputs
 from frugalrl.agents.protocols import ValueAgent
-from frugalrl.config.schema import first_learning_block as first_learning_step
+from frugalrl.config.schema import first_learning_block
 from frugalrl.config.sections import ReplaySection, TargetSection, TrainSection
 from frugalrl.devices import rolled_threefry
 from frugalrl.envs import EnvSpec, to_storage
@@ -37,7 +36,7 @@ EVAL_STREAM = 0x5EED  # folded into each seed's key for evaluation, apart from t
 class Carry(NamedTuple):
     """Everything a run needs to continue: the checkpointed training state."""
 
-    agent: ValueAgent  # agent state, leading axis = seed
+    agent: Any  # agent state, leading axis = seed
     replay: fifo.ReplayState
     env_state: Any
     obs: jax.Array
@@ -170,7 +169,7 @@ def acting_epsilon(agent: ValueAgent, cfg: dict[str, Any], steps: jax.Array) -> 
 class Learning(NamedTuple):
     """What a block's updates change (seed axis first; ``grad_step`` shared)."""
 
-    agent: ValueAgent
+    agent: Any  # the agent's state
     key: jax.Array
     grad_step: jax.Array
     priorities: Any  # prioritized replay's priorities, () without it
@@ -198,7 +197,7 @@ def make_learner(
     """
     train, target = TrainSection.of(cfg), TargetSection.of(cfg)
     k, m, priming = train.train_every, train.gradient_steps, train.priming_updates
-    period, unit, learning_from = target.target_every, target.target_unit, first_learning_step(cfg)
+    period, unit, learning_from = target.target_every, target.target_unit, first_learning_block(cfg)
     td_batch = make_td_batch(agent, spec, cfg, teacher_q, rehearsal_count)
     sync = agent.sync_target  # elementwise, so it applies to seed-batched state as it is
 
@@ -360,13 +359,13 @@ def make_segment(
     """A function Carry -> (Carry, outputs) running ``num_blocks`` blocks; jit it with donation.
 
     ``learning``: "always" (every block updates), "never" (none does) or "mixed" (a block updates
-    when it starts at or after ``first_learning_step``, through ``lax.cond``).
+    when it starts at or after ``first_learning_block``, through ``lax.cond``).
     ``teacher_q``: the teacher's Q-function (``apply(params, obs)``), when the config uses a teacher;
     ``rehearsal_count``: transitions written into the teacher data that rehearsal samples from.
     """
     act_for_block = make_acting(agent, env, env_params, spec, cfg, teacher_q)
     learn = make_learner(agent, spec, cfg, teacher_q, rehearsal_count)
-    learning_from = first_learning_step(cfg)
+    learning_from = first_learning_block(cfg)
 
     def skip(state: Learning, data: BlockData) -> tuple[Learning, Any]:
         metric_shapes = jax.eval_shape(learn, state, data)[1]
@@ -392,52 +391,6 @@ def make_segment(
         return jax.lax.scan(lambda c, _: block(c, teacher_data), c, None, length=num_blocks)
 
     return segment
-
-
-def make_pretrain(agent: ValueAgent, teacher_q: Any, cfg: dict[str, Any], num_steps: int, count: int):
-    """Offline pretraining on the teacher's data (QDagger's phase before any env step).
-
-    Returns ``(agent_state[seeds], teacher[seeds], replay, keys[seeds], grad_step) ->
-    (agent_state, keys, grad_step, metrics)`` running ``num_steps`` gradient steps: each samples a
-    uniform batch from the teacher's replay ``replay`` (one buffer shared by all seeds, ``count``
-    transitions written), takes the TD loss (unless ``pretraining/td`` is off) plus
-    ``distillation/coefficient`` times the distillation loss at lambda = 1, and syncs the target
-    every ``pretraining/target_every`` gradient steps. ``agent`` must not hold loss terms that
-    need the online loop's inputs (consolidation).
-    """
-    pcfg = cfg["pretraining"]
-    alpha, period = cfg["distillation"]["coefficient"], pcfg["target_every"]
-    sampler = dataclasses.replace(BatchSampler.from_config(cfg), kind="uniform")
-    sample = jax.vmap(lambda replay, key: sampler.sample(replay, key, count).batch, in_axes=(None, 0))
-    td_target, update = jax.vmap(agent.td_target), jax.vmap(agent.update)
-    teacher_q_values = jax.vmap(teacher_q.apply)
-    split3 = jax.vmap(lambda key: jax.random.split(key, 3))
-
-    def pretrain(agent_state: Any, teacher: Any, replay: Any, key: jax.Array, grad_step: jax.Array) -> tuple[Any, ...]:
-        seeds = key.shape[0]
-
-        def step(inner: tuple[Any, ...], _: None) -> tuple[tuple[Any, ...], Any]:
-            agent_state, key, grad_step = inner
-            keys = split3(key)
-            batch = sample(replay, keys[:, 1])
-            target = td_target(agent_state, batch)
-            inputs = LossInputs(td_weight=jnp.full(seeds, 1.0 if pcfg["td"] else 0.0))
-            if alpha > 0:
-                teacher_values = teacher_q_values(teacher, batch.obs)
-                inputs = inputs._replace(distillation=DistillationInputs(teacher_values, jnp.full(seeds, alpha)))
-            agent_state, metrics = update(agent_state, batch, keys[:, 2], target, inputs)
-            grad_step = grad_step + 1
-            # a hard copy, as the reference's pretraining did, whatever agent/tau says for online learning
-            synced = agent_state._replace(target_params=agent_state.params)
-            agent_state = tree_select(grad_step % period == 0, synced, agent_state)
-            return (agent_state, keys[:, 0], grad_step), metrics
-
-        (agent_state, key, grad_step), metrics = jax.lax.scan(
-            step, (agent_state, key, grad_step), None, length=num_steps
-        )
-        return agent_state, key, grad_step, jax.tree.map(lambda x: x.mean(0), metrics)
-
-    return pretrain
 
 
 def make_evaluate(agent: ValueAgent, env: Any, env_params: Any, spec: EnvSpec, cfg: dict[str, Any]):

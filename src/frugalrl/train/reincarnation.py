@@ -8,13 +8,15 @@
 4. Online, after each evaluation: QDagger's λ from each seed's teacher-normalised score (and the
    learning rate tied to it), and JSRL's shorter roll-ins.
 
-The jitted parts (the distillation loss term, teacher actions in JSRL's roll-ins, rehearsal
-batches) live in ``agents.distillation`` and ``train.loop``; this module is what the flat loop
-does between its segments.
+The offline phase's jitted step (``make_pretrain``) is here too. The parts that run inside the
+online segments are the agents': the distillation loss term and the λ rule in
+``agents.distillation``, the teacher's actions in JSRL's roll-ins in ``agents.jsrl``, and
+rehearsal batches in ``replay.sampler``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -26,11 +28,14 @@ import numpy as np
 
 from frugalrl.agents import make_agent
 from frugalrl.agents.distillation import normalized_score, qdagger_lambda, tied_learning_rate
+from frugalrl.agents.losses import DistillationInputs, LossInputs
 from frugalrl.agents.optim import set_learning_rate
+from frugalrl.agents.protocols import ValueAgent
 from frugalrl.envs import EnvSpec
 from frugalrl.errors import ConfigError
+from frugalrl.replay.sampler import BatchSampler
 from frugalrl.runs.rundir import TEST_COLUMNS, CsvLog, evaluation_rows
-from frugalrl.train.loop import distilling, evaluation_keys, jump_starting, make_evaluate, make_pretrain
+from frugalrl.train.loop import distilling, evaluation_keys, jump_starting, make_evaluate, tree_select
 from frugalrl.train.teacher import Teacher, load_teacher
 
 if TYPE_CHECKING:
@@ -46,7 +51,8 @@ class Reincarnation:
 
     cfg: dict[str, Any]
     teacher: Teacher
-    scores: dict[str, float] | None = None
+    scores: dict[str, float] | None = None  # the teacher's and random play's, set by ``start``
+    log: Any = None  # the run's log, set by ``start``
 
     @classmethod
     def for_config(cls, cfg: dict[str, Any], spec: EnvSpec) -> Reincarnation | None:
@@ -158,6 +164,52 @@ def reference_scores(teacher: Teacher, loop: FlatLoop, carry: Any) -> dict[str, 
     return {"teacher": float(np.mean(teacher_returns)), "random": float(random_score)}
 
 
+def make_pretrain(agent: ValueAgent, teacher_q: Any, cfg: dict[str, Any], num_steps: int, count: int):
+    """Offline pretraining on the teacher's data (QDagger's phase before any env step).
+
+    Returns ``(agent_state[seeds], teacher[seeds], replay, keys[seeds], grad_step) ->
+    (agent_state, keys, grad_step, metrics)`` running ``num_steps`` gradient steps: each samples a
+    uniform batch from the teacher's replay ``replay`` (one buffer shared by all seeds, ``count``
+    transitions written), takes the TD loss (unless ``pretraining/td`` is off) plus
+    ``distillation/coefficient`` times the distillation loss at lambda = 1, and syncs the target
+    every ``pretraining/target_every`` gradient steps. ``agent`` must not hold loss terms that
+    need the online loop's inputs (consolidation).
+    """
+    pcfg = cfg["pretraining"]
+    alpha, period = cfg["distillation"]["coefficient"], pcfg["target_every"]
+    sampler = dataclasses.replace(BatchSampler.from_config(cfg), kind="uniform")
+    sample = jax.vmap(lambda replay, key: sampler.sample(replay, key, count).batch, in_axes=(None, 0))
+    td_target, update = jax.vmap(agent.td_target), jax.vmap(agent.update)
+    teacher_q_values = jax.vmap(teacher_q.apply)
+    split3 = jax.vmap(lambda key: jax.random.split(key, 3))
+
+    def pretrain(agent_state: Any, teacher: Any, replay: Any, key: jax.Array, grad_step: jax.Array) -> tuple[Any, ...]:
+        seeds = key.shape[0]
+
+        def step(inner: tuple[Any, ...], _: None) -> tuple[tuple[Any, ...], Any]:
+            agent_state, key, grad_step = inner
+            keys = split3(key)
+            batch = sample(replay, keys[:, 1])
+            target = td_target(agent_state, batch)
+            inputs = LossInputs(td_weight=jnp.full(seeds, 1.0 if pcfg["td"] else 0.0))
+            if alpha > 0:
+                teacher_values = teacher_q_values(teacher, batch.obs)
+                inputs = inputs._replace(distillation=DistillationInputs(teacher_values, jnp.full(seeds, alpha)))
+            agent_state, metrics = update(agent_state, batch, keys[:, 2], target, inputs)
+            grad_step = grad_step + 1
+            # a hard copy, as the reference's pretraining did, whatever agent/tau says for online learning
+            synced = agent_state._replace(target_params=agent_state.params)
+            agent_state = tree_select(grad_step % period == 0, synced, agent_state)
+            return (agent_state, keys[:, 0], grad_step), metrics
+
+        (agent_state, key, grad_step), metrics = jax.lax.scan(
+            step, (agent_state, key, grad_step), None, length=num_steps
+        )
+        return agent_state, key, grad_step, jax.tree.map(lambda x: x.mean(0), metrics)
+
+    return pretrain
+
+
 def pretrain_offline(reincarnation: Reincarnation, loop: FlatLoop, carry: Any) -> Any:
     """QDagger's offline phase on the teacher data; evaluations go to ``result_Offline.csv``.
 
@@ -204,4 +256,11 @@ def pretrain_offline(reincarnation: Reincarnation, loop: FlatLoop, carry: Any) -
     return carry._replace(agent=agent_state)
 
 
-__all__ = ["PRETRAIN_STREAM", "REFERENCE_STREAM", "Reincarnation", "pretrain_offline", "reference_scores"]
+__all__ = [
+    "PRETRAIN_STREAM",
+    "REFERENCE_STREAM",
+    "Reincarnation",
+    "make_pretrain",
+    "pretrain_offline",
+    "reference_scores",
+]

@@ -43,7 +43,7 @@ def resetting(cfg: dict[str, Any]) -> bool:
     return cfg["reset"]["every"] > 0
 
 
-def updates_after(cfg: dict[str, Any], env_steps: int) -> int:
+def updates_made(cfg: dict[str, Any], env_steps: int) -> int:
     """Gradient updates each seed has made after ``env_steps`` env steps (the loop's grad_step)."""
     train = cfg["train"]
     learned_blocks = max(0, env_steps - first_learning_block(cfg)) // train["train_every"]
@@ -73,9 +73,9 @@ def reset_schedule(cfg: dict[str, Any], horizon: int | None = None) -> list[int]
     steps, last = [], 0
     every_eval = cfg["eval"]["every"]
     for step in range(every_eval, horizon + 1, every_eval):
-        if reset_due(cfg, step, updates_after(cfg, step) - last):
+        if reset_due(cfg, step, updates_made(cfg, step) - last):
             steps.append(step)
-            last = updates_after(cfg, step)
+            last = updates_made(cfg, step)
     return steps
 
 
@@ -91,7 +91,7 @@ def make_reinit(agent: ValueAgent, cfg: dict[str, Any]):
     return lambda init_keys, count: jax.lax.map(agent.init, reset_keys(init_keys, count, cfg))  # as init_carry
 
 
-def reset_agent(carry: Any, fresh_agent: ValueAgent, grad_step: int) -> Any:
+def reset_agent(carry: Any, fresh_agent: Any, grad_step: int) -> Any:
     """The loop's carry with ``fresh_agent`` in place of the agent and one more reset counted;
     the replay, env states, keys and every other counter stay as they are."""
     count = int(carry.resets.count) + 1

@@ -264,11 +264,11 @@ class RunSession:
             if handle is not None:
                 handle.close()
 
-    def check_finite(self, finite: np.ndarray, span: str) -> None:
-        """TrainingError naming the seeds whose loss was NaN or inf (``finite``: [seeds] bool) ``span``."""
+    def check_finite(self, finite: np.ndarray, span: str, what: str = "loss") -> None:
+        """TrainingError naming the seeds whose ``what`` was NaN or inf (``finite``: [seeds] bool) ``span``."""
         if not finite.all():
             bad = [self.seeds[s] for s in np.nonzero(~finite)[0]]
-            raise TrainingError(f"the loss of seed(s) {bad} became NaN or inf {span}; {NAN_ADVICE}")
+            raise TrainingError(f"the {what} of seed(s) {bad} became NaN or inf {span}; {NAN_ADVICE}")
 
     # -- checkpoints ------------------------------------------------------------------------
     def restore(self, shapes: Any) -> tuple[Any, dict[str, Any]] | None:
@@ -282,7 +282,8 @@ class RunSession:
         return restored
 
     def checkpoint_due(self, before: int, step: int, total: int) -> bool:
-        """A periodic checkpoint when ``checkpoint/every`` divides a step in (before, step], and the final one."""
+        """A periodic checkpoint when ``checkpoint/every`` divides a step in (before, step] short of the
+        total; at the total, the final one when ``checkpoint/final``."""
         every, final = self.cfg["checkpoint"]["every"], self.cfg["checkpoint"]["final"]
         if step >= total:
             return bool(final)
@@ -298,6 +299,7 @@ class RunSession:
         }
         meta = {"rows": rows, "elapsed_seconds": self.elapsed_before + time.perf_counter() - self.began, **extra}
         checkpoint.save(self.rundir.checkpoints, step, state, meta, self.cfg["checkpoint"]["keep"])
+        self.log.info("step %d: checkpoint", step)
 
     # -- the run ----------------------------------------------------------------------------
     def train(self, loop: Loop) -> Summary:
@@ -306,13 +308,15 @@ class RunSession:
         shapes = loop.prepare(self)
         restored = self.restore(shapes)
         state = loop.fresh() if restored is None else loop.resume(*restored)
-        self.open_logs(loop.train_columns, loop.test_columns)
+        step, final_returns = self.resumed_from or 0, None
+        compile_before, run_began = self.compile_seconds, time.perf_counter()
         try:
-            state = loop.start(state, resumed=restored is not None)
-            step = self.resumed_from or 0
-            compile_before, run_began = self.compile_seconds, time.perf_counter()
-            state, final_returns = self._segments(loop, state, step)
-            jax.block_until_ready(state)
+            self.open_logs(loop.train_columns, loop.test_columns)
+            if step < loop.total:  # a run resumed at its end has nothing to compile or run
+                state = loop.start(state, resumed=restored is not None)
+                compile_before, run_began = self.compile_seconds, time.perf_counter()
+                state, final_returns = self._segments(loop, state, step)
+                jax.block_until_ready(state)
         finally:
             self.close_logs()
         # what compiled during the loop (a segment of a new length) is compile time, not run time
