@@ -12,7 +12,22 @@ from typing import Any
 
 from frugalrl import envs
 from frugalrl.config.schema import EPISODIC_AGENTS
-from frugalrl.train.session import RunSession, Summary
+from frugalrl.train.session import Loop, RunSession, Summary
+
+
+def make_loop(cfg: dict[str, Any]) -> Loop:
+    """The loop for a config (its env and agent built; nothing written yet)."""
+    if cfg["agent"]["name"] in EPISODIC_AGENTS:  # memory agents learn from whole episodes
+        from frugalrl.train.episodic import EpisodicLoop
+
+        return EpisodicLoop(cfg)
+    if envs.is_host_env(cfg["env"]["name"]):  # the DeepMind Control Suite: one host env per seed
+        from frugalrl.train.host import HostLoop
+
+        return HostLoop(cfg)
+    from frugalrl.train.flat import FlatLoop
+
+    return FlatLoop(cfg)
 
 
 def run(
@@ -20,14 +35,7 @@ def run(
 ) -> Summary:
     """Train (or resume, or report a finished) run of a resolved config in ``run_path``."""
     session = RunSession(cfg, run_path, fresh=fresh, progress=progress, echo=echo)
-    cfg = session.cfg
-    if cfg["agent"]["name"] in EPISODIC_AGENTS:  # memory agents learn from whole episodes
-        from frugalrl.train.episodic import EpisodicLoop as Loop
-    elif envs.is_host_env(cfg["env"]["name"]):  # the DeepMind Control Suite: one host env per seed
-        from frugalrl.train.host import HostLoop as Loop
-    else:
-        from frugalrl.train.flat import FlatLoop as Loop
-    return session.train(Loop(cfg))
+    return session.train(make_loop(session.cfg))
 
 
-__all__ = ["run"]
+__all__ = ["make_loop", "run"]
