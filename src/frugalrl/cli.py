@@ -27,8 +27,11 @@ def load_config(file: str, idx: int) -> dict[str, Any]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from frugalrl.devices import use_all_cores, use_compilation_cache
+    from frugalrl.runs.checkpoint import recorded_devices
 
-    use_all_cores()  # before anything touches JAX: loading a config builds the env
+    # before anything touches JAX (loading a config builds the env): a run resumes on the device
+    # layout its checkpoint was written with, whatever cores this process may use
+    use_all_cores(recorded_devices(Path(args.logs) / Path(args.file).stem / str(args.idx) / "checkpoints"))
     use_compilation_cache()
     from frugalrl.errors import ConfigError, GridError
 
@@ -37,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (GridError, ConfigError) as error:
         return _error(str(error), EXIT_CONFIG)
     run_path = Path(args.logs) / cfg["experiment"] / str(args.idx)
-    from frugalrl.errors import CheckpointError, TrainingError
+    from frugalrl.errors import CheckpointError, RunStopped, TrainingError
     from frugalrl.runs.rundir import RunDir
     from frugalrl.train.run import run
     from frugalrl.train.session import check_same_config, finished_summary
@@ -59,6 +62,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _error(str(error), EXIT_CONFIG)
     except (TrainingError, CheckpointError) as error:
         return _error(str(error), 1)
+    except RunStopped as stop:
+        message = (
+            f"stopped by {stop.signal_name} at step {stop.step}, after a checkpoint; rerun the same command to resume"
+        )
+        return _error(f"{message} {run_path}", stop.exit_status)
     except KeyboardInterrupt:
         return _error(f"interrupted; rerun the same command to resume {run_path} from its last checkpoint", 130)
     print(summary.table())

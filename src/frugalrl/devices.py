@@ -19,12 +19,14 @@ if TYPE_CHECKING:
 FLAG = "--xla_force_host_platform_device_count"
 
 
-def use_all_cores() -> int:
-    """Ask XLA for one host device per usable core unless the user set a count; returns it."""
+def use_all_cores(count: int | None = None) -> int:
+    """Ask XLA for ``count`` host devices (default: one per usable core) unless the user set a count;
+    returns the count asked for."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
+    cores = count or cores
     flags = os.environ.get("XLA_FLAGS", "")
     if FLAG not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} {FLAG}={cores}".strip()

@@ -18,6 +18,18 @@ class TrainingError(RuntimeError):
     """Training cannot go on (a NaN loss, a buffer that does not fit); the message says why."""
 
 
+class RunLockedError(TrainingError):
+    """Another process is writing the run directory."""
+
+
+class RunStopped(Exception):
+    """A signal asked the run to stop; it did, after a checkpoint, and resumes from it when rerun."""
+
+    def __init__(self, signal_name: str, step: int, exit_status: int) -> None:
+        super().__init__(signal_name, step, exit_status)
+        self.signal_name, self.step, self.exit_status = signal_name, step, exit_status
+
+
 class CheckpointError(RuntimeError):
     """No complete checkpoint could be restored."""
 
@@ -26,4 +38,12 @@ class DopamineFormatError(ValueError):
     """A file is not a Dopamine DQN checkpoint or replay file of the expected form."""
 
 
-__all__ = ["CheckpointError", "ConfigError", "DopamineFormatError", "GridError", "TrainingError"]
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DopamineFormatError",
+    "GridError",
+    "RunLockedError",
+    "RunStopped",
+    "TrainingError",
+]

@@ -48,6 +48,16 @@ def complete_steps(directory: Path) -> list[int]:
     return sorted(steps)
 
 
+def recorded_devices(directory: Path) -> int | None:
+    """The XLA host device count the newest complete checkpoint was written with (None: none recorded)."""
+    for step in reversed(complete_steps(directory)):
+        try:
+            return int(json.loads((directory / str(step) / "meta.json").read_text())["xla_devices"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
 def save(directory: Path, step: int, state: Any, meta: dict[str, Any], keep: int) -> Path:
     """Write checkpoint ``step``; the marker goes last, then old checkpoints beyond ``keep`` go."""
     target = directory / str(step)

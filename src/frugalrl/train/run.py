@@ -35,7 +35,10 @@ def run(
 ) -> Summary:
     """Train (or resume, or report a finished) run of a resolved config in ``run_path``."""
     session = RunSession(cfg, run_path, fresh=fresh, progress=progress, echo=echo)
-    return session.train(make_loop(session.cfg))
+    try:
+        return session.train(make_loop(session.cfg))
+    finally:
+        session.close()
 
 
 __all__ = ["make_loop", "run"]

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -29,14 +31,17 @@ from jax.sharding import Mesh
 
 from frugalrl import __version__, envs
 from frugalrl.devices import idle_devices_note, seed_mesh, unroll_threefry_on_cpu
-from frugalrl.errors import ConfigError, TrainingError
+from frugalrl.errors import ConfigError, RunStopped, TrainingError
 from frugalrl.runs import checkpoint
+from frugalrl.runs.lock import LOCK_NAME, RunLock
 from frugalrl.runs.rundir import FINISHED_PREFIX, CsvLog, RunDir, available_memory_bytes, peak_memory_mb
 
 NAN_ADVICE = (
     "lower 'optimizer/lr' or set 'optimizer/max_grad_norm'. Results and checkpoints up to the last checkpoint are kept."
 )
 PHASES = ("segments", "bookkeeping", "evaluation", "checkpoints")
+# stop after the current segment and its checkpoint (a second SIGINT interrupts at once)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 
 @dataclass
@@ -141,11 +146,31 @@ def finished_summary(cfg: dict[str, Any], run_path: Path) -> Summary:
     return Summary(run_path, last_evaluation(run_path, seeds), seeds, cfg["total_steps"], 0.0, 0.0, None)
 
 
+def first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (None if ``path`` exists)."""
+    missing = None
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
+def clear(run_path: Path) -> None:
+    """Empty a run directory for ``--fresh``, all but its lock file (whose lock this process holds)."""
+    for entry in run_path.iterdir():
+        if entry.name == LOCK_NAME:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 def prepare_config(cfg: dict[str, Any], rundir: RunDir, fresh: bool) -> dict[str, Any]:
     """The config the run directory will hold: checked against a saved one, its seed drawn or kept."""
-    envs.check_runnable(cfg)  # before any run directory exists
     if fresh and rundir.path.exists():
-        shutil.rmtree(rundir.path)
+        clear(rundir.path)
     saved = rundir.saved_config()
     if saved is not None:
         check_same_config(saved, cfg, rundir.path)
@@ -165,10 +190,7 @@ class RunSession:
         self.began = time.perf_counter()
         self.rundir = RunDir(run_path)
         self.path = run_path
-        self.cfg = prepare_config(cfg, self.rundir, fresh)
         self.progress = progress
-        self.seeds = seeds_of(self.cfg)
-        self.num_seeds = self.cfg["num_seeds"]
         self.compile_seconds = 0.0
         self.phase_seconds = dict.fromkeys(PHASES, 0.0)
         self.rows: dict[str, int | None] = {"train": None, "test": None, "metrics": None}
@@ -177,6 +199,18 @@ class RunSession:
         self.train_log: CsvLog | None = None
         self.test_log: CsvLog | None = None
         self.metrics_log: CsvLog | None = None
+        self.seed_devices = 1  # devices the seeds are split over (the host loop keeps them on one)
+        envs.check_runnable(cfg)  # before any run directory exists
+        self.created = first_missing(run_path)  # removed again by close() if the run never starts
+        self.lock = RunLock(run_path)  # one writer per run directory, from here to close()
+        self.lock.acquire()
+        try:
+            self.cfg = prepare_config(cfg, self.rundir, fresh)
+        except BaseException:
+            self.close()
+            raise
+        self.seeds = seeds_of(self.cfg)
+        self.num_seeds = self.cfg["num_seeds"]
         unroll_threefry_on_cpu()
 
     # -- the run directory and its log ------------------------------------------------------
@@ -211,6 +245,7 @@ class RunSession:
         mesh = seed_mesh(self.num_seeds)
         if note := idle_devices_note(self.num_seeds, mesh):
             self.warn(note)
+        self.seed_devices = mesh.size
         return mesh
 
     # -- timing -----------------------------------------------------------------------------
@@ -276,10 +311,22 @@ class RunSession:
         restored = checkpoint.restore_latest(self.rundir.checkpoints, shapes)
         if restored is not None:
             meta = restored[1]
+            self.check_layout(meta)
             self.rows, self.elapsed_before, self.resumed_from = meta["rows"], meta["elapsed_seconds"], int(meta["step"])
             self.log.info("resuming from the checkpoint at step %d", self.resumed_from)
             self.say(f"resuming {self.path} from step {self.resumed_from}")
         return restored
+
+    def check_layout(self, meta: dict[str, Any]) -> None:
+        """Refuse to resume on another split of the seeds over devices: the results would mix two layouts."""
+        saved, devices = meta.get("seed_devices"), meta.get("xla_devices")
+        if saved is not None and saved != self.seed_devices:
+            raise TrainingError(
+                f"{self.path} was checkpointed with its seeds split over {saved} XLA device(s) ({devices} in all); "
+                f"this process splits them over {self.seed_devices}, and resuming would mix two device layouts in "
+                f"one run. Rerun with XLA_FLAGS=--xla_force_host_platform_device_count={devices} (frugal run sets "
+                "it from the checkpoint unless XLA_FLAGS names a count), or with --fresh"
+            )
 
     def checkpoint_due(self, before: int, step: int, total: int) -> bool:
         """A periodic checkpoint when ``checkpoint/every`` divides a step in (before, step] short of the
@@ -297,7 +344,13 @@ class RunSession:
             "test": self.test_log.rows,
             "metrics": self.metrics_log.rows if self.metrics_log else None,
         }
-        meta = {"rows": rows, "elapsed_seconds": self.elapsed_before + time.perf_counter() - self.began, **extra}
+        meta = {
+            "rows": rows,
+            "elapsed_seconds": self.elapsed_before + time.perf_counter() - self.began,
+            "xla_devices": len(jax.local_devices()),  # the layout a resumed run must have (check_layout)
+            "seed_devices": self.seed_devices,
+            **extra,
+        }
         checkpoint.save(self.rundir.checkpoints, step, state, meta, self.cfg["checkpoint"]["keep"])
         self.log.info("step %d: checkpoint", step)
 
@@ -326,30 +379,49 @@ class RunSession:
         return self.finish(final_returns, loop.total, run_seconds)
 
     def _segments(self, loop: Loop, state: Any, step: int) -> tuple[Any, np.ndarray | None]:
+        """Segments to the end, or, once a stop signal came, to the next checkpoint (taken at once)."""
         bar = progress_bar(loop.total, step, self.num_seeds, enabled=self.progress)
         final_returns, due = None, None
         try:
-            while step < loop.total:
-                before = step
-                state, step = loop.advance(state, step)
-                if loop.evaluation_due(step):
-                    with self.phase("evaluation"):
-                        state, final_returns = loop.evaluate(state, step)
-                        self.flush()
-                    bar.set_postfix_str(f"greedy return {final_returns.mean():.4g}", refresh=False)
-                state = loop.after_segment(state, step)
-                if self.checkpoint_due(before, step, loop.total) and due is None:
-                    due = step
-                if due is not None:
-                    with self.phase("checkpoints"):
-                        extra = loop.checkpoint_meta(state, step, due)
-                        if extra is not None:
-                            self.save(step, state, extra)
-                            due = None
-                bar.update(step - before)
+            with stop_requests() as stops:
+                while step < loop.total:
+                    before = step
+                    state, step = loop.advance(state, step)
+                    if loop.evaluation_due(step):
+                        with self.phase("evaluation"):
+                            state, final_returns = loop.evaluate(state, step)
+                            self.flush()
+                        bar.set_postfix_str(f"greedy return {final_returns.mean():.4g}", refresh=False)
+                    state = loop.after_segment(state, step)
+                    if due is None and (self.checkpoint_due(before, step, loop.total) or stops):
+                        due = step
+                    if due is not None:
+                        due = self._checkpoint(loop, state, step, due)
+                    bar.update(step - before)
+                    if stops and due is None and step < loop.total:
+                        name = signal.Signals(stops[0]).name
+                        self.log.info("step %d: stopped by %s after a checkpoint", step, name)
+                        raise RunStopped(name, step, 128 + stops[0])
         finally:
             bar.close()
         return state, final_returns
+
+    def _checkpoint(self, loop: Loop, state: Any, step: int, due: int) -> int | None:
+        """Save the checkpoint due since ``due`` if the loop is ready; None once saved, else ``due``."""
+        with self.phase("checkpoints"):
+            extra = loop.checkpoint_meta(state, step, due)
+            if extra is None:
+                return due
+            self.save(step, state, extra)
+            return None
+
+    def close(self) -> None:
+        """Release the run directory (the kernel does it too if this process dies); one this run made
+        but never wrote a config into (a refused teacher, say) is removed: nothing left behind."""
+        self.close_logs()
+        if self.created is not None and not self.rundir.config_path.exists():
+            shutil.rmtree(self.created, ignore_errors=True)
+        self.lock.release()
 
     def finish(self, final_returns: np.ndarray, total: int, run_seconds: float) -> Summary:
         """The log's tail (timing, memory, the 'Time elapsed' line that marks it finished) and the Summary."""
@@ -368,6 +440,29 @@ class RunSession:
         return Summary(
             self.path, final_returns, self.seeds, total, self.compile_seconds, run_seconds, self.resumed_from
         )
+
+
+@contextmanager
+def stop_requests() -> Iterator[list[int]]:
+    """While inside, SIGTERM, SIGINT and SIGUSR1 only note their number in the list yielded (the
+    loop then stops after its next checkpoint); a second SIGINT interrupts at once. Outside the
+    main thread (signals cannot be caught there) the list stays empty."""
+    stops: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield stops
+        return
+
+    def note(signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and stops:
+            raise KeyboardInterrupt
+        stops.append(signum)
+
+    previous = {signum: signal.signal(signum, note) for signum in STOP_SIGNALS}
+    try:
+        yield stops
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class _NoBar:

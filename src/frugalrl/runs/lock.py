@@ -1,0 +1,67 @@
+"""One writer per run directory: an OS-level lock that the kernel releases when its holder dies.
+
+``RunLock(run_dir).acquire()`` takes ``fcntl.flock`` on ``run_dir/.lock`` (never deleted, so every
+process locks the same file) and writes the holder's PID, host and start time into it. A second
+process on the same directory is refused at once with the holder named; a lock whose holder was
+killed (even with ``kill -9``) is free again, so a requeued job takes it over safely. ``flock``
+works between processes of one machine and on local file systems; on a network file system that
+does not support it, two nodes are not kept apart (the README says so).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from frugalrl.errors import RunLockedError
+
+LOCK_NAME = ".lock"
+
+
+class RunLock:
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / LOCK_NAME
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> None:
+        """Hold the lock, or RunLockedError naming the process that holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = _holder(handle.read())
+            handle.close()
+            raise RunLockedError(
+                f"{self.path.parent} is in use by another frugal run ({holder}); wait for it to end or stop it, "
+                "or use another --logs directory"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}))
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+
+def _holder(text: str) -> str:
+    try:
+        info: dict[str, Any] = json.loads(text)
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(info["since"])))
+        return f"PID {int(info['pid'])} on {info['host']}, since {since}"
+    except (ValueError, KeyError, TypeError):
+        return "holder unknown"
+
+
+__all__ = ["LOCK_NAME", "RunLock"]
