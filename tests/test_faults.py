@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from frugalrl.errors import RunLockedError
@@ -141,3 +142,87 @@ def test_resuming_on_another_device_layout_is_refused_with_the_fix(tmp_path):
     meta_path.write_text(json.dumps({**meta, "xla_devices": 1, "seed_devices": 1}))  # as if written on one core
     with pytest.raises(TrainingError, match="xla_force_host_platform_device_count=1 "):
         run(cfg, tmp_path / "run", progress=False)
+
+
+def test_a_diverged_run_is_recorded_failed_shown_by_status_and_retried_only_when_asked(tmp_path, capsys):
+    from frugalrl.cli import main
+
+    grid = {**GRID, "total_steps": [2000], "optimizer": [{"lr": [1e38]}], "train": [{"learning_starts": [200]}]}
+    config = tmp_path / "diverges.json"
+    config.write_text(
+        json.dumps({**grid, "eval": [{"every": [1000], "episodes": [1]}], "checkpoint": [{"every": [1000]}]})
+    )
+    logs = tmp_path / "logs"
+    assert main(["run", str(config), "--logs", str(logs), "--no-progress"]) == 1
+    assert "became NaN or inf" in capsys.readouterr().err.strip().splitlines()[-1]
+    record = json.loads((logs / "diverges" / "1" / "FAILED").read_text())
+    assert record["step"] > 0 and record["seeds"] and "became NaN or inf" in record["error"]
+    assert main(["status", str(config), "--logs", str(logs)]) == 0
+    shown = capsys.readouterr().out
+    assert "0 of 1 runs finished" in shown and "failed: 1 " in shown and "unfinished" not in shown
+    assert main(["run", str(config), "--logs", str(logs), "--no-progress"]) == 1  # a requeue does not loop
+    refusal = capsys.readouterr().err.strip().splitlines()
+    assert len(refusal) == 1 and f"failed at step {record['step']}" in refusal[0] and "--retry" in refusal[0]
+    assert main(["run", str(config), "--logs", str(logs), "--no-progress", "--retry"]) == 1  # runs, and fails again
+    assert "became NaN or inf" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_with_on_divergence_drop_a_diverged_seed_is_dropped_and_the_others_go_on(tmp_path):
+    """Seed 1's parameters are made NaN in the checkpoint at step 1000; resumed with 'drop', seed 1 is
+    dropped (its later returns NaN, recorded in DROPPED) and seed 0 ends exactly as without the fault."""
+    import jax
+    import jax.numpy as jnp
+    import pandas as pd
+
+    from frugalrl import envs
+    from frugalrl.agents import make_agent
+    from frugalrl.config import resolve
+    from frugalrl.runs import checkpoint
+    from frugalrl.train.loop import init_carry, seed_keys
+    from frugalrl.train.run import run
+
+    raw = {
+        "num_seeds": 2,
+        "total_steps": 3000,
+        "network": {"hidden": [16]},
+        "train": {"learning_starts": 500, "on_divergence": "drop"},
+        "eval": {"every": 1000, "episodes": 2},
+        "checkpoint": {"every": 1000, "keep": 5},
+    }
+    cfg = resolve(raw)
+    run(cfg, tmp_path / "clean", progress=False)
+    run(cfg, tmp_path / "faulty", progress=False)
+    env, env_params, spec = envs.make(cfg["env"])
+    agent = make_agent(cfg, spec)
+    shapes = jax.eval_shape(lambda k: init_carry(agent, env, env_params, spec, cfg, k), seed_keys(0, 0, 2))
+    folder = tmp_path / "faulty" / "checkpoints"
+    carry, meta = checkpoint.restore_latest(folder, shapes, at=1000)
+    poisoned = jax.tree.map(lambda x: jnp.asarray(x).at[1].set(jnp.nan), carry.agent.params)
+    carry = carry._replace(agent=carry.agent._replace(params=poisoned))
+    for later in (2000, 3000):
+        (folder / str(later) / "COMMITTED").unlink(missing_ok=True)  # resume from the poisoned one
+    checkpoint.save(folder, 1000, carry, {k: v for k, v in meta.items() if k not in ("step", "checksum")}, 5)
+    summary = run(cfg, tmp_path / "faulty", progress=False)
+    dropped = json.loads((tmp_path / "faulty" / "DROPPED").read_text())
+    # found at the end of the segment it diverged in (segments of 1000 steps here)
+    assert list(dropped) == ["1"] and dropped["1"]["step"] == 2000 and "became NaN or inf" in dropped["1"]["error"]
+    assert np.isnan(summary.final_returns[1]) and not np.isnan(summary.final_returns[0])
+    for name in ("result_Train.csv", "result_Test.csv"):
+        clean, faulty = (pd.read_csv(tmp_path / run_name / name) for run_name in ("clean", "faulty"))
+        seed_0 = [frame[frame.seed == 0].reset_index(drop=True) for frame in (clean, faulty)]
+        pd.testing.assert_frame_equal(*seed_0, check_dtype=False)  # NaN makes the faulty column float
+        later = faulty[(faulty.seed == 1) & (faulty.step > (2000 if name == "result_Train.csv" else 1999))]
+        assert len(later) > 0 and later["return"].isna().all()
+
+
+def test_status_lists_the_seeds_a_run_dropped(tmp_path, capsys):
+    from frugalrl.cli import main
+    from frugalrl.runs.rundir import RunDir
+
+    config = tmp_path / "grid.json"
+    config.write_text(json.dumps({"optimizer": [{"lr": [1e-3, 1e-4]}]}))
+    RunDir(tmp_path / "logs" / "grid" / "2").path.mkdir(parents=True)
+    RunDir(tmp_path / "logs" / "grid" / "2").write_dropped({3: {"step": 4000, "error": "the loss of seed(s) [3] ..."}})
+    assert main(["status", str(config), "--logs", str(tmp_path / "logs")]) == 0
+    out = capsys.readouterr().out
+    assert "0 of 2 runs finished" in out and "unfinished: 1-2" in out and "  2: seed 3 at step 4000" in out

@@ -52,7 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{run_path} already finished (use --fresh to run it again)", file=sys.stderr)
             summary = finished_summary(saved, run_path)
         else:
-            summary = run(cfg, run_path, fresh=args.fresh, progress=not args.no_progress)
+            summary = run(cfg, run_path, fresh=args.fresh, retry=args.retry, progress=not args.no_progress)
             print(
                 f"compile {summary.compile_seconds:.1f} s, run {summary.run_seconds:.1f} s "
                 f"({cfg['num_seeds']} seeds x {summary.env_steps} steps)",
@@ -144,19 +144,31 @@ def _sweep(args: argparse.Namespace) -> Any:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from frugalrl.analysis import unfinished
+    from frugalrl.analysis import dropped_seeds, failures, unfinished
     from frugalrl.config import GridError
 
     try:
         sweep = _sweep(args)
-        missing = unfinished(sweep)
+        missing, failed = unfinished(sweep), failures(sweep)
     except (GridError, ValueError) as error:
         return _error(str(error), EXIT_CONFIG)
     total = sweep.runs * sweep.size
     done = total - len(missing)
     print(f"{sweep.experiment}: {done} of {total} runs finished ({sweep.size} combinations x {sweep.runs} runs)")
-    if missing:
-        print(f"unfinished: {_ranges(missing)}")
+    waiting = [idx for idx in missing if idx not in failed]
+    if waiting:
+        print(f"unfinished: {_ranges(waiting)}")
+    if failed:
+        print(f"failed: {_ranges(sorted(failed))} (frugal run --retry resumes one; --fresh starts it over)")
+        for idx, record in sorted(failed.items()):
+            print(f"  {idx}: step {record.get('step')}, seeds {record.get('seeds')}: {record.get('error', '')}")
+    dropped = dropped_seeds(sweep)
+    if dropped:
+        print("dropped seeds (train/on_divergence 'drop'; the other seeds went on):")
+        for idx, seeds in sorted(dropped.items()):
+            print(
+                f"  {idx}: " + ", ".join(f"seed {seed} at step {record.get('step')}" for seed, record in seeds.items())
+            )
     return 0
 
 
@@ -255,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idx", type=int, default=1, help="1-based config index; idx + k*N is run k (default 1)")
     p.add_argument("--logs", default="logs", help="root of run directories (default ./logs)")
     p.add_argument("--fresh", action="store_true", help="discard an earlier run in the same directory")
+    p.add_argument("--retry", action="store_true", help="resume a run that failed from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("sweep", help="count (and list, and check) the combinations of a grid file")

@@ -18,6 +18,18 @@ class TrainingError(RuntimeError):
     """Training cannot go on (a NaN loss, a buffer that does not fit); the message says why."""
 
 
+class DivergedError(TrainingError):
+    """A loss (or what follows from it) became NaN or inf; the run is recorded as failed."""
+
+    def __init__(self, message: str, step: int, seeds: list[int]) -> None:
+        super().__init__(message)
+        self.step, self.seeds = step, seeds
+
+
+class RunFailedError(TrainingError):
+    """The run directory holds a run that failed; rerun with --retry (or --fresh)."""
+
+
 class RunLockedError(TrainingError):
     """Another process is writing the run directory."""
 
@@ -39,6 +51,8 @@ class DopamineFormatError(ValueError):
 
 
 __all__ = [
+    "DivergedError",
+    "RunFailedError",
     "CheckpointError",
     "ConfigError",
     "DopamineFormatError",

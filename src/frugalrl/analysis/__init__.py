@@ -87,6 +87,18 @@ def unfinished(sweep: Sweep) -> list[int]:
     return [idx for idx in range(1, sweep.runs * sweep.size + 1) if not RunDir(sweep.run_dir(idx)).finished()]
 
 
+def dropped_seeds(sweep: Sweep) -> dict[int, dict[str, Any]]:
+    """{index: {seed: its DROPPED record}} of every run of the sweep that dropped seeds."""
+    records = {idx: RunDir(sweep.run_dir(idx)).dropped() for idx in range(1, sweep.runs * sweep.size + 1)}
+    return {idx: record for idx, record in records.items() if record}
+
+
+def failures(sweep: Sweep) -> dict[int, dict[str, Any]]:
+    """{index: its FAILED record (error, step, seeds)} of every run of the sweep that failed."""
+    records = {idx: RunDir(sweep.run_dir(idx)).failure() for idx in range(1, sweep.runs * sweep.size + 1)}
+    return {idx: record for idx, record in records.items() if record is not None}
+
+
 _MEMORY = re.compile(r"Memory usage: ([0-9.]+) MB")
 _TIME = re.compile(re.escape(FINISHED_PREFIX) + r" ([0-9.]+) minutes")
 

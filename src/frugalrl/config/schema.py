@@ -189,6 +189,13 @@ SCHEMA: dict[str, Any] = {
             "quirk of the model-generalization code: after a terminal step the agent acts on that step's "
             "observation while the env has already reset, which stores one cross-episode transition per episode",
         ),
+        "on_divergence": Field(
+            "stop",
+            str,
+            "a seed whose loss becomes NaN or inf: 'stop' the run (recorded as FAILED), or 'drop' that seed "
+            "(recorded in DROPPED; its later returns are written as NaN) and let the other seeds go on",
+            choices=("stop", "drop"),
+        ),
     },
     "sequence": {
         "model": Field(

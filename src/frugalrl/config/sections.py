@@ -32,6 +32,7 @@ class TrainSection(Section):
     epochs_per_batch: int
     priming_updates: int
     stale_obs_after_terminal: bool
+    on_divergence: str
 
 
 @dataclass(frozen=True)

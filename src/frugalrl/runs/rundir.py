@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import resource
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,46 @@ class RunDir:
         tmp = self.config_path.with_name("config.json.tmp")
         tmp.write_text(json.dumps(cfg, indent=2) + "\n")
         os.replace(tmp, self.config_path)
+
+    @property
+    def failed_path(self) -> Path:
+        return self.path / "FAILED"
+
+    def failure(self) -> dict[str, Any] | None:
+        """What made the run fail (error, step, seeds, time), or None if it has not failed."""
+        try:
+            return json.loads(self.failed_path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {"error": "unreadable FAILED record", "step": None, "seeds": []}
+
+    def mark_failed(self, error: str, step: int, seeds: list[int]) -> None:
+        record = {"error": error, "step": step, "seeds": seeds, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+        tmp = self.failed_path.with_name("FAILED.tmp")
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+        os.replace(tmp, self.failed_path)
+
+    @property
+    def dropped_path(self) -> Path:
+        return self.path / "DROPPED"
+
+    def dropped(self) -> dict[str, Any]:
+        """{seed: {step, error}} of the seeds a run dropped (``train/on_divergence`` 'drop')."""
+        try:
+            return json.loads(self.dropped_path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            return {"?": {"step": None, "error": "unreadable DROPPED record"}}
+
+    def write_dropped(self, dropped: dict[int, dict[str, Any]]) -> None:
+        if not dropped:
+            self.dropped_path.unlink(missing_ok=True)
+            return
+        tmp = self.dropped_path.with_name("DROPPED.tmp")
+        tmp.write_text(json.dumps({str(seed): record for seed, record in dropped.items()}, indent=1) + "\n")
+        os.replace(tmp, self.dropped_path)
 
     def finished(self) -> bool:
         """Explorer's test: the last line of log.txt is the 'Time elapsed' line."""

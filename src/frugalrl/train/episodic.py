@@ -305,7 +305,7 @@ class EpisodicLoop:
         with self.session.phase("bookkeeping"):
             self.write_episodes(stats, done)
             metrics = {name: np.asarray(value).reshape(self.cfg["num_seeds"], -1) for name, value in metrics.items()}
-            self.session.check_finite(np.isfinite(metrics["loss"]).all(1), f"before step {step}")
+            self.session.check_finite(np.isfinite(metrics["loss"]).all(1), step)
             means = {name: value.mean(1) for name, value in metrics.items()}
             self.session.write_metrics(step, self.agent.metric_names, means)
             self.session.flush()
@@ -328,7 +328,7 @@ class EpisodicLoop:
         num_seeds, seeds, length = self.cfg["num_seeds"], self.session.seeds, self.length
         returns, lengths, success = (np.asarray(x).reshape(num_seeds, -1) for x in stats)
         env_name, agent_name = self.cfg["env"]["name"], self.cfg["agent"]["name"]
-        self.session.train_log.write(
+        self.session.write_episodes(
             [
                 env_name,
                 agent_name,
@@ -352,7 +352,7 @@ class EpisodicLoop:
         stats = self.compiled_eval(self.acting_params(carry.agent), self.eval_keys_for(step))
         returns, success = np.asarray(stats.episode_return), np.asarray(stats.success)
         cfg, session = self.cfg, self.session
-        session.test_log.write(
+        session.write_evaluations(
             [
                 cfg["env"]["name"],
                 cfg["agent"]["name"],

@@ -176,7 +176,7 @@ class FlatLoop:
         # episode number = episodes finished before this segment + running count within it
         episode_number = (np.asarray(carry.episodes) - done.sum(0)) + np.cumsum(done, axis=0)
         env_name, agent_name = self.cfg["env"]["name"], self.cfg["agent"]["name"]
-        self.session.train_log.write(
+        self.session.write_episodes(
             [
                 env_name,
                 agent_name,
@@ -197,7 +197,7 @@ class FlatLoop:
         learned = step - self.seg + k * np.arange(self.seg // k) >= first_learning_block(self.cfg)
         if learned.any():
             finite = np.isfinite(metrics["loss"][learned]).all(axis=0)
-            self.session.check_finite(finite, f"between steps {step - self.seg} and {step}")
+            self.session.check_finite(finite, step, since=step - self.seg)
             self.session.write_metrics(step, sorted(metrics), {n: v[learned].mean(0) for n, v in metrics.items()})
 
     def evaluation_due(self, step: int) -> bool:
@@ -212,7 +212,7 @@ class FlatLoop:
         """[seeds] mean greedy returns at env step ``at``, their rows written to result_Test.csv."""
         returns = self.greedy_returns(agent_state, self.eval_keys_for(at))
         cfg, session = self.cfg, self.session
-        session.test_log.write(evaluation_rows(cfg["env"]["name"], cfg["agent"]["name"], session.seeds, at, returns))
+        session.write_evaluations(evaluation_rows(cfg["env"]["name"], cfg["agent"]["name"], session.seeds, at, returns))
         session.log.info("step %d: greedy return %.2f ± %.2f over seeds", at, returns.mean(), returns.mean(1).std())
         return returns.mean(1)
 

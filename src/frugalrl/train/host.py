@@ -264,7 +264,9 @@ class HostLoop:
         actions = np.asarray(carry.action)
         # a diverged agent acts NaN before its next metrics row, and the physics would fail on it
         finite = np.isfinite(actions).reshape(num_seeds, -1).all(1)
-        self.session.check_finite(finite, f"before step {step + 1}", what="actions")
+        self.session.check_finite(finite, step + 1, what="actions")
+        if self.session.dropped:  # a dropped seed's env goes on with zero actions (NaN would break its physics)
+            actions = np.where(self.session.dropped_lanes().reshape(-1, 1), 0.0, actions).astype(actions.dtype)
         next_obs = np.empty((num_seeds, self.spec.obs_shape[0]), np.float32)
         final_obs = np.empty_like(next_obs)
         reward = np.zeros(num_seeds, np.float32)
@@ -292,7 +294,7 @@ class HostLoop:
         self.episodes[lane] += 1
         cfg, seeds = self.cfg, self.session.seeds
         row = [cfg["env"]["name"], cfg["agent"]["name"], seeds[lane], int(self.episodes[lane]), step]
-        self.session.train_log.write([row + [self.episode_return[lane], int(self.episode_length[lane])]])
+        self.session.write_episodes([row + [self.episode_return[lane], int(self.episode_length[lane])]])
         self.episode_return[lane], self.episode_length[lane] = 0.0, 0
         self.rng_before_reset[lane] = self.train_envs[lane].rng_state()
 
@@ -303,7 +305,7 @@ class HostLoop:
         means = jax.tree.map(lambda *x: np.mean(np.stack([np.asarray(v) for v in x]), axis=0), *self.pending_metrics)
         self.pending_metrics = []
         finite = np.all([np.isfinite(value) for value in means.values()], axis=0)
-        self.session.check_finite(finite, f"before step {at}", what="update metrics")
+        self.session.check_finite(finite, at, what="update metrics")
         self.session.write_metrics(at, sorted(means), means)
 
     def evaluation_due(self, step: int) -> bool:
@@ -313,7 +315,9 @@ class HostLoop:
     def evaluate(self, carry: HostCarry, step: int) -> tuple[HostCarry, np.ndarray]:
         cfg, session = self.cfg, self.session
         returns = evaluate_host(self.policy, carry.agent, self.eval_envs, cfg, step)
-        session.test_log.write(evaluation_rows(cfg["env"]["name"], cfg["agent"]["name"], session.seeds, step, returns))
+        session.write_evaluations(
+            evaluation_rows(cfg["env"]["name"], cfg["agent"]["name"], session.seeds, step, returns)
+        )
         session.log.info("step %d: greedy return %.2f ± %.2f over seeds", step, returns.mean(), returns.mean(1).std())
         self.write_metrics(step)
         return carry, returns.mean(1)

@@ -31,10 +31,16 @@ def make_loop(cfg: dict[str, Any]) -> Loop:
 
 
 def run(
-    cfg: dict[str, Any], run_path: Path, *, fresh: bool = False, progress: bool = True, echo: Any = None
+    cfg: dict[str, Any],
+    run_path: Path,
+    *,
+    fresh: bool = False,
+    retry: bool = False,
+    progress: bool = True,
+    echo: Any = None,
 ) -> Summary:
-    """Train (or resume, or report a finished) run of a resolved config in ``run_path``."""
-    session = RunSession(cfg, run_path, fresh=fresh, progress=progress, echo=echo)
+    """Train (or resume) a run of a resolved config in ``run_path``; ``retry``: resume one that failed."""
+    session = RunSession(cfg, run_path, fresh=fresh, retry=retry, progress=progress, echo=echo)
     try:
         return session.train(make_loop(session.cfg))
     finally:

@@ -14,6 +14,7 @@ training, an evaluation, and what a checkpoint must hold besides its state (``Lo
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import signal
 import sys
@@ -31,7 +32,7 @@ from jax.sharding import Mesh
 
 from frugalrl import __version__, envs
 from frugalrl.devices import idle_devices_note, seed_mesh, unroll_threefry_on_cpu
-from frugalrl.errors import ConfigError, RunStopped, TrainingError
+from frugalrl.errors import ConfigError, DivergedError, RunFailedError, RunStopped, TrainingError
 from frugalrl.runs import checkpoint
 from frugalrl.runs.lock import LOCK_NAME, RunLock
 from frugalrl.runs.rundir import FINISHED_PREFIX, CsvLog, RunDir, available_memory_bytes, peak_memory_mb
@@ -167,10 +168,19 @@ def clear(run_path: Path) -> None:
             entry.unlink()
 
 
-def prepare_config(cfg: dict[str, Any], rundir: RunDir, fresh: bool) -> dict[str, Any]:
-    """The config the run directory will hold: checked against a saved one, its seed drawn or kept."""
+def prepare_config(cfg: dict[str, Any], rundir: RunDir, fresh: bool, retry: bool = False) -> dict[str, Any]:
+    """The config the run directory will hold: checked against a saved one, its seed drawn or kept;
+    a run that failed is refused unless retried (``retry``: resume it from its last checkpoint)."""
     if fresh and rundir.path.exists():
         clear(rundir.path)
+    failure = rundir.failure()
+    if failure is not None and not retry:
+        raise RunFailedError(
+            f"{rundir.path} failed at step {failure.get('step')} ({failure.get('error', '')}); rerun with --retry "
+            "to resume it from its last checkpoint, or with --fresh to start over"
+        )
+    if failure is not None:
+        rundir.failed_path.unlink()
     saved = rundir.saved_config()
     if saved is not None:
         check_same_config(saved, cfg, rundir.path)
@@ -184,7 +194,14 @@ class RunSession:
     """One run's directory, logs, timing and checkpoints; ``train(loop)`` runs it to the end."""
 
     def __init__(
-        self, cfg: dict[str, Any], run_path: Path, *, fresh: bool = False, progress: bool = True, echo: Any = None
+        self,
+        cfg: dict[str, Any],
+        run_path: Path,
+        *,
+        fresh: bool = False,
+        retry: bool = False,
+        progress: bool = True,
+        echo: Any = None,
     ) -> None:
         self.say: Callable[[str], None] = echo or (lambda text: print(text, file=sys.stderr))
         self.began = time.perf_counter()
@@ -200,12 +217,13 @@ class RunSession:
         self.test_log: CsvLog | None = None
         self.metrics_log: CsvLog | None = None
         self.seed_devices = 1  # devices the seeds are split over (the host loop keeps them on one)
+        self.dropped: dict[int, dict[str, Any]] = {}  # seed -> step and error (train/on_divergence 'drop')
         envs.check_runnable(cfg)  # before any run directory exists
         self.created = first_missing(run_path)  # removed again by close() if the run never starts
         self.lock = RunLock(run_path)  # one writer per run directory, from here to close()
         self.lock.acquire()
         try:
-            self.cfg = prepare_config(cfg, self.rundir, fresh)
+            self.cfg = prepare_config(cfg, self.rundir, fresh, retry)
         except BaseException:
             self.close()
             raise
@@ -299,11 +317,39 @@ class RunSession:
             if handle is not None:
                 handle.close()
 
-    def check_finite(self, finite: np.ndarray, span: str, what: str = "loss") -> None:
-        """TrainingError naming the seeds whose ``what`` was NaN or inf (``finite``: [seeds] bool) ``span``."""
-        if not finite.all():
-            bad = [self.seeds[s] for s in np.nonzero(~finite)[0]]
-            raise TrainingError(f"the {what} of seed(s) {bad} became NaN or inf {span}; {NAN_ADVICE}")
+    def check_finite(self, finite: np.ndarray, step: int, since: int | None = None, what: str = "loss") -> None:
+        """Stop on seeds whose ``what`` was NaN or inf (``finite``: [seeds] bool), found at env step
+        ``step`` (in the segment from ``since``, when given): DivergedError, or with
+        ``train/on_divergence`` 'drop' those seeds are dropped while any other goes on."""
+        newly = ~finite & ~self.dropped_lanes()
+        if not newly.any():
+            return
+        bad = [self.seeds[s] for s in np.nonzero(newly)[0]]
+        span = f"before step {step}" if since is None else f"between steps {since} and {step}"
+        message = f"the {what} of seed(s) {bad} became NaN or inf {span}; {NAN_ADVICE}"
+        if self.cfg["train"]["on_divergence"] != "drop" or len(self.dropped) + len(bad) == self.num_seeds:
+            raise DivergedError(message, step, sorted({*self.dropped, *bad}))
+        for seed in bad:
+            self.dropped[seed] = {"step": step, "error": message}
+        self.rundir.write_dropped(self.dropped)
+        self.warn(f"dropped seed(s) {bad} at step {step} (their returns are NaN from here on): {message}")
+
+    def dropped_lanes(self) -> np.ndarray:
+        """[seeds] True for the lanes of dropped seeds."""
+        return np.array([seed in self.dropped for seed in self.seeds])
+
+    def write_episodes(self, rows: Iterable[list[Any]]) -> None:
+        """result_Train.csv rows (TRAIN_COLUMNS first); a dropped seed's return is written as NaN."""
+        self.train_log.write(self._dropped_as_nan(rows, (5,)))
+
+    def write_evaluations(self, rows: Iterable[list[Any]]) -> None:
+        """result_Test.csv rows (TEST_COLUMNS first); a dropped seed's return and its std are NaN."""
+        self.test_log.write(self._dropped_as_nan(rows, (4, 5)))
+
+    def _dropped_as_nan(self, rows: Iterable[list[Any]], columns: tuple[int, ...]) -> Iterable[list[Any]]:
+        if not self.dropped:
+            return rows
+        return ([math.nan if i in columns and row[2] in self.dropped else v for i, v in enumerate(row)] for row in rows)
 
     # -- checkpoints ------------------------------------------------------------------------
     def restore(self, shapes: Any) -> tuple[Any, dict[str, Any]] | None:
@@ -312,6 +358,8 @@ class RunSession:
         if restored is not None:
             meta = restored[1]
             self.check_layout(meta)
+            self.dropped = {int(seed): record for seed, record in meta.get("dropped", {}).items()}
+            self.rundir.write_dropped(self.dropped)  # as it was at the checkpoint
             self.rows, self.elapsed_before, self.resumed_from = meta["rows"], meta["elapsed_seconds"], int(meta["step"])
             self.log.info("resuming from the checkpoint at step %d", self.resumed_from)
             self.say(f"resuming {self.path} from step {self.resumed_from}")
@@ -349,6 +397,7 @@ class RunSession:
             "elapsed_seconds": self.elapsed_before + time.perf_counter() - self.began,
             "xla_devices": len(jax.local_devices()),  # the layout a resumed run must have (check_layout)
             "seed_devices": self.seed_devices,
+            "dropped": {str(seed): record for seed, record in self.dropped.items()},
             **extra,
         }
         checkpoint.save(self.rundir.checkpoints, step, state, meta, self.cfg["checkpoint"]["keep"])
@@ -370,6 +419,10 @@ class RunSession:
                 compile_before, run_began = self.compile_seconds, time.perf_counter()
                 state, final_returns = self._segments(loop, state, step)
                 jax.block_until_ready(state)
+        except DivergedError as error:  # recorded, so that a requeue does not loop on it
+            self.rundir.mark_failed(str(error), error.step, error.seeds)
+            self.log.error("FAILED at step %d: %s", error.step, error)
+            raise
         finally:
             self.close_logs()
         # what compiled during the loop (a segment of a new length) is compile time, not run time
@@ -390,6 +443,8 @@ class RunSession:
                     if loop.evaluation_due(step):
                         with self.phase("evaluation"):
                             state, final_returns = loop.evaluate(state, step)
+                            if self.dropped:
+                                final_returns = np.where(self.dropped_lanes(), np.nan, final_returns)
                             self.flush()
                         bar.set_postfix_str(f"greedy return {final_returns.mean():.4g}", refresh=False)
                     state = loop.after_segment(state, step)
