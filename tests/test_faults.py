@@ -131,6 +131,7 @@ def test_a_run_resumed_on_one_core_keeps_its_device_layout(single_run, tmp_path)
 def test_resuming_on_another_device_layout_is_refused_with_the_fix(tmp_path):
     from frugalrl.config import resolve
     from frugalrl.errors import TrainingError
+    from frugalrl.runs import checkpoint
     from frugalrl.train.run import run
 
     raw = {"num_seeds": 2, "total_steps": 2000, "network": {"hidden": [16]}, "train": {"learning_starts": 500}}
@@ -139,7 +140,9 @@ def test_resuming_on_another_device_layout_is_refused_with_the_fix(tmp_path):
     meta_path = tmp_path / "run" / "checkpoints" / "1000" / "meta.json"
     meta = json.loads(meta_path.read_text())
     assert meta["xla_devices"] == 2 and meta["seed_devices"] == 2
-    meta_path.write_text(json.dumps({**meta, "xla_devices": 1, "seed_devices": 1}))  # as if written on one core
+    text = json.dumps({**meta, "xla_devices": 1, "seed_devices": 1})  # as if written on one core
+    meta_path.write_text(text)
+    (meta_path.parent / "COMMITTED").write_text(checkpoint._text_digest(text))  # a genuine one, not an edit
     with pytest.raises(TrainingError, match="xla_force_host_platform_device_count=1 "):
         run(cfg, tmp_path / "run", progress=False)
 
@@ -226,3 +229,70 @@ def test_status_lists_the_seeds_a_run_dropped(tmp_path, capsys):
     assert main(["status", str(config), "--logs", str(tmp_path / "logs")]) == 0
     out = capsys.readouterr().out
     assert "0 of 2 runs finished" in out and "unfinished: 1-2" in out and "  2: seed 3 at step 4000" in out
+
+
+SMALL = {
+    "num_seeds": 2,
+    "total_steps": 3000,
+    "network": {"hidden": [16]},
+    "replay": {"capacity": 1000},
+    "train": {"learning_starts": 500},
+    "eval": {"every": 1000, "episodes": 2},
+    "checkpoint": {"every": 1000, "keep": 5},
+}
+
+
+@pytest.fixture
+def ran(tmp_path):
+    """A finished small run whose checkpoints at steps 1000 and 2000 a rerun resumes from."""
+    from frugalrl.config import resolve
+    from frugalrl.train.run import run
+
+    run(resolve(SMALL), tmp_path / "run", progress=False)
+    return tmp_path / "run"
+
+
+def rerun(path: Path, echo=None, **changes):
+    from frugalrl.config import resolve
+    from frugalrl.train.run import run
+
+    return run(resolve({**SMALL, **changes}), path, progress=False, echo=echo)
+
+
+@pytest.mark.parametrize("name", ["result_Train.csv", "result_Test.csv", "metrics.csv"])
+def test_a_deleted_or_edited_result_csv_is_refused_naming_it(ran, name):
+    from frugalrl.errors import CheckpointError
+
+    original = (ran / name).read_bytes()
+    before = {csv: (ran / csv).read_bytes() for csv in CSVS}
+    (ran / name).unlink()
+    with pytest.raises(CheckpointError, match=f"{name} is missing, but the checkpoint holds"):
+        rerun(ran)
+    assert all((ran / csv).read_bytes() == before[csv] for csv in CSVS if csv != name)  # refused, nothing cut
+    lines = original.splitlines(keepends=True)
+    lines[1] = lines[1].replace(b",", b",9", 1)  # an edit in a row the checkpoint keeps
+    (ran / name).write_bytes(b"".join(lines))
+    with pytest.raises(CheckpointError, match=f"{name} was changed after its checkpoint"):
+        rerun(ran)
+    (ran / name).write_bytes(original)
+    assert rerun(ran).resumed_from == 2000  # as it was: resumes
+
+
+def test_an_edited_meta_json_is_passed_over_with_a_warning_on_screen(ran):
+    meta_path = ran / "checkpoints" / "2000" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "rows": {**meta["rows"], "train": 1}}))
+    said = []
+    summary = rerun(ran, echo=said.append)
+    assert summary.resumed_from == 1000
+    assert any("2000 is unusable" in line and "meta.json does not match" in line for line in said), said
+
+
+def test_a_checkpoint_of_other_shapes_is_refused_even_without_config_json(ran):
+    from frugalrl.errors import CheckpointError
+
+    (ran / "config.json").unlink()  # nothing left to compare the config with but the arrays
+    with pytest.raises(
+        CheckpointError, match=r"array replay/obs is \(2, 1005, 4\) float32, the config builds \(2, 504"
+    ):
+        rerun(ran, replay={"capacity": 500})

@@ -69,8 +69,9 @@ def save(directory: Path, step: int, state: Any, meta: dict[str, Any], keep: int
     checkpointer.save((target / "state").absolute(), host_state)
     checkpointer.wait_until_finished()
     meta = {**meta, "step": step, "checksum": checksum(host_state)}
-    _write_atomic(target / "meta.json", json.dumps(meta, indent=1))
-    _write_atomic(target / MARKER, "")
+    text = json.dumps(meta, indent=1)
+    _write_atomic(target / "meta.json", text)
+    _write_atomic(target / MARKER, _text_digest(text))  # the marker vouches for meta.json too
     for old in complete_steps(directory)[:-keep]:
         shutil.rmtree(directory / str(old), ignore_errors=True)
     for partial in directory.iterdir():  # leftovers of a save that was killed
@@ -79,9 +80,16 @@ def save(directory: Path, step: int, state: Any, meta: dict[str, Any], keep: int
     return target
 
 
-def restore_latest(directory: Path, like: Any, at: int | None = None) -> tuple[Any, dict[str, Any]] | None:
+def _text_digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def restore_latest(
+    directory: Path, like: Any, at: int | None = None, warn: Any = None
+) -> tuple[Any, dict[str, Any]] | None:
     """The newest complete checkpoint (or the one of step ``at``) that restores and matches its
-    checksum, or None if none exist."""
+    checksums and ``like``'s shapes, or None if none exist; each one passed over is logged and
+    given to ``warn``."""
     steps = complete_steps(directory)
     if at is not None:
         steps = [step for step in steps if step == at]
@@ -89,7 +97,11 @@ def restore_latest(directory: Path, like: Any, at: int | None = None) -> tuple[A
     for step in reversed(steps):
         path = directory / str(step)
         try:
-            meta = json.loads((path / "meta.json").read_text())
+            text = (path / "meta.json").read_text()
+            marker = (path / MARKER).read_text().strip()
+            if marker and marker != _text_digest(text):  # an empty marker: written before meta.json had one
+                raise ValueError("meta.json does not match the digest in its COMMITTED marker (edited?)")
+            meta = json.loads(text)
             abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), like)
             state = _restore(path / "state", abstract)
             if checksum(state) != meta["checksum"]:
@@ -98,6 +110,8 @@ def restore_latest(directory: Path, like: Any, at: int | None = None) -> tuple[A
         except Exception as error:  # any unreadable checkpoint: fall back to the one before
             problems.append(f"{path}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
             log.warning("checkpoint %s is unusable (%s); trying the one before it", path, problems[-1])
+            if warn is not None:
+                warn(f"checkpoint {path} is unusable ({problems[-1]}); trying the one before it")
     if steps:
         raise CheckpointError(
             "no checkpoint could be restored:\n  "
@@ -124,7 +138,7 @@ def _restore(path: Path, abstract: Any) -> Any:
     any other difference in structure, shape or dtype is an error."""
     checkpointer = _checkpointer()
     try:
-        return checkpointer.restore(path.absolute(), abstract)
+        return _same_shapes(checkpointer.restore(path.absolute(), abstract), abstract)
     except ValueError as error:
         if "structure" not in str(error):
             raise
@@ -143,6 +157,20 @@ def _restore(path: Path, abstract: Any) -> Any:
             raise ValueError(f"array {'/'.join(name)} is {leaf.shape} {leaf.dtype}, expected {spec.shape} {spec.dtype}")
         leaves.append(leaf)
     return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _same_shapes(state: Any, abstract: Any) -> Any:
+    """``state``, or ValueError naming the first array whose shape or dtype is not what the config builds
+    (orbax restores the saved shape whatever it is asked for)."""
+    wanted = jax.tree_util.tree_flatten_with_path(abstract)[0]
+    for (path, spec), leaf in zip(wanted, jax.tree.leaves(state), strict=True):
+        if tuple(leaf.shape) != tuple(spec.shape) or leaf.dtype != spec.dtype:
+            name = "/".join(_path_names(path))
+            raise ValueError(
+                f"array {name} is {tuple(leaf.shape)} {leaf.dtype}, the config builds "
+                f"{tuple(spec.shape)} {spec.dtype} (a changed config?)"
+            )
+    return state
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -9,6 +9,8 @@ checkpoint records how many rows each file had, and a resumed run cuts the files
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
 import logging
 import os
@@ -17,6 +19,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from frugalrl.errors import CheckpointError
 
 TRAIN_COLUMNS = ["env", "agent", "seed", "episode", "step", "return", "length"]
 TEST_COLUMNS = ["env", "agent", "seed", "step", "return", "return_std", "episodes"]
@@ -30,34 +34,71 @@ def evaluation_rows(env: str, agent: str, seeds: list[int], step: int, returns: 
 
 
 class CsvLog:
-    """An append-only CSV whose row count is known, so it can be cut back on resume."""
+    """An append-only CSV whose row count and digest are known, so it can be cut back and checked on resume."""
 
     def __init__(self, path: Path, columns: list[str]) -> None:
         self.path, self.columns, self.rows = path, columns, 0
         self._handle = None
+        self._digest = hashlib.blake2b(digest_size=16)
 
-    def open(self, keep_rows: int | None) -> None:
-        """Start fresh (keep_rows None) or keep the header and the first ``keep_rows`` rows."""
-        if keep_rows is None or not self.path.exists():
+    @property
+    def digest(self) -> str:
+        """The digest of every byte written so far (header and rows)."""
+        return self._digest.hexdigest()
+
+    def open(self, keep_rows: int | None, digest: str | None = None) -> None:
+        """Start fresh (keep_rows None) or keep the header and the first ``keep_rows`` rows, refusing
+        (CheckpointError, naming the file) a file that is gone, shorter, or whose kept rows do not
+        match ``digest`` (what a checkpoint recorded of them)."""
+        self._digest = hashlib.blake2b(digest_size=16)
+        if keep_rows is None:
             with open(self.path, "w", newline="") as handle:
-                csv.writer(handle).writerow(self.columns)
+                handle.write(self._text([self.columns]))
             self.rows = 0
         else:
-            with open(self.path, newline="") as handle:
-                lines = handle.readlines()[: keep_rows + 1]
-            if len(lines) < keep_rows + 1:
-                raise RuntimeError(f"{self.path} has fewer rows than its checkpoint recorded; rerun with --fresh")
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text("".join(lines))
-            os.replace(tmp, self.path)
-            self.rows = keep_rows
+            self._keep(keep_rows, digest)
         self._handle = open(self.path, "a", newline="")
 
-    def write(self, rows: Iterable[Iterable[Any]]) -> None:
-        writer = csv.writer(self._handle)
+    def verify(self, keep_rows: int | None, digest: str | None = None) -> None:
+        """CheckpointError (naming the file) unless ``open(keep_rows, digest)`` would succeed; changes nothing."""
+        if keep_rows is not None:
+            self._kept(keep_rows, digest)
+
+    def _keep(self, keep_rows: int, digest: str | None) -> None:
+        kept, self._digest = self._kept(keep_rows, digest)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(kept)
+        os.replace(tmp, self.path)
+        self.rows = keep_rows
+
+    def _kept(self, keep_rows: int, digest: str | None) -> tuple[str, Any]:
+        """The header and the first ``keep_rows`` rows, and their digest, checked against ``digest``."""
+        fix = "put it back as it was, or rerun with --fresh to start over"
+        if not self.path.exists():
+            raise CheckpointError(f"{self.path} is missing, but the checkpoint holds {keep_rows} of its rows; {fix}")
+        with open(self.path, newline="") as handle:
+            lines = handle.readlines()[: keep_rows + 1]
+        if len(lines) < keep_rows + 1:
+            raise CheckpointError(f"{self.path} has {len(lines) - 1} rows, its checkpoint recorded {keep_rows}; {fix}")
+        kept = "".join(lines)
+        kept_digest = hashlib.blake2b(kept.encode(), digest_size=16)
+        if digest is not None and kept_digest.hexdigest() != digest:
+            raise CheckpointError(f"{self.path} was changed after its checkpoint (its first {keep_rows} rows); {fix}")
+        return kept, kept_digest
+
+    def _text(self, rows: Iterable[Iterable[Any]]) -> str:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
         for row in rows:
             writer.writerow(_fmt(v) for v in row)
-            self.rows += 1
+        text = buffer.getvalue()
+        self._digest.update(text.encode())
+        return text
+
+    def write(self, rows: Iterable[Iterable[Any]]) -> None:
+        rows = list(rows)
+        self._handle.write(self._text(rows))
+        self.rows += len(rows)
 
     def flush(self) -> None:
         self._handle.flush()

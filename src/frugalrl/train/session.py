@@ -211,6 +211,7 @@ class RunSession:
         self.compile_seconds = 0.0
         self.phase_seconds = dict.fromkeys(PHASES, 0.0)
         self.rows: dict[str, int | None] = {"train": None, "test": None, "metrics": None}
+        self.digests: dict[str, str] = {}  # of the CSVs' kept rows, as the restored checkpoint recorded them
         self.elapsed_before, self.resumed_from = 0.0, None
         self.log: Any = None
         self.train_log: CsvLog | None = None
@@ -290,12 +291,15 @@ class RunSession:
         """The result CSVs: new, or cut back to the rows the restored checkpoint recorded."""
         self.train_log = CsvLog(self.path / "result_Train.csv", train_columns)
         self.test_log = CsvLog(self.path / "result_Test.csv", test_columns)
-        self.train_log.open(self.rows["train"])
-        self.test_log.open(self.rows["test"])
+        logs = {"train": self.train_log, "test": self.test_log}
         if self.rows.get("metrics") is not None:  # its columns are the header the run wrote
-            header = (self.path / "metrics.csv").read_text().splitlines()[0].split(",")
-            self.metrics_log = CsvLog(self.path / "metrics.csv", header)
-            self.metrics_log.open(self.rows["metrics"])
+            path = self.path / "metrics.csv"
+            header = path.read_text().splitlines()[0].split(",") if path.exists() else []
+            logs["metrics"] = self.metrics_log = CsvLog(path, header)
+        for name, log in logs.items():  # every file checked before any is cut back
+            log.verify(self.rows[name], self.digests.get(name))
+        for name, log in logs.items():
+            log.open(self.rows[name], self.digests.get(name))
 
     def write_metrics(self, step: int, names: Iterable[str], means: dict[str, np.ndarray]) -> None:
         """One metrics.csv row per seed at ``step``: ``means[name]`` is [seeds]."""
@@ -354,10 +358,11 @@ class RunSession:
     # -- checkpoints ------------------------------------------------------------------------
     def restore(self, shapes: Any) -> tuple[Any, dict[str, Any]] | None:
         """The newest complete checkpoint's state and meta, or None for a new run."""
-        restored = checkpoint.restore_latest(self.rundir.checkpoints, shapes)
+        restored = checkpoint.restore_latest(self.rundir.checkpoints, shapes, warn=self.warn)
         if restored is not None:
             meta = restored[1]
             self.check_layout(meta)
+            self.digests = meta.get("digests", {})
             self.dropped = {int(seed): record for seed, record in meta.get("dropped", {}).items()}
             self.rundir.write_dropped(self.dropped)  # as it was at the checkpoint
             self.rows, self.elapsed_before, self.resumed_from = meta["rows"], meta["elapsed_seconds"], int(meta["step"])
@@ -387,13 +392,12 @@ class RunSession:
     def save(self, step: int, state: Any, extra: dict[str, Any]) -> None:
         """A checkpoint of ``state`` at ``step``: the CSVs' row counts and the elapsed time go with it."""
         self.flush()
-        rows = {
-            "train": self.train_log.rows,
-            "test": self.test_log.rows,
-            "metrics": self.metrics_log.rows if self.metrics_log else None,
-        }
+        logs = {"train": self.train_log, "test": self.test_log, "metrics": self.metrics_log}
+        rows = {name: log.rows if log else None for name, log in logs.items()}
+        digests = {name: log.digest for name, log in logs.items() if log}
         meta = {
             "rows": rows,
+            "digests": digests,  # each CSV's kept rows: a resumed run refuses files changed since
             "elapsed_seconds": self.elapsed_before + time.perf_counter() - self.began,
             "xla_devices": len(jax.local_devices()),  # the layout a resumed run must have (check_layout)
             "seed_devices": self.seed_devices,
