@@ -296,3 +296,34 @@ def test_a_checkpoint_of_other_shapes_is_refused_even_without_config_json(ran):
         CheckpointError, match=r"array replay/obs is \(2, 1005, 4\) float32, the config builds \(2, 504"
     ):
         rerun(ran, replay={"capacity": 500})
+
+
+def test_shipped_configs_have_experiment_names_that_cannot_clash():
+    stems = [path.stem for path in (Path(__file__).resolve().parent.parent / "configs").rglob("*.json")]
+    assert len(stems) > 50 and len(stems) == len(set(stems)), sorted(s for s in stems if stems.count(s) > 1)
+
+
+def test_analyze_refuses_a_run_directory_written_by_another_grid_of_the_same_name(tmp_path, capsys):
+    from frugalrl.cli import main
+
+    grid = {
+        "total_steps": [1000],
+        "network": [{"hidden": [[16]]}],
+        "train": [{"learning_starts": [200]}],
+        "eval": [{"every": [500], "episodes": [1]}],
+        "checkpoint": [{"every": [0]}],
+    }
+    for folder, lr in (("a", 2.5e-4), ("b", 0.01)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "same.json").write_text(json.dumps({**grid, "optimizer": [{"lr": [lr]}]}))
+    logs = str(tmp_path / "logs")
+    assert main(["run", str(tmp_path / "a" / "same.json"), "--logs", logs, "--no-progress"]) == 0
+    assert main(["analyze", str(tmp_path / "a" / "same.json"), "--logs", logs]) == 0
+    capsys.readouterr()
+    assert main(["analyze", str(tmp_path / "b" / "same.json"), "--logs", logs]) == 2
+    refusal = capsys.readouterr().err.strip().splitlines()
+    assert len(refusal) == 1 and "'optimizer/lr': 0.00025 -> 0.01" in refusal[0] and "index 1" in refusal[0]
+    assert main(["status", str(tmp_path / "b" / "same.json"), "--logs", logs]) == 0
+    assert "holding another config than the grid's (analyze and plot refuse them): 1" in capsys.readouterr().out
+    assert main(["plot", f"{tmp_path / 'b' / 'same.json'}:1", "--logs", logs]) == 2
+    assert "'optimizer/lr': 0.00025 -> 0.01" in capsys.readouterr().err

@@ -240,7 +240,7 @@ def test_atari_config_parses_but_run_refuses_before_making_a_directory(tmp_path)
 
 
 def test_a_run_saved_before_a_schema_key_existed_still_matches_at_that_keys_default(tmp_path):
-    from frugalrl.train.session import check_same_config
+    from frugalrl.config import check_same_config
 
     cfg = resolve({**SMALL, "total_steps": 1000})
     older = json.loads(json.dumps(cfg))

@@ -135,4 +135,4 @@ for env in ENVS:
         tuning["with"] = [
             {**AGENTS[a], "optimizer/lr": STEP_SIZES, "agent/softmax_temperature": TEMPERATURES} for a in ORDER
         ]
-        dump(tuning, OUT / "tuning" / f"{env}_{regime}.json")
+        dump(tuning, OUT / "tuning" / f"{env}_{regime}_tuning.json")  # experiment names may not clash

@@ -40,10 +40,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (GridError, ConfigError) as error:
         return _error(str(error), EXIT_CONFIG)
     run_path = Path(args.logs) / cfg["experiment"] / str(args.idx)
+    from frugalrl.config import check_same_config
     from frugalrl.errors import CheckpointError, RunStopped, TrainingError
     from frugalrl.runs.rundir import RunDir
     from frugalrl.train.run import run
-    from frugalrl.train.session import check_same_config, finished_summary
+    from frugalrl.train.session import finished_summary
 
     try:
         if not args.fresh and RunDir(run_path).finished():
@@ -149,7 +150,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     try:
         sweep = _sweep(args)
-        missing, failed = unfinished(sweep), failures(sweep)
+        missing, failed, other = unfinished(sweep), failures(sweep), sweep.mismatches()
     except (GridError, ValueError) as error:
         return _error(str(error), EXIT_CONFIG)
     total = sweep.runs * sweep.size
@@ -162,6 +163,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"failed: {_ranges(sorted(failed))} (frugal run --retry resumes one; --fresh starts it over)")
         for idx, record in sorted(failed.items()):
             print(f"  {idx}: step {record.get('step')}, seeds {record.get('seeds')}: {record.get('error', '')}")
+    if other:
+        print(f"holding another config than the grid's (analyze and plot refuse them): {_ranges(sorted(other))}")
+        for idx, why in sorted(other.items()):
+            print(f"  {idx}: {why.split(';')[0]}")
     dropped = dropped_seeds(sweep)
     if dropped:
         print("dropped seeds (train/on_divergence 'drop'; the other seeds went on):")
@@ -184,6 +189,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     try:
         sweep = _sweep(args)
+        sweep.refuse_mismatches()
         reference = _reference(args)
         if args.at is not None and args.mode in ("Train", "both"):
             raise ValueError("--at picks an evaluation: give --mode Test or --mode Offline with it")
@@ -216,6 +222,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
             if len(parts) not in (2, 3) or not parts[1].isdigit():
                 raise ValueError(f"a curve is FILE:IDX or FILE:IDX:LABEL, got {spec!r}")
             sweep = Sweep(Path(parts[0]), Path(args.logs), args.runs)
+            sweep.refuse_mismatches()
             first = first or sweep
             idx = int(parts[1])
             if not 1 <= idx <= sweep.size:

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from frugalrl.config import count_dict, decode, flatten, load_grid, swept_keys
+from frugalrl.config import check_same_config, count_dict, decode, flatten, load_grid, resolve, swept_keys
+from frugalrl.errors import ConfigError
 from frugalrl.runs.rundir import FINISHED_PREFIX, RunDir
 
 BANDS = {"se": 1.0, "ci95": 1.96}  # half-widths in standard errors of the mean over seeds
@@ -80,6 +81,29 @@ class Sweep:
     def indices(self, combination: int) -> list[int]:
         """Config indices of the runs of a combination (1-based)."""
         return [combination + k * self.size for k in range(self.runs)]
+
+    def mismatches(self) -> dict[int, str]:
+        """{index: why} for every run directory whose saved config is not the grid's combination
+        (another grid of the same file name wrote it, or the grid changed since)."""
+        grid, found = self.grid, {}
+        for idx in range(1, self.runs * self.size + 1):
+            saved = RunDir(self.run_dir(idx)).saved_config()
+            if saved is None:
+                continue
+            combination, run_index = decode(grid, idx)
+            bookkeeping = dict(config_idx=idx, num_combinations=self.size, run=run_index, experiment=self.experiment)
+            try:
+                check_same_config(saved, resolve({**combination, **bookkeeping}), self.run_dir(idx))
+            except ConfigError as error:
+                found[idx] = str(error)
+        return found
+
+    def refuse_mismatches(self) -> None:
+        """ValueError naming the first run directory that holds another config than the grid's."""
+        if found := self.mismatches():
+            idx, why = next(iter(found.items()))
+            more = f" ({len(found)} run directories in all)" if len(found) > 1 else ""
+            raise ValueError(f"{why.split(';')[0]}, not this grid's index {idx}{more}; its results are not this grid's")
 
 
 def unfinished(sweep: Sweep) -> list[int]:

@@ -31,8 +31,9 @@ import numpy as np
 from jax.sharding import Mesh
 
 from frugalrl import __version__, envs
+from frugalrl.config import check_same_config
 from frugalrl.devices import idle_devices_note, seed_mesh, unroll_threefry_on_cpu
-from frugalrl.errors import ConfigError, DivergedError, RunFailedError, RunStopped, TrainingError
+from frugalrl.errors import DivergedError, RunFailedError, RunStopped, TrainingError
 from frugalrl.runs import checkpoint
 from frugalrl.runs.lock import LOCK_NAME, RunLock
 from frugalrl.runs.rundir import FINISHED_PREFIX, CsvLog, RunDir, available_memory_bytes, peak_memory_mb
@@ -104,26 +105,6 @@ def human_bytes(count: float) -> str:
             return f"{count:.0f} B" if unit == "B" else f"{count:.2f} {unit}"
         count /= 1024
     return f"{count:.2f} GiB"
-
-
-def check_same_config(saved: dict[str, Any], cfg: dict[str, Any], run_path: Path) -> None:
-    """Refuse to resume or report a run directory that holds another config (bookkeeping keys aside)."""
-    from frugalrl.config import describe, flatten
-
-    ignore = {"config_idx", "num_combinations", "run", "experiment", "frugalrl_version"}
-    if cfg.get("generate_random_seed"):
-        ignore.add("seed")
-    old, new = flatten(saved), flatten(cfg)
-    # a key added to the schema after the run was saved keeps the old behaviour at its default
-    defaults = {path: default for path, default, _ in describe()}
-    for key in sorted(set(old) | set(new)):
-        if key not in old and key in defaults and new.get(key) == defaults[key]:
-            continue
-        if key not in ignore and old.get(key, "<absent>") != new.get(key, "<absent>"):
-            raise ConfigError(
-                f"{run_path} holds a run of a different config ('{key}': {old.get(key, '<absent>')!r} -> "
-                f"{new.get(key, '<absent>')!r}); rerun with --fresh to replace it, or use another --logs directory"
-            )
 
 
 def seeds_of(cfg: dict[str, Any]) -> list[int]:
@@ -550,7 +531,6 @@ __all__ = [
     "Loop",
     "RunSession",
     "Summary",
-    "check_same_config",
     "finished_summary",
     "human_bytes",
     "last_evaluation",
