@@ -132,9 +132,7 @@ class RunDir:
 
     def write_config(self, cfg: dict[str, Any]) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        tmp = self.config_path.with_name("config.json.tmp")
-        tmp.write_text(json.dumps(cfg, indent=2) + "\n")
-        os.replace(tmp, self.config_path)
+        write_json(self.config_path, cfg, indent=2)
 
     @property
     def failed_path(self) -> Path:
@@ -151,9 +149,7 @@ class RunDir:
 
     def mark_failed(self, error: str, step: int, seeds: list[int]) -> None:
         record = {"error": error, "step": step, "seeds": seeds, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
-        tmp = self.failed_path.with_name("FAILED.tmp")
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
-        os.replace(tmp, self.failed_path)
+        write_json(self.failed_path, record)
 
     @property
     def dropped_path(self) -> Path:
@@ -172,9 +168,7 @@ class RunDir:
         if not dropped:
             self.dropped_path.unlink(missing_ok=True)
             return
-        tmp = self.dropped_path.with_name("DROPPED.tmp")
-        tmp.write_text(json.dumps({str(seed): record for seed, record in dropped.items()}, indent=1) + "\n")
-        os.replace(tmp, self.dropped_path)
+        write_json(self.dropped_path, {str(seed): record for seed, record in dropped.items()})
 
     def finished(self) -> bool:
         """Explorer's test: the last line of log.txt is the 'Time elapsed' line."""
@@ -195,6 +189,13 @@ class RunDir:
         log.setLevel(logging.INFO)
         log.propagate = False
         return log
+
+
+def write_json(path: Path, data: Any, indent: int = 1) -> None:
+    """Write ``data`` as JSON to a temporary file, then rename it over ``path``: never half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=indent) + "\n")
+    os.replace(tmp, path)
 
 
 def peak_memory_mb() -> float:
