@@ -36,7 +36,7 @@ def test_integral_floats_are_integers():
         ({"agent": {"gamma": 1.5}}, "config key 'agent/gamma' must be in [0, 1], got 1.5"),
         ({"agent": {"loss": "l2"}}, "config key 'agent/loss' must be one of mse, huber"),
         ({"agent": {"double": "yes"}}, "config key 'agent/double' must be true or false"),
-        ({"network": {"hidden": [64, "wide"]}}, "config key 'network/hidden' must hold only int values"),
+        ({"network": {"hidden": [64, "wide"]}}, "config key 'network/hidden' must be a list of integers"),
         ({"env": {"name": "CartPole-v0"}}, "unknown environment 'CartPole-v0'; did you mean 'CartPole-v1'"),
         ({"env": {"params": {"gravity_x": 1.0}}}, "config key 'env/params': environment CartPole-v1 has no parameter"),
         (

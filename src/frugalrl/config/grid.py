@@ -28,7 +28,9 @@ def _alternatives(value: Any) -> list[Any]:
 def count_dict(grid: dict[str, Any]) -> int:
     """Number of combinations of a grid dict: the product over its keys."""
     total = 1
-    for value in grid.values():
+    for key, value in grid.items():
+        if value == []:
+            raise GridError(f"config key '{key}' has no alternatives ([]); give it at least one value")
         total *= count_list(_alternatives(value))
     return total
 
@@ -103,19 +105,62 @@ def decode(grid: dict[str, Any], config_idx: int) -> tuple[dict[str, Any], int]:
     return expand_paths(decode_dict(grid, (config_idx - 1) % n)), (config_idx - 1) // n
 
 
+MAX_DEPTH = 32  # nesting of a grid file: sections inside sub-grids inside 'with' stay far below this
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object hook: a key given twice in one object is an error, not 'the last one wins'."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise GridError(f"config key '{key}' is given twice in the same object")
+        out[key] = value
+    return out
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of lists and dicts, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def parse_grid(text: bytes, path: Path) -> Any:
+    """Grid file bytes -> JSON value: UTF-8, no duplicate keys, nested at most MAX_DEPTH deep."""
+    try:
+        decoded = text.decode("utf-8-sig")  # a byte-order mark some editors write is fine
+    except UnicodeDecodeError as error:
+        raise GridError(
+            f"{path} is not UTF-8 text (byte {error.start} is {text[error.start : error.start + 1]!r}); "
+            "save it as UTF-8"
+        ) from None
+    try:
+        grid = json.loads(decoded, object_pairs_hook=_refuse_duplicates)
+    except json.JSONDecodeError as error:
+        raise GridError(f"{path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
+    except RecursionError:
+        raise GridError(f"{path}: nested more than {MAX_DEPTH} levels deep") from None
+    except GridError as error:
+        raise GridError(f"{path}: {error}") from None
+    if _depth(grid) > MAX_DEPTH:
+        raise GridError(f"{path}: nested more than {MAX_DEPTH} levels deep")
+    return grid
+
+
 def load_grid(path: str | Path) -> dict[str, Any]:
     """Read a grid file; a clear GridError for a missing file, bad JSON or a non-dict top level."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_bytes()
     except FileNotFoundError:
         raise GridError(f"config file {path} does not exist") from None
     except OSError as error:
         raise GridError(f"cannot read config file {path}: {error.strerror}") from None
-    try:
-        grid = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise GridError(f"{path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
+    grid = parse_grid(text, path)
     if not isinstance(grid, dict):
         raise GridError(f"{path}: the top level must be a JSON object of key -> [alternatives]")
     count_dict(grid)  # surfaces empty lists early

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -578,21 +579,48 @@ def _type_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
+# Step counters, sizes and the like are 32-bit on the device; a seed is folded into a 32-bit key
+# (2**32 would give seed 0's key again).
+INT_LIMIT = 2**31 - 1
+SEED_LIMIT = 2**32 - 1
+
+
+def _integer(path: str, value: Any, limit: int, what: str = "an integer") -> int:
+    """An int (integral floats accepted, booleans refused) within +-limit."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"config key '{path}' must be {what}, got {value!r}")
+    if abs(value) > limit:
+        reason = "seeds are folded into 32-bit keys" if limit == SEED_LIMIT else "counters and sizes are 32-bit"
+        raise ConfigError(f"config key '{path}' must be at most {limit:,} ({reason}), got {value:,}")
+    return value
+
+
+def _number(path: str, value: Any) -> float:
+    """A finite float (ints accepted, booleans refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"config key '{path}' must be a number, got {value!r}")
+    try:
+        value = float(value)
+    except OverflowError:
+        raise ConfigError(
+            f"config key '{path}' must be a finite number, got an integer of {value.bit_length()} bits"
+        ) from None
+    if not math.isfinite(value):
+        raise ConfigError(f"config key '{path}' must be a finite number, got {value}")
+    return value
+
+
 def _coerce(path: str, spec: Field, value: Any) -> Any:
     if value is None:
         if spec.nullable:
             return None
         raise ConfigError(f"config key '{path}' must be {_type_name(spec.kind)}, got null")
-    if spec.kind is int:
-        # JSON writes 1e6 as a float; accept integral floats, refuse booleans and fractions
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"config key '{path}' must be an integer, got {value!r}")
+    if spec.kind is int:  # JSON writes 1e6 as a float: integral floats are accepted
+        value = _integer(path, value, SEED_LIMIT if path == "seed" else INT_LIMIT)
     elif spec.kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"config key '{path}' must be a number, got {value!r}")
-        value = float(value)
+        value = _number(path, value)
     elif spec.kind is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"config key '{path}' must be true or false, got {value!r}")
@@ -600,14 +628,9 @@ def _coerce(path: str, spec: Field, value: Any) -> Any:
         hint = " (in a grid file a list value is a list of alternatives: write [[...]])" if spec.kind is list else ""
         raise ConfigError(f"config key '{path}' must be {_type_name(spec.kind)}, got {value!r}{hint}")
     if spec.item_kind is not None:
-        items = []
-        for item in value:
-            if spec.item_kind is int and isinstance(item, float) and item.is_integer():
-                item = int(item)
-            if isinstance(item, bool) or not isinstance(item, spec.item_kind):
-                raise ConfigError(f"config key '{path}' must hold only {spec.item_kind.__name__} values, got {item!r}")
-            items.append(item)
-        value = items
+        if spec.item_kind is not int:  # the schema's lists hold ints only
+            raise AssertionError(f"unsupported list item kind of '{path}'")
+        value = [_integer(path, item, INT_LIMIT, "a list of integers") for item in value]
     if spec.choices is not None and value not in spec.choices:
         close = difflib.get_close_matches(str(value), [str(c) for c in spec.choices], n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
@@ -809,6 +832,13 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
                 f"config key '{path}' ({value}) must be a multiple of 'train/train_every' ({k}) so that "
                 "evaluations and checkpoints fall between updates"
             )
+    updates = total // k * train["gradient_steps"] * train["epochs_per_batch"] + train["priming_updates"]
+    if updates > INT_LIMIT:
+        raise ConfigError(
+            f"config key 'train/gradient_steps' ({train['gradient_steps']}) gives {updates:,} updates per seed with "
+            f"'total_steps' {total:,}, 'train/train_every' {k} and 'train/epochs_per_batch' "
+            f"{train['epochs_per_batch']}: more than the 32-bit update counter holds ({INT_LIMIT:,})"
+        )
     replay = cfg["replay"]
     if replay["prioritized"] and replay["td_batch"] == "all":
         raise ConfigError("config key 'replay/prioritized' samples the TD batch: it needs 'replay/td_batch': 'sample'")

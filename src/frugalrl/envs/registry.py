@@ -233,6 +233,31 @@ def _entry(name: str) -> EnvEntry:
     return REGISTRY[name]
 
 
+def _typed_param(env_name: str, name: str, default: Any, value: Any) -> Any:
+    """An override checked against the type of the parameter's default (ConfigError naming it)."""
+    key = f"config key 'env/params/{name}' of {env_name}"
+    default_array = np.asarray(default)
+    if default_array.dtype == np.bool_:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value if default_array.ndim == 0 and not hasattr(default, "shape") else jnp.asarray(value)
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        array = None
+    numeric = array is not None and not isinstance(value, bool) and np.all(np.isfinite(array))
+    if not numeric or array.shape != default_array.shape:
+        shape = f" of shape {default_array.shape}" if default_array.ndim else ""
+        raise ConfigError(f"{key} must be a finite number{shape}, got {value!r}")
+    if default_array.dtype.kind in "iu":
+        if not np.all(array == np.round(array)) or np.any(np.abs(array) > 2**31 - 1):
+            raise ConfigError(f"{key} must be a 32-bit integer, got {value!r}")
+        array = array.astype(np.int64)
+    if not hasattr(default, "shape"):  # a Python scalar stays one
+        return int(array) if default_array.dtype.kind in "iu" else float(array)
+    return jnp.asarray(array, dtype=default_array.dtype)
+
+
 def _params(env: Any, env_cfg: dict[str, Any]) -> Any:
     params = env.default_params
     overrides = dict(env_cfg.get("params", {}))
@@ -250,7 +275,8 @@ def _params(env: Any, env_cfg: dict[str, Any]) -> Any:
             f"environment {env_cfg['name']} has no parameter(s) {', '.join(unknown)}; "
             f"its parameters are {', '.join(sorted(fields))}"
         )
-    return params.replace(**overrides) if overrides else params
+    typed = {name: _typed_param(env_cfg["name"], name, getattr(params, name), v) for name, v in overrides.items()}
+    return params.replace(**typed) if typed else params
 
 
 def make(env_cfg: dict[str, Any]) -> tuple[Any, Any, EnvSpec]:

@@ -27,7 +27,7 @@ from frugalrl.envs import EnvSpec
 from frugalrl.replay import episodes as episode_replay
 from frugalrl.runs.rundir import TEST_COLUMNS, TRAIN_COLUMNS
 from frugalrl.train.loop import EVAL_STREAM, evaluation_keys, seed_keys
-from frugalrl.train.session import RunSession, human_bytes
+from frugalrl.train.session import RunSession, check_fits, human_bytes, memory_needs
 
 
 class EpisodicCarry(NamedTuple):
@@ -245,8 +245,19 @@ class EpisodicLoop:
             f"per seed, {human_bytes(memory['total_bytes'])} for {num_seeds} seeds; "
             f"{total_episodes(self.cfg)} episodes = {self.total} env steps per seed"
         )
-        session.refuse_if_too_big(
-            memory["total_bytes"], "the episode replays", "'replay/capacity', 'episodic/min_episodes' or 'num_seeds'"
+        seq, cfg = self.cfg["sequence"], self.cfg
+        width = math.prod(self.spec.obs_shape) + 4 * seq["hidden"] * seq["layers"] + sum(seq["head_hidden"])
+        tokens = length + 1  # a whole episode per batch row
+        check_fits(
+            cfg,
+            memory_needs(
+                cfg,
+                self.spec,
+                shapes,
+                batch_rows=num_seeds * cfg["replay"]["batch_size"] * tokens,
+                eval_rows=num_seeds * cfg["eval"]["episodes"],
+                width=width,
+            ),
         )
         mesh = session.mesh()
         self.carry_specs = jax.tree.map(seed_axis_spec, shapes)

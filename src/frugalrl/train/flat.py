@@ -33,7 +33,7 @@ from frugalrl.train.loop import (
     seed_keys,
 )
 from frugalrl.train.resets import make_reinit, reset_if_due, reset_schedule, resetting
-from frugalrl.train.session import RunSession, human_bytes
+from frugalrl.train.session import RunSession, check_fits, human_bytes, memory_needs
 
 MAX_SEGMENT_STEPS = 50_000
 MIN_SEGMENT_STEPS = 2_000
@@ -89,7 +89,15 @@ class FlatLoop:
             f"replay: {memory['bytes_per_transition']:.1f} bytes per transition, "
             f"{human_bytes(total_bytes / num_seeds)} per seed, {human_bytes(total_bytes)} for {num_seeds} seeds"
         )
-        session.refuse_if_too_big(total_bytes, "the replay buffers", "'replay/capacity' or 'num_seeds'")
+        cfg, spec = self.cfg, self.spec
+        width = math.prod(spec.obs_shape) + sum(cfg["network"]["hidden"]) + (spec.num_actions or 1)
+        if cfg["model"]["kind"] != "none":  # every rollout step passes the model's networks
+            width += sum(cfg["model"]["hidden"]) * cfg["model"]["rollout_length"]
+        rows, episodes = cfg["replay"]["batch_size"] * max(cfg["agent"]["atoms"], 1), cfg["eval"]["episodes"]
+        needs = memory_needs(
+            cfg, spec, shapes, batch_rows=num_seeds * rows, eval_rows=num_seeds * episodes, width=width
+        )
+        check_fits(cfg, needs)
         self.mesh = session.mesh()
         self.carry_specs = jax.tree.map(seed_axis_spec, shapes)
         self.carry_sharding = jax.tree.map(lambda s: NamedSharding(self.mesh, s), self.carry_specs)

@@ -15,6 +15,7 @@ original), so a resumed run restarts its envs from a reset exactly as the uninte
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -33,7 +34,7 @@ from frugalrl.replay import fifo, prioritized
 from frugalrl.runs.rundir import TEST_COLUMNS, TRAIN_COLUMNS, evaluation_rows
 from frugalrl.train.loop import BlockData, Learning, acting_epsilon, agent_init_keys, make_learner, seed_keys
 from frugalrl.train.resets import initial_reset_state, make_reinit, reset_if_due, resetting
-from frugalrl.train.session import RunSession, human_bytes
+from frugalrl.train.session import RunSession, check_fits, human_bytes, memory_needs
 
 EVAL_SEED = 0xE7A1  # mixed into the evaluation envs' seeds, apart from the training envs'
 
@@ -214,7 +215,9 @@ class HostLoop:
             f"{human_bytes(memory['total_bytes'] / num_seeds)} per seed, {human_bytes(memory['total_bytes'])} for "
             f"{num_seeds} seeds; {self.cfg['env']['name']} on the host, one env per seed"
         )
-        session.refuse_if_too_big(memory["total_bytes"], "the replay buffers", "'replay/capacity' or 'num_seeds'")
+        width = self.spec.obs_shape[0] + sum(self.cfg["network"]["hidden"]) + math.prod(self.spec.action_shape)
+        rows = num_seeds * self.cfg["replay"]["batch_size"]
+        check_fits(self.cfg, memory_needs(self.cfg, self.spec, shapes, batch_rows=rows, eval_rows=0, width=width))
         return shapes
 
     def fresh(self) -> HostCarry:

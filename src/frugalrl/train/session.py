@@ -31,9 +31,10 @@ import numpy as np
 from jax.sharding import Mesh
 
 from frugalrl import __version__, envs
-from frugalrl.config import check_same_config
+from frugalrl.config import check_same_config, flatten
+from frugalrl.config.schema import EPISODIC_AGENTS
 from frugalrl.devices import idle_devices_note, seed_mesh, unroll_threefry_on_cpu
-from frugalrl.errors import DivergedError, RunFailedError, RunStopped, TrainingError
+from frugalrl.errors import ConfigError, DivergedError, RunFailedError, RunStopped, TrainingError
 from frugalrl.runs import checkpoint
 from frugalrl.runs.lock import LOCK_NAME, RunLock
 from frugalrl.runs.rundir import FINISHED_PREFIX, CsvLog, RunDir, available_memory_bytes, peak_memory_mb
@@ -151,24 +152,86 @@ def clear(run_path: Path) -> None:
 
 def prepare_config(cfg: dict[str, Any], rundir: RunDir, fresh: bool, retry: bool = False) -> dict[str, Any]:
     """The config the run directory will hold: checked against a saved one, its seed drawn or kept;
-    a run that failed is refused unless retried (``retry``: resume it from its last checkpoint)."""
-    if fresh and rundir.path.exists():
-        clear(rundir.path)
-    failure = rundir.failure()
+    a run that failed is refused unless retried (``retry``: resume it from its last checkpoint).
+    Nothing is written here: ``--fresh`` empties the directory only once the run starts."""
+    failure = None if fresh else rundir.failure()
     if failure is not None and not retry:
         raise RunFailedError(
             f"{rundir.path} failed at step {failure.get('step')} ({failure.get('error', '')}); rerun with --retry "
             "to resume it from its last checkpoint, or with --fresh to start over"
         )
-    if failure is not None:
-        rundir.failed_path.unlink()
-    saved = rundir.saved_config()
+    saved = None if fresh else rundir.saved_config()
     if saved is not None:
         check_same_config(saved, cfg, rundir.path)
         cfg = {**cfg, "seed": saved["seed"]}
     elif cfg["generate_random_seed"]:
         cfg = {**cfg, "seed": int(np.random.default_rng().integers(1_000_000))}
     return {**cfg, "frugalrl_version": __version__}
+
+
+@dataclass(frozen=True)
+class Need:
+    """Memory a run needs for one of its parts, and the config key that sizes it."""
+
+    what: str  # "the replay buffers"
+    bytes: float
+    key: str  # "replay/capacity"
+
+
+def tree_bytes(tree: Any) -> float:
+    """Bytes of a pytree of arrays or shapes."""
+    return float(sum(math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize for leaf in jax.tree.leaves(tree)))
+
+
+def available_bytes() -> int | None:
+    """Memory a run can use: an accelerator's own, else the host's available memory."""
+    device = jax.local_devices()[0]
+    if device.platform != "cpu":
+        stats = device.memory_stats() or {}
+        if "bytes_limit" in stats:
+            return int(stats["bytes_limit"])
+    return available_memory_bytes()
+
+
+def memory_needs(
+    cfg: dict[str, Any], spec: envs.EnvSpec, shapes: Any, *, batch_rows: int, eval_rows: int, width: int
+) -> list[Need]:
+    """A lower bound of what a run holds: its state (``shapes``: replay, networks, optimizer and env
+    states of every seed) and the working sets of one update (``batch_rows`` [seeds x rows] through
+    layers summing to ``width`` units, forward and backward) and of one evaluation (``eval_rows``
+    episodes in parallel). Enough to refuse an absurd size before anything is written."""
+    replay = tree_bytes(shapes.replay)
+    observation = math.prod(spec.obs_shape) * np.dtype(spec.obs_dtype).itemsize
+    unit = 4  # float32 activations
+    return [
+        Need("the replay buffers", replay, "replay/capacity"),
+        Need("the networks and optimizer states", tree_bytes(shapes) - replay, network_key(cfg)),
+        Need("one update's batch", batch_rows * (2 * observation + 3 * unit * width), "replay/batch_size"),
+        Need("one evaluation", eval_rows * (observation + 2 * unit * width), "eval/episodes"),
+    ]
+
+
+def network_key(cfg: dict[str, Any]) -> str:
+    """The config key that sizes a run's networks."""
+    if cfg["model"]["kind"] != "none":
+        return "model/hidden"
+    return "sequence/hidden" if cfg["agent"]["name"] in EPISODIC_AGENTS else "network/hidden"
+
+
+def check_fits(cfg: dict[str, Any], needs: list[Need]) -> None:
+    """ConfigError naming the key of the largest part when the parts together exceed 80% of the
+    memory available: refused before anything is written or allocated."""
+    available, total = available_bytes(), sum(need.bytes for need in needs)
+    if available is None or total <= 0.8 * available:
+        return
+    largest = max(needs, key=lambda need: need.bytes)
+    value = flatten(cfg).get(largest.key)
+    seeds = cfg["num_seeds"]
+    raise ConfigError(
+        f"config key '{largest.key}' ({value}) asks for at least {human_bytes(largest.bytes)} for {largest.what} "
+        f"({human_bytes(total)} for the whole run of {seeds} seed{'s' if seeds > 1 else ''}), but "
+        f"{human_bytes(available)} of memory is available; lower '{largest.key}' or 'num_seeds'"
+    )
 
 
 class RunSession:
@@ -200,6 +263,8 @@ class RunSession:
         self.metrics_log: CsvLog | None = None
         self.seed_devices = 1  # devices the seeds are split over (the host loop keeps them on one)
         self.dropped: dict[int, dict[str, Any]] = {}  # seed -> step and error (train/on_divergence 'drop')
+        self.fresh, self.retry = fresh, retry
+        self.notes: list[tuple[str, str]] = []  # (level, message) said before log.txt exists
         envs.check_runnable(cfg)  # before any run directory exists
         self.created = first_missing(run_path)  # removed again by close() if the run never starts
         self.lock = RunLock(run_path)  # one writer per run directory, from here to close()
@@ -215,30 +280,35 @@ class RunSession:
 
     # -- the run directory and its log ------------------------------------------------------
     def start(self) -> None:
-        """Write config.json and open log.txt with the run's header."""
+        """The first write: empty the directory for ``--fresh`` (or drop the FAILED record of a
+        ``--retry``), write config.json and open log.txt with the run's header and what was said."""
+        if self.fresh:
+            clear(self.path)
+        elif self.retry and self.rundir.failed_path.exists():
+            self.rundir.failed_path.unlink()
         self.rundir.write_config(self.cfg)
         self.log = self.rundir.logger()
         self.log.info("frugalrl %s, jax %s, devices %s", __version__, jax.__version__, jax.local_devices())
         self.log.info("config %s", json.dumps(self.cfg, sort_keys=True))
         self.log.info("XLA compilation cache: %s", jax.config.jax_compilation_cache_dir or "off")
+        for level, message in self.notes:
+            getattr(self.log, level)(message)
+            self.say(message)
+        self.notes = []
 
     def announce(self, message: str) -> None:
-        """In log.txt and on screen."""
-        self.log.info(message)
-        self.say(message)
+        """In log.txt and on screen (held back until the run starts)."""
+        self._note("info", message)
 
     def warn(self, message: str) -> None:
-        self.log.warning(message)
-        self.say(message)
+        self._note("warning", message)
 
-    def refuse_if_too_big(self, needed: float, what: str, knobs: str) -> None:
-        """TrainingError before allocating when ``needed`` bytes exceed 80% of the available memory."""
-        available = available_memory_bytes()
-        if available is not None and needed > 0.8 * available:
-            raise TrainingError(
-                f"{what} need {needed / 2**30:.2f} GiB but only {available / 2**30:.2f} GiB of memory is "
-                f"available; lower {knobs}"
-            )
+    def _note(self, level: str, message: str) -> None:
+        if self.log is None:
+            self.notes.append((level, message))
+            return
+        getattr(self.log, level)(message)
+        self.say(message)
 
     def mesh(self) -> Mesh:
         """The devices the seeds are split over, saying when some are left idle."""
@@ -391,8 +461,8 @@ class RunSession:
     # -- the run ----------------------------------------------------------------------------
     def train(self, loop: Loop) -> Summary:
         """Run ``loop`` from a new state or the newest checkpoint to its last env step."""
+        shapes = loop.prepare(self)  # sizes checked against memory before anything is written
         self.start()
-        shapes = loop.prepare(self)
         restored = self.restore(shapes)
         state = loop.fresh() if restored is None else loop.resume(*restored)
         step, final_returns = self.resumed_from or 0, None
