@@ -12,24 +12,40 @@ the classes such a file holds: numpy arrays, dtypes and scalars, jax arrays (reb
 flax's FrozenDict and optax's state tuples (both read as plain containers). Anything else is
 refused before it is called. The replay files are read with ``allow_pickle=False``.
 
+The replay files are never read whole: each ``.npy`` header is parsed from the gzip stream and
+checked first (plain numeric dtype; shapes that form Dopamine's buffer; a size within
+``MAX_REPLAY_ARRAY_BYTES`` and the free disk space), then the array is streamed, ``COPY_CHUNK_BYTES``
+at a time, into its own ``.npy`` file, and must end exactly where its header says. A 1M-frame Atari
+replay (6.6 GiB of frames) is imported in a few tens of MB of memory.
+
 ``import_dopamine_teacher`` writes a *teacher directory*: ``teacher.json`` (its network config, the
 env it played, where it came from), ``params.npz`` (the Q-network in frugalrl's Nature-CNN layout:
-SAME padding and inputs scaled by 1/255, as Dopamine's network) and ``replay.npz`` (the replay
-arrays as Dopamine kept them).
+SAME padding and inputs scaled by 1/255, as Dopamine's network) and ``replay/`` (one ``.npy`` per
+replay array as Dopamine kept them, read back memory-mapped by ``load_teacher_replay``). It is
+written in a hidden folder next to it and renamed into place when complete. Files of the Dopamine
+directory, or of a teacher directory being read, that are symbolic links leading out of it are refused.
 """
 
 from __future__ import annotations
 
 import gzip
-import io
 import json
+import math
+import os
 import pickle
+import secrets
+import shutil
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from tokenize import TokenError
+from typing import Any, BinaryIO
 
 import numpy as np
+from numpy.lib import format as npy_format
 
-from frugalrl.errors import DopamineFormatError
+from frugalrl.errors import ConfigError, DopamineFormatError
 
 DOPAMINE_NETWORK = {
     "name": "nature_cnn",
@@ -42,6 +58,12 @@ DOPAMINE_NETWORK = {
 }
 REPLAY_STORE = ("observation", "action", "reward", "terminal")
 REPLAY_EXTRA = ("add_count", "invalid_range")
+# The most bytes one replay array's .npy header may claim: 1M Atari frames of 84x84 are 6.6 GiB. A header
+# claiming more (or more than the disk holds where the teacher is written) is refused before reading on.
+MAX_REPLAY_ARRAY_BYTES = 64 << 30
+COPY_CHUNK_BYTES = 4 << 20  # bytes streamed at a time from a gzipped replay file into the teacher directory
+# Files and folders a teacher is read from (an imported teacher's, a frugalrl run's); none may link outside.
+TEACHER_FILES = ("teacher.json", "params.npz", "replay", "config.json", "checkpoints")
 
 
 class _PlainDict(dict):
@@ -176,9 +198,10 @@ def read_checkpoint(directory: Path, number: int) -> dict[str, Any]:
     """The bundle of ``checkpoints/ckpt.N`` (or ``ckpt.N`` in ``directory`` itself), read safely."""
     directory = Path(directory)
     candidates = [directory / "checkpoints" / f"ckpt.{number}", directory / f"ckpt.{number}"]
-    path = next((p for p in candidates if p.exists()), None)
+    path = next((p for p in candidates if p.exists() or p.is_symlink()), None)
     if path is None:
         raise DopamineFormatError(f"no Dopamine checkpoint ckpt.{number} in {directory} or its checkpoints/ folder")
+    _source_file(directory, path, "Dopamine checkpoint")
     try:
         with open(path, "rb") as handle:
             bundle = _built(_RestrictedUnpickler(handle).load())
@@ -235,71 +258,312 @@ def nature_params(online_params: Any) -> tuple[dict[str, Any], int]:
     return {"params": {"torso": layers}}, int(layers["Dense_1"]["kernel"].shape[1])
 
 
-def read_replay(directory: Path, number: int) -> dict[str, np.ndarray]:
-    """The replay arrays saved with ``ckpt.N`` (gzipped ``.npy``; pickled content is refused)."""
-    directory = Path(directory)
-    folder = directory / "checkpoints" if (directory / "checkpoints").is_dir() else directory
-    arrays = {}
-    for name in REPLAY_STORE + REPLAY_EXTRA:
-        stem = f"$store$_{name}" if name in REPLAY_STORE else name
-        path = folder / f"{stem}_ckpt.{number}.gz"
-        if not path.exists():
-            raise DopamineFormatError(f"missing replay file {path}")
-        try:
-            with gzip.open(path, "rb") as handle:
-                arrays[name] = np.load(io.BytesIO(handle.read()), allow_pickle=False)
-        except ValueError as error:
-            raise DopamineFormatError(f"{path}: {error} (only plain numeric arrays are accepted)") from None
-        except (OSError, EOFError) as error:
-            raise DopamineFormatError(f"{path} is not a gzipped .npy file ({error})") from None
-    capacity = arrays["action"].shape[0] if arrays["action"].ndim == 1 else -1
-    frames = arrays["observation"]
-    if capacity < 1 or frames.ndim != 3 or frames.shape[0] != capacity or frames.dtype != np.uint8:
+@dataclass(frozen=True)
+class NpyHeader:
+    """What a ``.npy`` header says of the array that follows it."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran_order: bool
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+def human_bytes(count: int) -> str:
+    """``count`` bytes in binary units, e.g. '6.6 GiB' (sizes past the exbibytes are only bounded)."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+    if count >= 1024 ** len(units):
+        return f"more than 1024 {units[-1]}"
+    power = 0
+    while count >= 1024 ** (power + 1):
+        power += 1
+    tenths = (count * 10 + 1024**power // 2) // 1024**power  # rounded to the nearest tenth
+    return f"{count} B" if power == 0 else f"{tenths // 10}.{tenths % 10} {units[power]}"
+
+
+def _first_line(error: BaseException, most: int = 200) -> str:
+    """The first line of ``error``'s message, cut to ``most`` characters (a forged header can be long)."""
+    lines = str(error).splitlines()
+    line = lines[0] if lines else type(error).__name__
+    return line if len(line) <= most else line[: most - 3] + "..."
+
+
+def _parse_header(handle: BinaryIO) -> NpyHeader:
+    """The ``.npy`` header at the start of ``handle``, checked (ValueError); nothing past it is read."""
+    version = npy_format.read_magic(handle)
+    readers = {(1, 0): npy_format.read_array_header_1_0, (2, 0): npy_format.read_array_header_2_0}
+    if version not in readers:
+        raise ValueError(f".npy format version {version[0]}.{version[1]} is not read (only 1.0 and 2.0)")
+    shape, fortran_order, dtype = readers[version](handle)
+    if dtype.str[1:] not in NUMERIC_DTYPES:
+        raise ValueError(f"it holds an array of dtype {dtype}: only plain numeric arrays are accepted")
+    if not all(type(n) is int and 0 <= n < 2**63 for n in shape):
+        raise ValueError("its header's shape is not a tuple of sizes (non-negative, below 2**63)")
+    return NpyHeader(tuple(shape), dtype, fortran_order)
+
+
+def _reading(path: Path, read: Callable[..., Any], *args: Any) -> Any:
+    """``read(*args)`` on the gzipped file ``path``; what goes wrong becomes a one-line DopamineFormatError."""
+    try:
+        return read(*args)
+    except ValueError as error:
+        raise DopamineFormatError(f"{path}: {_first_line(error)}") from None
+    except (SyntaxError, TokenError, RecursionError) as error:  # numpy's second try at an old header
+        raise DopamineFormatError(f"{path}: its .npy header is unreadable ({type(error).__name__})") from None
+    except (OSError, EOFError, zlib.error) as error:
         raise DopamineFormatError(
-            f"replay observations {frames.shape} {frames.dtype} and actions {arrays['action'].shape} do not form a "
+            f"{path} is not a whole gzipped .npy file ({type(error).__name__}: {_first_line(error)})"
+        ) from None
+
+
+def read_npy_header(path: Path) -> NpyHeader:
+    """The header of the gzipped ``.npy`` file ``path``; the array after it is not read."""
+
+    def parse() -> NpyHeader:
+        with gzip.open(path, "rb") as handle:
+            return _parse_header(handle)
+
+    return _reading(path, parse)
+
+
+def copy_npy(source: Path, header: NpyHeader, target: Path) -> None:
+    """Stream the array of the gzipped ``.npy`` file ``source`` into the ``.npy`` file ``target``,
+    ``COPY_CHUNK_BYTES`` at a time; ``source`` must hold exactly the bytes ``header`` claims."""
+    with gzip.open(source, "rb") as handle, open(target, "wb") as sink:
+        if _reading(source, _parse_header, handle) != header:
+            raise DopamineFormatError(f"{source} changed while it was imported")
+        described = {"descr": npy_format.dtype_to_descr(header.dtype), "fortran_order": header.fortran_order}
+        npy_format.write_array_header_1_0(sink, {**described, "shape": header.shape})
+        left = header.nbytes
+        while left > 0:
+            chunk = _reading(source, handle.read, min(left, COPY_CHUNK_BYTES))
+            if not chunk:
+                raise DopamineFormatError(
+                    f"{source} is cut short: it holds {human_bytes(header.nbytes - left)} of the "
+                    f"{human_bytes(header.nbytes)} its header claims ({header.dtype} array of shape {header.shape})"
+                )
+            sink.write(chunk)
+            left -= len(chunk)
+        if _reading(source, handle.read, 1):
+            raise DopamineFormatError(f"{source} holds more bytes than its header claims (trailing data)")
+
+
+def inside(directory: Path, path: Path) -> bool:
+    """Whether ``path`` lies in ``directory`` once the symbolic links of both are followed."""
+    return Path(path).resolve().is_relative_to(Path(directory).resolve())
+
+
+def link_leaving(directory: Path, names: Iterable[str]) -> Path | None:
+    """The first path among ``directory / name`` (and, for a folder, everything in it) that leads
+    outside ``directory`` through a symbolic link, or None."""
+    real, seen = Path(directory).resolve(), set()
+
+    def leaving(path: Path) -> Path | None:
+        resolved = path.resolve()
+        if not resolved.is_relative_to(real):
+            return path
+        if resolved.is_dir() and resolved not in seen:
+            seen.add(resolved)
+            try:
+                entries = sorted(path.iterdir())
+            except OSError:  # unreadable: opening it fails with its own error
+                return None
+            return next((found for found in map(leaving, entries) if found is not None), None)
+        return None
+
+    return next((found for name in names if (found := leaving(Path(directory) / name)) is not None), None)
+
+
+def _source_file(directory: Path, path: Path, what: str) -> Path:
+    """``path`` of the Dopamine directory, refused if missing or a link out of the directory."""
+    if not inside(directory, path):
+        raise DopamineFormatError(
+            f"{path} leads outside the Dopamine directory {directory}, to {path.resolve()} (a symbolic link); "
+            "copy the file into the directory"
+        )
+    if not path.exists():
+        raise DopamineFormatError(f"missing {what} {path}")
+    return path
+
+
+def _check_size(path: Path, header: NpyHeader, room: int, where: Path) -> None:
+    size = header.nbytes
+    if size > MAX_REPLAY_ARRAY_BYTES:
+        limit = f"the {human_bytes(MAX_REPLAY_ARRAY_BYTES)} a replay array may hold (MAX_REPLAY_ARRAY_BYTES)"
+    elif size > room:
+        limit = f"the {human_bytes(room)} free where the teacher is written ({where})"
+    else:
+        return
+    raise DopamineFormatError(
+        f"{path}: its .npy header claims a {header.dtype} array of shape {header.shape}, {human_bytes(size)}: "
+        f"more than {limit}"
+    )
+
+
+def _check_replay(headers: dict[str, NpyHeader]) -> None:
+    """The arrays form Dopamine's circular buffer of single uint8 frames (checked on headers alone)."""
+    action, frames = headers["action"].shape, headers["observation"]
+    capacity = action[0] if len(action) == 1 else -1
+    if capacity < 1 or len(frames.shape) != 3 or frames.shape[0] != capacity or frames.dtype != np.uint8:
+        raise DopamineFormatError(
+            f"replay observations {frames.shape} {frames.dtype} and actions {action} do not form a "
             "buffer of single uint8 frames"
         )
     for name in ("reward", "terminal"):
-        if arrays[name].shape != (capacity,):
-            raise DopamineFormatError(f"replay {name} has shape {arrays[name].shape}, expected ({capacity},)")
-    if arrays["add_count"].shape != () or arrays["add_count"].dtype.kind not in "iu":
-        raise DopamineFormatError(f"replay add_count must be one integer, got {arrays['add_count']!r}")
+        if headers[name].shape != (capacity,):
+            raise DopamineFormatError(f"replay {name} has shape {headers[name].shape}, expected ({capacity},)")
+    add_count = headers["add_count"]
+    if add_count.shape != () or add_count.dtype.kind not in "iu":
+        raise DopamineFormatError(
+            f"replay add_count must be one integer, got a {add_count.dtype} array of shape {add_count.shape}"
+        )
+    if len(headers["invalid_range"].shape) != 1:
+        raise DopamineFormatError(f"replay invalid_range has shape {headers['invalid_range'].shape}, expected 1-D")
+
+
+def replay_files(directory: Path, number: int, room: int, where: Path) -> dict[str, tuple[Path, NpyHeader]]:
+    """Each replay array's gzipped ``.npy`` file saved with ``ckpt.N`` and its header, all checked
+    (sizes against ``MAX_REPLAY_ARRAY_BYTES`` and the ``room`` bytes free at ``where``) before any array is read."""
+    directory = Path(directory)
+    folder = directory / "checkpoints" if (directory / "checkpoints").is_dir() else directory
+    files = {}
+    for name in REPLAY_STORE + REPLAY_EXTRA:
+        stem = f"$store$_{name}" if name in REPLAY_STORE else name
+        path = _source_file(directory, folder / f"{stem}_ckpt.{number}.gz", "replay file")
+        header = read_npy_header(path)
+        _check_size(path, header, room, where)
+        files[name] = (path, header)
+    _check_replay({name: header for name, (_, header) in files.items()})
+    total = sum(header.nbytes for _, header in files.values())
+    if total > room:
+        raise DopamineFormatError(
+            f"the replay of ckpt.{number} in {directory} is {human_bytes(total)}, more than the "
+            f"{human_bytes(room)} free where the teacher is written ({where})"
+        )
+    return files
+
+
+def _existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists."""
+    return next(p for p in (path, *path.parents) if p.exists())
+
+
+def read_replay(directory: Path, number: int, target: Path, shown: Path | None = None) -> dict[str, np.ndarray]:
+    """Copy the replay saved with ``ckpt.N`` into the folder ``target``, one ``.npy`` per array, streamed
+    (no array is ever whole in memory) after every header is checked; returns ``load_replay(target)``.
+    Messages name ``shown`` (default ``target``) as where the replay is written."""
+    target = Path(target)
+    files = replay_files(directory, number, shutil.disk_usage(_existing(target)).free, shown or target)
+    target.mkdir(parents=True, exist_ok=True)
+    for name, (path, header) in sorted(files.items(), key=lambda item: item[1][1].nbytes):
+        copy_npy(path, header, target / f"{name}.npy")
+    return load_replay(target)
+
+
+def load_replay(folder: Path) -> dict[str, np.ndarray]:
+    """The replay arrays of a teacher's ``replay/`` folder: the buffer's arrays memory-mapped (read
+    from disk as they are used), ``add_count`` and ``invalid_range`` in memory."""
+    arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in REPLAY_STORE}
+    arrays.update({name: np.load(folder / f"{name}.npy", allow_pickle=False) for name in REPLAY_EXTRA})
     return arrays
 
 
-def import_dopamine_teacher(
-    directory: Path, number: int, out: Path, env_name: str, with_replay: bool = True
-) -> dict[str, Any]:
-    """Write a frugalrl teacher directory from a Dopamine DQN run; returns its ``teacher.json``."""
-    bundle = read_checkpoint(directory, number)
-    params, num_actions = nature_params(bundle["online_params"])
-    replay = read_replay(directory, number) if with_replay else None
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    layers = params["params"]["torso"]
-    flat = {f"params/torso/{layer}/{leaf}": value for layer, d in layers.items() for leaf, value in d.items()}
-    np.savez(out / "params.npz", **flat)
-    meta = {
+def _check_out(out: Path) -> None:
+    """``out`` may be new, an empty directory or a teacher directory (it is replaced)."""
+    if out.exists() and not out.is_dir():
+        raise DopamineFormatError(f"{out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / "teacher.json").is_file():
+        raise DopamineFormatError(
+            f"{out} holds files and no teacher.json: name a new or empty directory, or a teacher directory to replace"
+        )
+
+
+def _place(staging: Path, out: Path) -> None:
+    """Rename the finished teacher ``staging`` to ``out``; an earlier teacher there is removed after."""
+    if not out.exists() or not any(out.iterdir()):
+        os.replace(staging, out)  # rename(2) takes the place of an empty directory
+        return
+    old = staging.with_name(staging.name.removesuffix(".partial") + ".old")
+    os.replace(out, old)
+    try:
+        os.replace(staging, out)
+    except OSError:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _teacher_meta(directory: Path, number: int, bundle: dict[str, Any], num_actions: int, env: str) -> dict[str, Any]:
+    return {
         "format": "frugalrl-teacher",
         "source": "dopamine",
         "source_dir": str(Path(directory).resolve()),
         "checkpoint": number,
         "training_steps": int(bundle.get("training_steps", -1)),
-        "env": {"name": env_name},
+        "env": {"name": env},
         "network": DOPAMINE_NETWORK,
         "num_actions": num_actions,
         "replay": None,
     }
-    if replay is not None:
-        np.savez(out / "replay.npz", **replay)
+
+
+def _write_teacher(
+    staging: Path, out: Path, params: dict[str, Any], meta: dict[str, Any], replay_from: Path | None
+) -> None:
+    """Write params.npz, replay/ (copied from the Dopamine directory ``replay_from``) and teacher.json
+    into ``staging``, the folder that becomes ``out``."""
+    layers = params["params"]["torso"]
+    flat = {f"params/torso/{layer}/{leaf}": value for layer, d in layers.items() for leaf, value in d.items()}
+    np.savez(staging / "params.npz", **flat)
+    if replay_from is not None:
+        replay = read_replay(replay_from, meta["checkpoint"], staging / "replay", out)
         meta["replay"] = {"capacity": int(replay["action"].shape[0]), "add_count": int(replay["add_count"]), "stack": 4}
-    (out / "teacher.json").write_text(json.dumps(meta, indent=1))
+        del replay  # closes the memory maps before the folder is renamed
+    (staging / "teacher.json").write_text(json.dumps(meta, indent=1))
+
+
+def import_dopamine_teacher(
+    directory: Path, number: int, out: Path, env_name: str, with_replay: bool = True
+) -> dict[str, Any]:
+    """Write a frugalrl teacher directory from a Dopamine DQN run; returns its ``teacher.json``.
+
+    Everything is written into a hidden folder next to ``out``, renamed to ``out`` once complete and
+    removed on any failure: a refused or interrupted import leaves nothing behind. ``out`` may be new,
+    an empty directory or an earlier teacher directory, which is replaced."""
+    out = Path(out).resolve()
+    _check_out(out)
+    bundle = read_checkpoint(directory, number)
+    params, num_actions = nature_params(bundle["online_params"])
+    meta = _teacher_meta(directory, number, bundle, num_actions, env_name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
+    staging.mkdir()
+    try:
+        _write_teacher(staging, out, params, meta, Path(directory) if with_replay else None)
+        _place(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return meta
+
+
+def check_teacher_links(directory: Path) -> None:
+    """Refuse (ConfigError on ``teacher/run``) a teacher directory where a file a teacher is read from
+    (``TEACHER_FILES``, folders included) is a symbolic link leading out of the directory."""
+    link = link_leaving(directory, TEACHER_FILES)
+    if link is not None:
+        raise ConfigError(
+            f"config key 'teacher/run': {link} leads outside the teacher directory {directory}, to "
+            f"{link.resolve()} (a symbolic link); copy what it points to into the directory"
+        )
 
 
 def load_teacher_params(directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(params, teacher.json) of a teacher directory written by ``import_dopamine_teacher``."""
     directory = Path(directory)
+    check_teacher_links(directory)
     meta = json.loads((directory / "teacher.json").read_text())
     with np.load(directory / "params.npz", allow_pickle=False) as flat:
         params: dict[str, Any] = {}
@@ -310,3 +574,21 @@ def load_teacher_params(directory: Path) -> tuple[dict[str, Any], dict[str, Any]
                 node = node.setdefault(part, {})
             node[leaf] = flat[key]
     return params, meta
+
+
+def load_teacher_replay(directory: Path) -> dict[str, np.ndarray] | None:
+    """The replay of a teacher directory written by ``import_dopamine_teacher`` (``load_replay``: memory-mapped),
+    or None if it was imported without one."""
+    directory = Path(directory)
+    check_teacher_links(directory)
+    meta = json.loads((directory / "teacher.json").read_text())
+    if meta.get("replay") is None:
+        return None
+    if not (directory / "replay").is_dir():
+        older = (
+            " (replay.npz: written by an older frugalrl; import it again)"
+            if (directory / "replay.npz").exists()
+            else ""
+        )
+        raise ConfigError(f"config key 'teacher/run': {directory} has no replay/ folder{older}")
+    return load_replay(directory / "replay")

@@ -2,7 +2,8 @@
 
 A teacher comes from a frugalrl run directory (``teacher/run``): its saved ``config.json`` builds
 the teacher's own agent (network, preprocessing), its newest complete checkpoint gives the
-parameters of one seed lane and that lane's replay buffer (the teacher dataset). With
+parameters of one seed lane and that lane's replay buffer (the teacher dataset). A teacher
+directory's files that are symbolic links leading out of it are refused. With
 ``teacher/dataset = rollout`` the dataset is made fresh instead, by running the teacher in the
 student's environment with epsilon decaying linearly from ``rollout_epsilon_start`` to
 ``rollout_epsilon_end`` (for teachers whose buffer was not kept).
@@ -26,6 +27,7 @@ from frugalrl.envs import EnvSpec
 from frugalrl.replay import fifo
 from frugalrl.runs import checkpoint
 from frugalrl.runs.rundir import RunDir
+from frugalrl.train.dopamine import check_teacher_links, load_teacher_params
 from frugalrl.train.loop import init_carry, make_segment, needs_teacher_in_loop, seed_keys
 
 
@@ -55,6 +57,7 @@ def load_teacher(cfg: dict[str, Any], spec: EnvSpec) -> Teacher:
     """The teacher named by ``cfg['teacher']`` for a student acting in an env described by ``spec``."""
     tcfg = cfg["teacher"]
     run_dir = Path(tcfg["run"])
+    check_teacher_links(run_dir)  # config.json, checkpoints/, teacher.json...: none may lead outside run_dir
     if (run_dir / "teacher.json").exists():
         return _imported_teacher(cfg, spec, run_dir)
     teacher_cfg = _teacher_config(run_dir)
@@ -95,9 +98,8 @@ def load_teacher(cfg: dict[str, Any], spec: EnvSpec) -> Teacher:
 
 
 def _imported_teacher(cfg: dict[str, Any], spec: EnvSpec, directory: Path) -> Teacher:
-    """A teacher directory written by ``frugal import-dopamine`` (parameters; replay of single frames)."""
-    from frugalrl.train.dopamine import load_teacher_params
-
+    """A teacher directory written by ``frugal import-dopamine``: its parameters (its replay of single
+    frames is not used as a dataset here; ``dopamine.load_teacher_replay`` opens it memory-mapped)."""
     params, meta = load_teacher_params(directory)
     teacher_cfg = resolve({"env": cfg["env"], "network": meta["network"]})
     if meta["num_actions"] != spec.num_actions:
