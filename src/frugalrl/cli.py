@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 EXIT_CONFIG = 2
+EXIT_IO = 74  # sysexits' EX_IOERR: the run directory could not be written (a full disk, a read-only mount)
 
 
 def _error(message: str, code: int) -> int:
@@ -40,6 +41,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (GridError, ConfigError) as error:
         return _error(str(error), EXIT_CONFIG)
     run_path = Path(args.logs) / cfg["experiment"] / str(args.idx)
+    existing = next(folder for folder in (run_path, *run_path.parents) if folder.exists() or folder == Path("."))
+    if existing.exists() and not existing.is_dir():
+        return _error(f"--logs: {existing} is a file, not a folder", EXIT_CONFIG)
     from frugalrl.config import check_same_config
     from frugalrl.errors import CheckpointError, RunStopped, TrainingError
     from frugalrl.runs.rundir import RunDir
@@ -70,9 +74,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _error(f"{message} {run_path}", stop.exit_status)
     except KeyboardInterrupt:
         return _error(f"interrupted; rerun the same command to resume {run_path} from its last checkpoint", 130)
+    except OSError as error:
+        return _error(io_failure(error, run_path), EXIT_IO)
     print(summary.table())
     print(f"run directory: {summary.run_dir}")
     return 0
+
+
+def io_failure(error: OSError, run_path: Path) -> str:
+    """One line for a failed read or write of a run directory."""
+    where = error.filename or run_path
+    reason = error.strerror or str(error).splitlines()[0]
+    return f"cannot write {where}: {reason}; free space or make it writable, then rerun the same command to resume"
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -334,7 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:  # before a run holds its directory (importing JAX, reading the config)
+        return _error("interrupted", 130)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from frugalrl.config import check_same_config, count_dict, decode, flatten, load_grid, resolve, swept_keys
-from frugalrl.errors import ConfigError
+from frugalrl.errors import CheckpointError, ConfigError
 from frugalrl.runs.rundir import FINISHED_PREFIX, RunDir
 
 BANDS = {"se": 1.0, "ci95": 1.96}  # half-widths in standard errors of the mean over seeds
@@ -87,7 +87,11 @@ class Sweep:
         (another grid of the same file name wrote it, or the grid changed since)."""
         grid, found = self.grid, {}
         for idx in range(1, self.runs * self.size + 1):
-            saved = RunDir(self.run_dir(idx)).saved_config()
+            try:
+                saved = RunDir(self.run_dir(idx)).saved_config()
+            except CheckpointError as error:
+                found[idx] = str(error)
+                continue
             if saved is None:
                 continue
             combination, run_index = decode(grid, idx)

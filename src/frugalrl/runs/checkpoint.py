@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import jax
 import numpy as np
 
 from frugalrl.errors import CheckpointError
+from frugalrl.runs.rundir import write_atomic
 
 MARKER = "COMMITTED"
 log = logging.getLogger("frugalrl")
@@ -65,13 +67,19 @@ def save(directory: Path, step: int, state: Any, meta: dict[str, Any], keep: int
         shutil.rmtree(target)
     target.mkdir(parents=True)
     host_state = jax.tree.map(np.asarray, state)
-    checkpointer = _checkpointer()
-    checkpointer.save((target / "state").absolute(), host_state)
-    checkpointer.wait_until_finished()
-    meta = {**meta, "step": step, "checksum": checksum(host_state)}
-    text = json.dumps(meta, indent=1)
-    _write_atomic(target / "meta.json", text)
-    _write_atomic(target / MARKER, _text_digest(text))  # the marker vouches for meta.json too
+    try:
+        checkpointer = _checkpointer()
+        checkpointer.save((target / "state").absolute(), host_state)
+        checkpointer.wait_until_finished()
+        meta = {**meta, "step": step, "checksum": checksum(host_state)}
+        text = json.dumps(meta, indent=1)
+        write_atomic(target / "meta.json", text, sync=True)
+        write_atomic(target / MARKER, _text_digest(text), sync=True)  # the marker vouches for meta.json too
+    except BaseException as error:  # a half-written checkpoint is removed; the one before stays
+        shutil.rmtree(target, ignore_errors=True)
+        if isinstance(error, Exception):
+            raise _os_error(error, target) from None
+        raise
     for old in complete_steps(directory)[:-keep]:
         shutil.rmtree(directory / str(old), ignore_errors=True)
     for partial in directory.iterdir():  # leftovers of a save that was killed
@@ -173,10 +181,15 @@ def _same_shapes(state: Any, abstract: Any) -> Any:
     return state
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+def _os_error(error: Exception, target: Path) -> Exception:
+    """The OSError behind a failed save (orbax reports tensorstore's as a ValueError quoting the
+    code), so that a full disk reads as one; any other error as it was."""
+    seen: Exception | None = error
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
+    code = re.search(r"os_error_code='(\d+)'", str(error))
+    if code:
+        return OSError(int(code[1]), os.strerror(int(code[1])), str(target))
+    return error

@@ -42,17 +42,20 @@ class RunLock:
                 f"{self.path.parent} is in use by another frugal run ({holder}); wait for it to end or stop it, "
                 "or use another --logs directory"
             ) from None
+        self._handle = handle  # released by release() even if writing the holder fails (a full disk)
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}))
         handle.flush()
-        self._handle = handle
 
     def release(self) -> None:
-        if self._handle is not None:
-            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
-            self._handle.close()
-            self._handle = None
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            try:
+                handle.close()
+            except OSError:  # the holder's line could not be written (a full disk): nothing lost
+                pass
 
 
 def _holder(text: str) -> str:

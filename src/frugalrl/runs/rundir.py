@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import resource
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -66,9 +67,7 @@ class CsvLog:
 
     def _keep(self, keep_rows: int, digest: str | None) -> None:
         kept, self._digest = self._kept(keep_rows, digest)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(kept)
-        os.replace(tmp, self.path)
+        write_atomic(self.path, kept)
         self.rows = keep_rows
 
     def _kept(self, keep_rows: int, digest: str | None) -> tuple[str, Any]:
@@ -105,9 +104,10 @@ class CsvLog:
         os.fsync(self._handle.fileno())
 
     def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        """Close the file (even when its last flush fails, which is raised)."""
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            handle.close()
 
 
 def _fmt(value: Any) -> Any:
@@ -126,9 +126,21 @@ class RunDir:
         self.checkpoints = path / "checkpoints"
 
     def saved_config(self) -> dict[str, Any] | None:
-        if not self.config_path.exists():
+        """The config the run was started with, None before it started; CheckpointError (naming the
+        file) for one that cannot be read back."""
+        try:
+            saved = json.loads(self.config_path.read_text())
+        except FileNotFoundError:
             return None
-        return json.loads(self.config_path.read_text())
+        except (OSError, ValueError) as error:
+            reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+            raise CheckpointError(
+                f"{self.config_path} cannot be read ({reason}); put back the config the run started with, or rerun "
+                "with --fresh to start over"
+            ) from None
+        if not isinstance(saved, dict):
+            raise CheckpointError(f"{self.config_path} does not hold a config; rerun with --fresh to start over")
+        return saved
 
     def write_config(self, cfg: dict[str, Any]) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -183,19 +195,46 @@ class RunDir:
         for handler in list(log.handlers):
             log.removeHandler(handler)
             handler.close()
-        handler = logging.FileHandler(self.log_path)
+        handler = _FailingFileHandler(self.log_path)
         handler.setFormatter(logging.Formatter("%(asctime)s - %(levelname)s: %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.propagate = False
+        # orbax reports through absl's logger, from its own threads: into log.txt, not onto the screen
+        absl = logging.getLogger("absl")
+        absl.handlers, absl.propagate = [handler], False
         return log
 
 
-def write_json(path: Path, data: Any, indent: int = 1) -> None:
-    """Write ``data`` as JSON to a temporary file, then rename it over ``path``: never half a file."""
+class _FailingFileHandler(logging.FileHandler):
+    """log.txt's handler: a failed write (a full disk) is raised to the run, not printed as a
+    traceback and forgotten, as logging does by default."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        if threading.current_thread() is threading.main_thread():
+            raise  # the OSError being handled
+        # a background thread's record (orbax's) is lost with the disk; the main thread will say why
+
+
+def write_atomic(path: Path, text: str, sync: bool = False) -> None:
+    """Write ``text`` to a temporary file, then rename it over ``path``: never half a file, and no
+    temporary file left behind when the write fails (a full disk)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=indent) + "\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", newline="") as handle:
+            handle.write(text)
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any, indent: int = 1) -> None:
+    """Write ``data`` as JSON through a temporary file (``write_atomic``)."""
+    write_atomic(path, json.dumps(data, indent=indent) + "\n")
 
 
 def peak_memory_mb() -> float:

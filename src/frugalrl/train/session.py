@@ -14,6 +14,7 @@ training, an evaluation, and what a checkpoint must hold besides its state (``Lo
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 import signal
@@ -265,11 +266,12 @@ class RunSession:
         self.dropped: dict[int, dict[str, Any]] = {}  # seed -> step and error (train/on_divergence 'drop')
         self.fresh, self.retry = fresh, retry
         self.notes: list[tuple[str, str]] = []  # (level, message) said before log.txt exists
+        self.stops: list[int] = []  # stop signals received (stop_requests)
         envs.check_runnable(cfg)  # before any run directory exists
         self.created = first_missing(run_path)  # removed again by close() if the run never starts
         self.lock = RunLock(run_path)  # one writer per run directory, from here to close()
-        self.lock.acquire()
         try:
+            self.lock.acquire()
             self.cfg = prepare_config(cfg, self.rundir, fresh, retry)
         except BaseException:
             self.close()
@@ -288,6 +290,7 @@ class RunSession:
             self.rundir.failed_path.unlink()
         self.rundir.write_config(self.cfg)
         self.log = self.rundir.logger()
+        sys.unraisablehook = _log_unraisable
         self.log.info("frugalrl %s, jax %s, devices %s", __version__, jax.__version__, jax.local_devices())
         self.log.info("config %s", json.dumps(self.cfg, sort_keys=True))
         self.log.info("XLA compilation cache: %s", jax.config.jax_compilation_cache_dir or "off")
@@ -460,7 +463,12 @@ class RunSession:
 
     # -- the run ----------------------------------------------------------------------------
     def train(self, loop: Loop) -> Summary:
-        """Run ``loop`` from a new state or the newest checkpoint to its last env step."""
+        """Run ``loop`` from a new state or the newest checkpoint to its last env step. A stop signal
+        from here on (during compilation and pretraining too) ends the run after its next checkpoint."""
+        with stop_requests() as self.stops:
+            return self._train(loop)
+
+    def _train(self, loop: Loop) -> Summary:
         shapes = loop.prepare(self)  # sizes checked against memory before anything is written
         self.start()
         restored = self.restore(shapes)
@@ -491,27 +499,27 @@ class RunSession:
         bar = progress_bar(loop.total, step, self.num_seeds, enabled=self.progress)
         final_returns, due = None, None
         try:
-            with stop_requests() as stops:
-                while step < loop.total:
-                    before = step
-                    state, step = loop.advance(state, step)
-                    if loop.evaluation_due(step):
-                        with self.phase("evaluation"):
-                            state, final_returns = loop.evaluate(state, step)
-                            if self.dropped:
-                                final_returns = np.where(self.dropped_lanes(), np.nan, final_returns)
-                            self.flush()
-                        bar.set_postfix_str(f"greedy return {final_returns.mean():.4g}", refresh=False)
-                    state = loop.after_segment(state, step)
-                    if due is None and (self.checkpoint_due(before, step, loop.total) or stops):
-                        due = step
-                    if due is not None:
-                        due = self._checkpoint(loop, state, step, due)
-                    bar.update(step - before)
-                    if stops and due is None and step < loop.total:
-                        name = signal.Signals(stops[0]).name
-                        self.log.info("step %d: stopped by %s after a checkpoint", step, name)
-                        raise RunStopped(name, step, 128 + stops[0])
+            stops = self.stops
+            while step < loop.total:
+                before = step
+                state, step = loop.advance(state, step)
+                if loop.evaluation_due(step):
+                    with self.phase("evaluation"):
+                        state, final_returns = loop.evaluate(state, step)
+                        if self.dropped:
+                            final_returns = np.where(self.dropped_lanes(), np.nan, final_returns)
+                        self.flush()
+                    bar.set_postfix_str(f"greedy return {final_returns.mean():.4g}", refresh=False)
+                state = loop.after_segment(state, step)
+                if due is None and (self.checkpoint_due(before, step, loop.total) or stops):
+                    due = step
+                if due is not None:
+                    due = self._checkpoint(loop, state, step, due)
+                bar.update(step - before)
+                if stops and due is None and step < loop.total:
+                    name = signal.Signals(stops[0]).name
+                    self.log.info("step %d: stopped by %s after a checkpoint", step, name)
+                    raise RunStopped(name, step, 128 + stops[0])
         finally:
             bar.close()
         return state, final_returns
@@ -550,6 +558,17 @@ class RunSession:
         return Summary(
             self.path, final_returns, self.seeds, total, self.compile_seconds, run_seconds, self.resumed_from
         )
+
+
+def _log_unraisable(unraisable: Any) -> None:
+    """Errors Python can only ignore (a callback of orbax's into its closed event loop after a failed
+    write, one per pending array): a line in log.txt each, not a traceback each on the screen."""
+    try:
+        logging.getLogger("frugalrl").info(
+            "ignored in a background callback: %s: %s", type(unraisable.exc_value).__name__, unraisable.exc_value
+        )
+    except OSError:  # log.txt cannot be written either (a full disk): the run already said why it stopped
+        pass
 
 
 @contextmanager
