@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,21 @@ def load_config(file: str, idx: int) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from frugalrl.runs.stops import note_stops
+
+    stops: list[int] = []
+    previous = note_stops(stops)  # from the first line: a signal while JAX starts is noted, not a crash
+    try:
+        return _run(args, stops)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _run(args: argparse.Namespace, stops: list[int]) -> int:
     from frugalrl.devices import use_all_cores, use_compilation_cache
     from frugalrl.runs.checkpoint import recorded_devices
+    from frugalrl.runs.stops import signal_name
 
     # before anything touches JAX (loading a config builds the env): a run resumes on the device
     # layout its checkpoint was written with, whatever cores this process may use
@@ -50,6 +64,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from frugalrl.train.run import run
     from frugalrl.train.session import finished_summary
 
+    if stops:
+        return _error(f"stopped by {signal_name(stops[0])} before the run started; nothing was written", 128 + stops[0])
     try:
         if not args.fresh and RunDir(run_path).finished():
             saved = RunDir(run_path).saved_config()
@@ -57,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{run_path} already finished (use --fresh to run it again)", file=sys.stderr)
             summary = finished_summary(saved, run_path)
         else:
-            summary = run(cfg, run_path, fresh=args.fresh, retry=args.retry, progress=not args.no_progress)
+            summary = run(cfg, run_path, fresh=args.fresh, retry=args.retry, progress=not args.no_progress, stops=stops)
             print(
                 f"compile {summary.compile_seconds:.1f} s, run {summary.run_seconds:.1f} s "
                 f"({cfg['num_seeds']} seeds x {summary.env_steps} steps)",

@@ -80,12 +80,19 @@ def save(directory: Path, step: int, state: Any, meta: dict[str, Any], keep: int
         if isinstance(error, Exception):
             raise _os_error(error, target) from None
         raise
+    prune(directory, keep)
+    return target
+
+
+def prune(directory: Path, keep: int) -> None:
+    """Remove complete checkpoints beyond the newest ``keep`` and what a killed save left (a folder
+    without its marker). Run after each save, and on resume: a run killed between its last save
+    and this clean-up would otherwise keep one checkpoint too many for good."""
     for old in complete_steps(directory)[:-keep]:
         shutil.rmtree(directory / str(old), ignore_errors=True)
-    for partial in directory.iterdir():  # leftovers of a save that was killed
-        if partial.name.isdigit() and not (partial / MARKER).exists() and partial != target:
+    for partial in directory.iterdir():
+        if partial.name.isdigit() and not (partial / MARKER).exists():
             shutil.rmtree(partial, ignore_errors=True)
-    return target
 
 
 def _text_digest(text: str) -> str:

@@ -38,9 +38,11 @@ def run(
     retry: bool = False,
     progress: bool = True,
     echo: Any = None,
+    stops: list[int] | None = None,
 ) -> Summary:
-    """Train (or resume) a run of a resolved config in ``run_path``; ``retry``: resume one that failed."""
-    session = RunSession(cfg, run_path, fresh=fresh, retry=retry, progress=progress, echo=echo)
+    """Train (or resume) a run of a resolved config in ``run_path``; ``retry``: resume one that failed;
+    ``stops``: the list stop signals are noted in (``runs.stops``), if they already are."""
+    session = RunSession(cfg, run_path, fresh=fresh, retry=retry, progress=progress, echo=echo, stops=stops)
     try:
         return session.train(make_loop(session.cfg))
     finally:

@@ -19,7 +19,6 @@ import math
 import shutil
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -39,13 +38,12 @@ from frugalrl.errors import ConfigError, DivergedError, RunFailedError, RunStopp
 from frugalrl.runs import checkpoint
 from frugalrl.runs.lock import LOCK_NAME, RunLock
 from frugalrl.runs.rundir import FINISHED_PREFIX, CsvLog, RunDir, available_memory_bytes, peak_memory_mb
+from frugalrl.runs.stops import stop_requests
 
 NAN_ADVICE = (
     "lower 'optimizer/lr' or set 'optimizer/max_grad_norm'. Results and checkpoints up to the last checkpoint are kept."
 )
 PHASES = ("segments", "bookkeeping", "evaluation", "checkpoints")
-# stop after the current segment and its checkpoint (a second SIGINT interrupts at once)
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 
 @dataclass
@@ -247,6 +245,7 @@ class RunSession:
         retry: bool = False,
         progress: bool = True,
         echo: Any = None,
+        stops: list[int] | None = None,
     ) -> None:
         self.say: Callable[[str], None] = echo or (lambda text: print(text, file=sys.stderr))
         self.began = time.perf_counter()
@@ -266,7 +265,7 @@ class RunSession:
         self.dropped: dict[int, dict[str, Any]] = {}  # seed -> step and error (train/on_divergence 'drop')
         self.fresh, self.retry = fresh, retry
         self.notes: list[tuple[str, str]] = []  # (level, message) said before log.txt exists
-        self.stops: list[int] = []  # stop signals received (stop_requests)
+        self.stops: list[int] = [] if stops is None else stops  # stop signals received (stop_requests)
         envs.check_runnable(cfg)  # before any run directory exists
         self.created = first_missing(run_path)  # removed again by close() if the run never starts
         self.lock = RunLock(run_path)  # one writer per run directory, from here to close()
@@ -416,6 +415,8 @@ class RunSession:
         if restored is not None:
             meta = restored[1]
             self.check_layout(meta)
+            if int(meta["step"]) == checkpoint.complete_steps(self.rundir.checkpoints)[-1]:
+                checkpoint.prune(self.rundir.checkpoints, self.cfg["checkpoint"]["keep"])
             self.digests = meta.get("digests", {})
             self.dropped = {int(seed): record for seed, record in meta.get("dropped", {}).items()}
             self.rundir.write_dropped(self.dropped)  # as it was at the checkpoint
@@ -465,7 +466,7 @@ class RunSession:
     def train(self, loop: Loop) -> Summary:
         """Run ``loop`` from a new state or the newest checkpoint to its last env step. A stop signal
         from here on (during compilation and pretraining too) ends the run after its next checkpoint."""
-        with stop_requests() as self.stops:
+        with stop_requests(self.stops):
             return self._train(loop)
 
     def _train(self, loop: Loop) -> Summary:
@@ -569,29 +570,6 @@ def _log_unraisable(unraisable: Any) -> None:
         )
     except OSError:  # log.txt cannot be written either (a full disk): the run already said why it stopped
         pass
-
-
-@contextmanager
-def stop_requests() -> Iterator[list[int]]:
-    """While inside, SIGTERM, SIGINT and SIGUSR1 only note their number in the list yielded (the
-    loop then stops after its next checkpoint); a second SIGINT interrupts at once. Outside the
-    main thread (signals cannot be caught there) the list stays empty."""
-    stops: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield stops
-        return
-
-    def note(signum: int, frame: Any) -> None:
-        if signum == signal.SIGINT and stops:
-            raise KeyboardInterrupt
-        stops.append(signum)
-
-    previous = {signum: signal.signal(signum, note) for signum in STOP_SIGNALS}
-    try:
-        yield stops
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 class _NoBar:
