@@ -200,9 +200,11 @@ class RunDir:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.propagate = False
-        # orbax reports through absl's logger, from its own threads: into log.txt, not onto the screen
-        absl = logging.getLogger("absl")
-        absl.handlers, absl.propagate = [handler], False
+        # orbax reports through absl's logger from its own threads, and its failed writes leave asyncio
+        # tasks whose errors asyncio logs when they are collected: into log.txt, not onto the screen
+        for name in ("absl", "asyncio"):
+            other = logging.getLogger(name)
+            other.handlers, other.propagate = [handler], False
         return log
 
 
