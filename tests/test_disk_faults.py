@@ -2,9 +2,10 @@
 no temporary file left, and the rerun resumes to results byte-identical to an uninterrupted run.
 
 The faults come from ``tests/faults/diskfault.c``, loaded with LD_PRELOAD: every write under the
-logs folder counts against a byte budget, and the write that would pass it fails (ENOSPC, or
+logs folder counts against a budget of write calls, and the write past it fails (ENOSPC, or
 EROFS with creating, renaming and removing failing as well), as does every one after it. A run
-traced once gives the cumulative bytes before each write, so a budget can fail exactly that one.
+traced once lists its writes, so a budget of write calls can fail exactly the one chosen (counting
+calls rather than bytes: log lines differ in length from one run to the next).
 """
 
 import json
@@ -43,16 +44,17 @@ def disk(tmp_path_factory):
     config.write_text(json.dumps(CONFIG))
     logs = root / "reference"
     trace = root / "trace.txt"
-    result = frugal(library, config, logs, budget=10**12, trace=trace)
+    result = frugal(library, config, logs, calls=10**12, trace=trace)
     assert result.returncode == 0, result.stderr
     writes = [(int(line.split(" ", 1)[0]), line.split(" ", 1)[1]) for line in trace.read_text().splitlines()]
     return {"library": library, "config": config, "reference": logs / "small" / "1", "writes": writes, "root": root}
 
 
-def frugal(library: Path, config: Path, logs: Path, budget: int | None = None, errno: int = ENOSPC, trace=None):
+def frugal(library: Path, config: Path, logs: Path, calls: int | None = None, errno: int = ENOSPC, trace=None):
+    """``frugal run`` whose write calls under ``logs`` fail from the one after ``calls`` on."""
     env = {**os.environ}
-    if budget is not None:
-        env.update(LD_PRELOAD=str(library), DISKFAULT_PREFIX=str(logs), DISKFAULT_BYTES=str(budget))
+    if calls is not None:
+        env.update(LD_PRELOAD=str(library), DISKFAULT_PREFIX=str(logs), DISKFAULT_CALLS=str(calls))
         env.update(DISKFAULT_ERRNO=str(errno), **({"DISKFAULT_TRACE": str(trace)} if trace else {}))
     logs.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "frugalrl.cli", "run", str(config), "--logs", str(logs), "--no-progress"]
@@ -62,9 +64,8 @@ def frugal(library: Path, config: Path, logs: Path, budget: int | None = None, e
 def fails_then_resumes(disk, index: int, errno: int, tmp_path: Path) -> str:
     """Fail write ``index`` of the traced run (and all after it); check the one line and the leftovers,
     then rerun without the fault and compare with the uninterrupted run. Returns the error line."""
-    budget = disk["writes"][index - 1][0] if index else 0
     logs = tmp_path / "logs"
-    failed = frugal(disk["library"], disk["config"], logs, budget=budget, errno=errno)
+    failed = frugal(disk["library"], disk["config"], logs, calls=index, errno=errno)
     errors = [line for line in failed.stderr.splitlines() if line.startswith("frugal: error: ")]
     assert failed.returncode == 74, failed.stderr
     assert len(errors) == 1 and "Traceback" not in failed.stderr, failed.stderr
@@ -97,7 +98,7 @@ def test_a_file_system_turning_read_only_mid_run_stops_in_one_line(disk, tmp_pat
 
 def test_a_read_only_logs_folder_is_refused_in_one_line_and_nothing_is_made(disk, tmp_path):
     logs = tmp_path / "logs"
-    failed = frugal(disk["library"], disk["config"], logs, budget=0, errno=EROFS)
+    failed = frugal(disk["library"], disk["config"], logs, calls=0, errno=EROFS)
     assert failed.returncode == 74
     assert len(failed.stderr.strip().splitlines()) == 1 and "Read-only file system" in failed.stderr
     assert list(logs.iterdir()) == []

@@ -4,6 +4,8 @@
  *   DISKFAULT_PREFIX  absolute folder whose files are affected (others are untouched)
  *   DISKFAULT_BYTES   bytes that may still be written under it; the write that would pass the
  *                     budget fails, and so does every later one (the disk is full from there on)
+ *   DISKFAULT_CALLS   or: write calls that may still succeed under it (the next one fails); steadier
+ *                     than bytes when a run's log lines differ in length from one run to the next
  *   DISKFAULT_ERRNO   28 (ENOSPC, the default: creating directories fails too once full) or 30
  *                     (EROFS: once the budget is spent, creating, renaming, removing and opening
  *                     for writing fail as well, as on a file system remounted read-only)
@@ -26,7 +28,7 @@
 
 static const char *prefix;
 static size_t prefix_length;
-static long long budget = -1, used;
+static long long budget = -1, used, allowed_calls = -1, calls;
 static int fault_errno = ENOSPC, ready, full;
 static FILE *trace;
 
@@ -36,8 +38,10 @@ static void init(void) {
     prefix = getenv("DISKFAULT_PREFIX");
     prefix_length = prefix ? strlen(prefix) : 0;
     const char *bytes = getenv("DISKFAULT_BYTES"), *code = getenv("DISKFAULT_ERRNO");
-    const char *trace_path = getenv("DISKFAULT_TRACE");
+    const char *trace_path = getenv("DISKFAULT_TRACE"), *call_count = getenv("DISKFAULT_CALLS");
     if (bytes) budget = atoll(bytes);
+    if (call_count) allowed_calls = atoll(call_count);
+    if (call_count && !bytes) budget = 1LL << 62;
     if (code) fault_errno = atoi(code);
     if (trace_path) trace = fopen(trace_path, "a");
 }
@@ -75,12 +79,13 @@ static int refuse_write(int fd, size_t n) {
     char path[PATH_MAX];
     init();
     if (budget < 0 || !prefix || !fd_path(fd, path) || !under(path)) return 0;
-    if (full || used + (long long)n > budget) {
+    if (full || used + (long long)n > budget || (allowed_calls >= 0 && calls >= allowed_calls)) {
         full = 1;
         errno = fault_errno;
         return 1;
     }
     used += (long long)n;
+    calls++;
     if (trace) { fprintf(trace, "%lld %s\n", used, path); fflush(trace); }
     return 0;
 }
@@ -89,7 +94,8 @@ static int refuse_write(int fd, size_t n) {
 static int refuse_change(int dirfd, const char *path, int is_mkdir) {
     init();
     if (budget < 0 || !path_under(dirfd, path)) return 0;
-    int blocked = fault_errno == EROFS ? (full || budget == 0) : (is_mkdir && full);
+    int spent = budget == 0 || allowed_calls == 0;
+    int blocked = fault_errno == EROFS ? (full || spent) : (is_mkdir && full);
     if (blocked) { full = 1; errno = fault_errno; }
     return blocked;
 }
