@@ -239,6 +239,27 @@ def write_json(path: Path, data: Any, indent: int = 1) -> None:
     write_atomic(path, json.dumps(data, indent=indent) + "\n")
 
 
+BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+
+
+def human_bytes(count: float, digits: int = 2) -> str:
+    """``count`` bytes in binary units with ``digits`` decimals: 1536 -> '1.50 KiB', 713 -> '713 B'.
+    Integers are rounded exactly (a forged header can claim sizes past a float's precision);
+    sizes past the exbibytes are only bounded."""
+    if count >= 1024 ** len(BINARY_UNITS):
+        return f"more than 1024 {BINARY_UNITS[-1]}"
+    power = 0
+    while count >= 1024 ** (power + 1):
+        power += 1
+    if power == 0:
+        return f"{count:.0f} B"
+    if isinstance(count, int):
+        scale = 10**digits
+        scaled = (count * scale + 1024**power // 2) // 1024**power  # rounded to the nearest 10**-digits
+        return f"{scaled // scale}.{scaled % scale:0{digits}d} {BINARY_UNITS[power]}"
+    return f"{count / 1024**power:.{digits}f} {BINARY_UNITS[power]}"
+
+
 def peak_memory_mb() -> float:
     """Peak resident memory of this process (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -46,6 +46,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from frugalrl.errors import ConfigError, DopamineFormatError
+from frugalrl.runs.rundir import human_bytes
 
 DOPAMINE_NETWORK = {
     "name": "nature_cnn",
@@ -271,18 +272,6 @@ class NpyHeader:
         return math.prod(self.shape) * self.dtype.itemsize
 
 
-def human_bytes(count: int) -> str:
-    """``count`` bytes in binary units, e.g. '6.6 GiB' (sizes past the exbibytes are only bounded)."""
-    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
-    if count >= 1024 ** len(units):
-        return f"more than 1024 {units[-1]}"
-    power = 0
-    while count >= 1024 ** (power + 1):
-        power += 1
-    tenths = (count * 10 + 1024**power // 2) // 1024**power  # rounded to the nearest tenth
-    return f"{count} B" if power == 0 else f"{tenths // 10}.{tenths % 10} {units[power]}"
-
-
 def _first_line(error: BaseException, most: int = 200) -> str:
     """The first line of ``error``'s message, cut to ``most`` characters (a forged header can be long)."""
     lines = str(error).splitlines()
@@ -341,8 +330,9 @@ def copy_npy(source: Path, header: NpyHeader, target: Path) -> None:
             chunk = _reading(source, handle.read, min(left, COPY_CHUNK_BYTES))
             if not chunk:
                 raise DopamineFormatError(
-                    f"{source} is cut short: it holds {human_bytes(header.nbytes - left)} of the "
-                    f"{human_bytes(header.nbytes)} its header claims ({header.dtype} array of shape {header.shape})"
+                    f"{source} is cut short: it holds {human_bytes(header.nbytes - left, digits=1)} of the "
+                    f"{human_bytes(header.nbytes, digits=1)} its header claims "
+                    f"({header.dtype} array of shape {header.shape})"
                 )
             sink.write(chunk)
             left -= len(chunk)
@@ -391,14 +381,14 @@ def _source_file(directory: Path, path: Path, what: str) -> Path:
 def _check_size(path: Path, header: NpyHeader, room: int, where: Path) -> None:
     size = header.nbytes
     if size > MAX_REPLAY_ARRAY_BYTES:
-        limit = f"the {human_bytes(MAX_REPLAY_ARRAY_BYTES)} a replay array may hold (MAX_REPLAY_ARRAY_BYTES)"
+        limit = f"the {human_bytes(MAX_REPLAY_ARRAY_BYTES, digits=1)} a replay array may hold (MAX_REPLAY_ARRAY_BYTES)"
     elif size > room:
-        limit = f"the {human_bytes(room)} free where the teacher is written ({where})"
+        limit = f"the {human_bytes(room, digits=1)} free where the teacher is written ({where})"
     else:
         return
     raise DopamineFormatError(
-        f"{path}: its .npy header claims a {header.dtype} array of shape {header.shape}, {human_bytes(size)}: "
-        f"more than {limit}"
+        f"{path}: its .npy header claims a {header.dtype} array of shape {header.shape}, "
+        f"{human_bytes(size, digits=1)}: more than {limit}"
     )
 
 
@@ -439,8 +429,8 @@ def replay_files(directory: Path, number: int, room: int, where: Path) -> dict[s
     total = sum(header.nbytes for _, header in files.values())
     if total > room:
         raise DopamineFormatError(
-            f"the replay of ckpt.{number} in {directory} is {human_bytes(total)}, more than the "
-            f"{human_bytes(room)} free where the teacher is written ({where})"
+            f"the replay of ckpt.{number} in {directory} is {human_bytes(total, digits=1)}, more than the "
+            f"{human_bytes(room, digits=1)} free where the teacher is written ({where})"
         )
     return files
 

@@ -37,7 +37,14 @@ from frugalrl.devices import idle_devices_note, seed_mesh, unroll_threefry_on_cp
 from frugalrl.errors import ConfigError, DivergedError, RunFailedError, RunStopped, TrainingError
 from frugalrl.runs import checkpoint
 from frugalrl.runs.lock import LOCK_NAME, RunLock
-from frugalrl.runs.rundir import FINISHED_PREFIX, CsvLog, RunDir, available_memory_bytes, peak_memory_mb
+from frugalrl.runs.rundir import (
+    FINISHED_PREFIX,
+    CsvLog,
+    RunDir,
+    available_memory_bytes,
+    human_bytes,
+    peak_memory_mb,
+)
 from frugalrl.runs.stops import stop_requests
 
 NAN_ADVICE = (
@@ -96,15 +103,6 @@ class Loop(Protocol):
 
     def checkpoint_meta(self, state: Any, step: int, due: int) -> dict[str, Any] | None:
         """What a checkpoint holds besides the state, or None when it must wait (host envs mid-episode)."""
-
-
-def human_bytes(count: float) -> str:
-    """1536 -> '1.50 KiB'."""
-    for unit in ("B", "KiB", "MiB"):
-        if count < 1024:
-            return f"{count:.0f} B" if unit == "B" else f"{count:.2f} {unit}"
-        count /= 1024
-    return f"{count:.2f} GiB"
 
 
 def seeds_of(cfg: dict[str, Any]) -> list[int]:
