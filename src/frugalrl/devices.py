@@ -151,3 +151,32 @@ def seed_axis_spec(leaf: Any) -> PartitionSpec:
     from jax.sharding import PartitionSpec
 
     return PartitionSpec("seed") if np.ndim(leaf) > 0 else PartitionSpec()
+
+
+def seed_vmap(fn: Any, in_axes: Any = 0, *, unrolled: bool = False) -> Any:
+    """``jax.vmap(fn, in_axes)`` over the leading seed axis or, ``unrolled``, one call of ``fn`` per
+    seed in the same program, outputs stacked. ``in_axes`` holds 0 (per seed) or None (shared).
+
+    Unrolled is for convolution networks on a CPU: batched over parameters, a convolution becomes a
+    grouped convolution, whose gradient XLA's CPU backend runs about 4x slower than the seeds' own
+    convolutions one after another (BENCHMARKS.md, Atari)."""
+    import jax
+
+    if not unrolled:
+        return jax.vmap(fn, in_axes=in_axes)
+
+    def per_seed(*args: Any) -> Any:
+        axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
+        seeds = next(jax.tree.leaves(arg)[0].shape[0] for arg, axis in zip(args, axes, strict=True) if axis == 0)
+        outputs = [
+            fn(
+                *[
+                    arg if axis is None else jax.tree.map(lambda x, i=i: x[i], arg)
+                    for arg, axis in zip(args, axes, strict=True)
+                ]
+            )
+            for i in range(seeds)
+        ]
+        return jax.tree.map(lambda *lanes: jax.numpy.stack(lanes), *outputs)
+
+    return per_seed

@@ -49,8 +49,8 @@ class EnvEntry:
     unavailable: str | None = None  # why configs naming it parse but cannot run yet
 
 
-# Atari names as the original code used them: configs must parse (and count) before the Atari
-# environments (ale-py on the host, DeepMind wrappers) land in frugalrl.
+# Atari names as the original code used them (ALE/<Game>-v5, <Game>NoFrameskip-v4): host envs in
+# ale-py (envs/atari.py), with the protocol the name implies unless env/params says otherwise.
 ATARI_GAMES = frozenset(
     """Adventure AirRaid Alien Amidar Assault Asterix Asteroids Atlantis BankHeist BattleZone BeamRider Berzerk
     Bowling Boxing Breakout Carnival Centipede ChopperCommand CrazyClimber Defender DemonAttack DoubleDunk
@@ -59,22 +59,22 @@ ATARI_GAMES = frozenset(
     Riverraid RoadRunner Robotank Seaquest Skiing Solaris SpaceInvaders StarGunner Surround Tennis TimePilot
     Tutankham UpNDown Venture VideoPinball WizardOfWor YarsRevenge Zaxxon""".split()
 )
-_ATARI_PATTERN = re.compile(r"^(ALE/)?(?P<game>[A-Za-z]+?)(NoFrameskip)?-v[045]$")
-_ATARI_UNAVAILABLE = (
-    "Atari environments are not in frugalrl yet (they need ale-py on the host with the DeepMind "
-    "wrappers); configs naming them parse and count, but cannot run"
-)
 
 
 def _atari_entry(name: str) -> EnvEntry | None:
-    match = _ATARI_PATTERN.match(name)
+    from frugalrl.envs.atari import ATARI_PATTERN, INSTALL_HINT, parse_name, rom_exists
+
+    match = ATARI_PATTERN.match(name)
     if match is None or match["game"] not in ATARI_GAMES:
         return None
-
-    def factory() -> Any:
-        raise RuntimeError(f"environment '{name}': {_ATARI_UNAVAILABLE}")
-
-    return EnvEntry(factory, family="atari", unavailable=_ATARI_UNAVAILABLE)
+    try:
+        import ale_py  # noqa: F401
+    except ImportError:
+        return EnvEntry(lambda: None, family="atari", unavailable=INSTALL_HINT)
+    rom = parse_name(name)[0]
+    if not rom_exists(rom):
+        return EnvEntry(lambda: None, family="atari", unavailable=f"the installed ale-py ships no ROM '{rom}'")
+    return EnvEntry(lambda: None, family="atari")
 
 
 _CLASSIC = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1", "MountainCarContinuous-v0")
@@ -192,15 +192,24 @@ def _suite_entry(name: str) -> EnvEntry | None:
     return EnvEntry(factory, binary_obs=True, family="model_generalization")
 
 
-def is_host_env(name: str) -> bool:
-    """DeepMind Control tasks (``domain-task``): stepped on the host, one env per seed (train/host.py)."""
+def host_family(name: str) -> str | None:
+    """'atari' or 'dmc' for an env stepped on the host (train/atari.py, train/host.py), else None."""
     from frugalrl.envs.dmc import DMC_PATTERN
 
-    return name not in REGISTRY and DMC_PATTERN.match(name) is not None
+    if name in REGISTRY:
+        return None
+    if _atari_entry(name) is not None:
+        return "atari"
+    return "dmc" if DMC_PATTERN.match(name) is not None else None
+
+
+def is_host_env(name: str) -> bool:
+    """Atari games and DeepMind Control tasks (``domain-task``): stepped on the host, one env per seed."""
+    return host_family(name) is not None
 
 
 def _dmc_entry(name: str) -> EnvEntry | None:
-    if not is_host_env(name):
+    if host_family(name) != "dmc":
         return None
     from frugalrl.envs.dmc import INSTALL_HINT, split_name
 
@@ -308,8 +317,14 @@ def check_env_config(cfg: dict[str, Any]) -> None:
         entry = _entry(cfg["env"]["name"])
         if entry.family == "dmc" and (cfg["env"]["params"] or cfg["env"]["max_episode_steps"] != -1):
             raise KeyError(f"environment {cfg['env']['name']} takes no parameters here (its time limit is the suite's)")
-        if entry.unavailable is None and entry.family != "dmc":
+        if entry.family == "atari":
+            from frugalrl.envs.atari import atari_params
+
+            atari_params(cfg["env"]["name"], cfg["env"])
+        elif entry.unavailable is None and entry.family != "dmc":
             _params(entry.factory(), cfg["env"])
+    except ValueError as error:  # names its key already
+        raise ConfigError(str(error)) from None
     except KeyError as error:
         key = "env/params" if "parameter" in str(error) else "env/name"
         raise ConfigError(f"config key '{key}': {error.args[0]}") from None

@@ -9,6 +9,13 @@ alive). ``next_row`` records, at add time, the row of each slot's next observati
 following slot, or the final-observation row of a truncated step), so sampling needs one gather
 for the next observation and no arithmetic. n-step returns are rebuilt when sampling.
 
+Pixel observations are stored one frame per slot and stacked when sampled (DESIGN principle 5):
+``init(..., stack=k)`` keeps k - 1 slots more, so the oldest transition's earlier frames are still
+there, and ``gather`` rebuilds each k-frame stack from the frames of its own episode, the slots
+before an episode's first frame padded with zeros or with that first frame (``padding``), exactly
+as ``push_frame`` builds the stacks the agent acts on. The stack size and padding travel in the
+state (``ReplayState.stack``), so a teacher's replay and a student's may differ.
+
 The write position is not part of the buffer: it is the shared count of transitions added so far,
 the same for every vmapped seed (DESIGN principle 4), so these functions are single-seed and the
 loop vmaps them with ``count`` unbatched.
@@ -31,9 +38,18 @@ class ReplayState(NamedTuple):
     ends: jax.Array  # [capacity + 1] uint8: TERMINATED | TRUNCATED bits
     next_row: jax.Array  # [capacity + 1] int32: row of obs holding the slot's next observation
     final_ptr: jax.Array  # [] int32: next final-observation row to write, 0 .. final_rows - 1
+    # frame stacking: () when observations are stored whole; else [k] uint8 for stacks of k frames,
+    # all 1 to pad an episode's first stacks with its first frame, all 0 to pad them with zeros
+    stack: Any = ()
 
 
 TERMINATED, TRUNCATED = 1, 2
+PADDINGS = ("zeros", "repeat")
+
+
+def stack_size(state: ReplayState) -> int:
+    """Frames per observation (1 when observations are stored whole); ``state`` may be seed-batched."""
+    return 1 if isinstance(state.stack, tuple) else int(state.stack.shape[-1])
 
 
 class Batch(NamedTuple):
@@ -48,11 +64,23 @@ def final_rows(capacity: int, max_episode_steps: int) -> int:
     return math.ceil((capacity + 1) / max(max_episode_steps, 1)) + 1
 
 
-def init(obs_example: Any, action_example: Any, capacity: int, max_episode_steps: int) -> ReplayState:
-    """Zeroed storage for one seed. ``obs_example`` gives shape and storage dtype."""
-    slots = capacity + 1
+def init(
+    obs_example: Any,
+    action_example: Any,
+    capacity: int,
+    max_episode_steps: int,
+    *,
+    stack: int = 1,
+    padding: str = "zeros",
+) -> ReplayState:
+    """Zeroed storage for one seed. ``obs_example`` gives shape and storage dtype (one frame when
+    ``stack`` > 1: observations are then stacks of ``stack`` frames, rebuilt when sampled)."""
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+    slots = capacity + stack  # the oldest transition's stack - 1 earlier frames stay
     obs_example, action_example = jnp.asarray(obs_example), jnp.asarray(action_example)
     rows = slots + final_rows(capacity, max_episode_steps)
+    stack_marker = () if stack == 1 else jnp.full((stack,), padding == "repeat", jnp.uint8)
     return ReplayState(
         obs=jnp.zeros((rows,) + obs_example.shape, obs_example.dtype),
         action=jnp.zeros((slots,) + action_example.shape, action_example.dtype),
@@ -60,11 +88,12 @@ def init(obs_example: Any, action_example: Any, capacity: int, max_episode_steps
         ends=jnp.zeros((slots,), jnp.uint8),
         next_row=jnp.zeros((slots,), jnp.int32),
         final_ptr=jnp.zeros((), jnp.int32),
+        stack=stack_marker,
     )
 
 
 def capacity_of(state: ReplayState) -> int:
-    return state.reward.shape[-1] - 1
+    return state.reward.shape[-1] - stack_size(state)
 
 
 class Transition(NamedTuple):
@@ -111,6 +140,7 @@ def add_block(state: ReplayState, count: jax.Array, block: Transition, next_obs:
         ends=state.ends.at[slot].set(terminated * jnp.uint8(TERMINATED) + truncated * jnp.uint8(TRUNCATED)),
         next_row=state.next_row.at[slot].set(jnp.where(truncated, final_row, (slot + 1) % slots)),
         final_ptr=(state.final_ptr + advance[-1]) % rows,
+        stack=state.stack,
     )
 
 
@@ -145,13 +175,54 @@ def gather(
         alive = included & (slot_ends == 0)
     stop = TERMINATED if bootstrap_truncation else TERMINATED | TRUNCATED
     discount = jnp.where(ends & stop, 0.0, jnp.power(jnp.float32(gamma), steps.astype(jnp.float32)))
-    return Batch(
-        obs=state.obs[first],
-        action=state.action[first],
-        reward=reward,
-        discount=discount,
-        next_obs=state.obs[state.next_row[last]],
-    )
+    if stack_size(state) > 1:
+        absolute = count - held + age_index  # transitions added before it
+        obs = stacked(state, first, absolute, since=first - 1)
+        next_obs = stacked(state, state.next_row[last], absolute + steps, since=last, newest_in_episode=True)
+    else:
+        obs, next_obs = state.obs[first], state.obs[state.next_row[last]]
+    return Batch(obs=obs, action=state.action[first], reward=reward, discount=discount, next_obs=next_obs)
+
+
+def stacked(
+    state: ReplayState, row: jax.Array, absolute: jax.Array, *, since: jax.Array, newest_in_episode: bool = False
+) -> jax.Array:
+    """[..., *frame, k] stacks, oldest frame first: frame ``row`` of ``obs`` after the ring slots
+    ``since``, ``since - 1``, ... (transition ``absolute`` is the one at ``since + 1``).
+
+    An earlier frame belongs to the stack while no episode ended between it and the newest:
+    ``ends`` of its own slot is checked, except for slot ``since`` itself when ``newest_in_episode``
+    (the next observation of a transition at ``since``: a truncated transition's final frame, or
+    the frame after it). Frames before the episode's first, or before the first transition ever
+    added, are zeros or the earliest frame of the stack (``padding``)."""
+    k, slots = stack_size(state), state.reward.shape[0]
+    repeat = state.stack[0] == 1
+    frames, newest = [state.obs[row]], state.obs[row]
+    earliest, valid = newest, jnp.ones(jnp.shape(row), bool)
+    for j in range(1, k):
+        slot = (since - (j - 1)) % slots
+        ended = state.ends[slot] != 0
+        if newest_in_episode and j == 1:
+            ended = jnp.zeros_like(ended)
+        valid = valid & ~ended & (absolute - j >= 0)
+        frame = state.obs[slot]
+        mask = valid.reshape(valid.shape + (1,) * (frame.ndim - valid.ndim))
+        earliest = jnp.where(mask, frame, earliest)
+        frames.append(jnp.where(mask, frame, jnp.where(repeat, earliest, jnp.zeros_like(frame))))
+    return jnp.stack(frames[::-1], axis=-1)
+
+
+def push_frame(stack: jax.Array, frame: jax.Array, first: jax.Array, padding: str) -> jax.Array:
+    """The stack [..., *frame, k] after ``frame``: shifted by one, or, where ``first`` (an episode's
+    first frame), the frame after k - 1 zeros or k - 1 copies of it (``padding``): the rule
+    ``stacked`` rebuilds stacks by."""
+    shifted = jnp.concatenate([stack[..., 1:], frame[..., None]], axis=-1)
+    if padding == "repeat":
+        fresh = jnp.repeat(frame[..., None], stack.shape[-1], axis=-1)
+    else:
+        fresh = jnp.concatenate([jnp.zeros_like(stack[..., 1:]), frame[..., None]], axis=-1)
+    mask = first.reshape(first.shape + (1,) * (stack.ndim - first.ndim))
+    return jnp.where(mask, fresh, shifted)
 
 
 def uniform_ages(key: jax.Array, held: jax.Array, n: int) -> jax.Array:
@@ -170,7 +241,11 @@ def sample(state: ReplayState, key: jax.Array, count: jax.Array, batch_size: int
 def sample_obs(state: ReplayState, key: jax.Array, count: jax.Array, n: int) -> jax.Array:
     """``n`` observations acted in, uniform with replacement over the transitions held (MeDQN(R))."""
     held = size(state, count)
-    return state.obs[(count - held + uniform_ages(key, held, n)) % state.reward.shape[0]]
+    ages = uniform_ages(key, held, n)
+    slot = (count - held + ages) % state.reward.shape[0]
+    if stack_size(state) > 1:
+        return stacked(state, slot, count - held + ages, since=slot - 1)
+    return state.obs[slot]
 
 
 def get(state: ReplayState, count: jax.Array, **kwargs: Any) -> Batch:
@@ -181,5 +256,5 @@ def get(state: ReplayState, count: jax.Array, **kwargs: Any) -> Batch:
 def memory_bytes(state: ReplayState, num_seeds: int = 1) -> dict[str, float]:
     """Bytes per stored transition and in total; ``state`` may be abstract and seed-batched."""
     total = sum(math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize for leaf in jax.tree.leaves(state))
-    capacity = state.reward.shape[-1] - 1
+    capacity = capacity_of(state)
     return {"bytes_per_transition": total / num_seeds / capacity, "total_bytes": float(total)}

@@ -242,6 +242,11 @@ def write_json(path: Path, data: Any, indent: int = 1) -> None:
 BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
 
+def counted(number: int, noun: str) -> str:
+    """'1 seed', '2 seeds'."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def human_bytes(count: float, digits: int = 2) -> str:
     """``count`` bytes in binary units with ``digits`` decimals: 1536 -> '1.50 KiB', 713 -> '713 B'.
     Integers are rounded exactly (a forged header can claim sizes past a float's precision);

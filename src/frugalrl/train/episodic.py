@@ -25,7 +25,7 @@ from frugalrl.agents.sacd import SACD
 from frugalrl.devices import seed_axis_spec
 from frugalrl.envs import EnvSpec
 from frugalrl.replay import episodes as episode_replay
-from frugalrl.runs.rundir import TEST_COLUMNS, TRAIN_COLUMNS
+from frugalrl.runs.rundir import TEST_COLUMNS, TRAIN_COLUMNS, counted
 from frugalrl.train.loop import EVAL_STREAM, evaluation_keys, seed_keys
 from frugalrl.train.session import RunSession, check_fits, human_bytes, memory_needs
 
@@ -242,7 +242,7 @@ class EpisodicLoop:
         session.announce(
             f"episode replay: {episode_replay.capacity_of(shapes.replay)} episodes of {length} steps, "
             f"{memory['bytes_per_transition']:.1f} bytes per step, {human_bytes(memory['total_bytes'] / num_seeds)} "
-            f"per seed, {human_bytes(memory['total_bytes'])} for {num_seeds} seeds; "
+            f"per seed, {human_bytes(memory['total_bytes'])} for {counted(num_seeds, 'seed')}; "
             f"{total_episodes(self.cfg)} episodes = {self.total} env steps per seed"
         )
         seq, cfg = self.cfg["sequence"], self.cfg

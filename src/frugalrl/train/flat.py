@@ -21,7 +21,7 @@ from frugalrl.agents import make_agent
 from frugalrl.config.schema import first_learning_block, reset_period_env_steps
 from frugalrl.devices import rolled_threefry, seed_axis_spec
 from frugalrl.replay import fifo
-from frugalrl.runs.rundir import TEST_COLUMNS, TRAIN_COLUMNS, evaluation_rows
+from frugalrl.runs.rundir import TEST_COLUMNS, TRAIN_COLUMNS, counted, evaluation_rows
 from frugalrl.train import reincarnation
 from frugalrl.train.loop import (
     EVAL_STREAM,
@@ -87,7 +87,8 @@ class FlatLoop:
         total_bytes = memory["total_bytes"]
         session.announce(
             f"replay: {memory['bytes_per_transition']:.1f} bytes per transition, "
-            f"{human_bytes(total_bytes / num_seeds)} per seed, {human_bytes(total_bytes)} for {num_seeds} seeds"
+            f"{human_bytes(total_bytes / num_seeds)} per seed, "
+            f"{human_bytes(total_bytes)} for {counted(num_seeds, 'seed')}"
         )
         cfg, spec = self.cfg, self.spec
         width = math.prod(spec.obs_shape) + sum(cfg["network"]["hidden"]) + (spec.num_actions or 1)

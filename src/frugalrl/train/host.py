@@ -31,8 +31,16 @@ from frugalrl.envs import EnvSpec
 from frugalrl.envs.dmc import DMCEnv
 from frugalrl.errors import TrainingError
 from frugalrl.replay import fifo, prioritized
-from frugalrl.runs.rundir import TEST_COLUMNS, TRAIN_COLUMNS, evaluation_rows
-from frugalrl.train.loop import BlockData, Learning, acting_epsilon, agent_init_keys, make_learner, seed_keys
+from frugalrl.runs.rundir import TEST_COLUMNS, TRAIN_COLUMNS, counted, evaluation_rows
+from frugalrl.train.loop import (
+    BlockData,
+    Learning,
+    acting_epsilon,
+    agent_init_keys,
+    make_learner,
+    seed_keys,
+    unrolled_updates,
+)
 from frugalrl.train.resets import initial_reset_state, make_reinit, reset_if_due, resetting
 from frugalrl.train.session import RunSession, check_fits, human_bytes, memory_needs
 
@@ -66,23 +74,32 @@ def host_spec(env: DMCEnv) -> EnvSpec:
 
 
 def init_host_carry(
-    agent: ValueAgent, spec: EnvSpec, cfg: dict[str, Any], keys: jax.Array, obs: np.ndarray
+    agent: ValueAgent,
+    spec: EnvSpec,
+    cfg: dict[str, Any],
+    keys: jax.Array,
+    obs: Any,
+    empty_replay: Callable[[int], fifo.ReplayState] | None = None,
 ) -> HostCarry:
+    """A new run's device state for first observations ``obs``; ``empty_replay(capacity)`` makes one
+    seed's replay (by default float observations and actions as ``spec`` gives them)."""
     capacity = cfg["replay"]["capacity"]
+    action_dtype = jnp.int32 if spec.discrete else jnp.float32
+    if empty_replay is None:
+        example = jnp.zeros(spec.obs_shape, jnp.float32), jnp.zeros(spec.action_shape, action_dtype)
+        empty_replay = lambda capacity: fifo.init(*example, capacity, spec.max_episode_steps)  # noqa: E731
 
     def one(key: jax.Array) -> tuple[Any, ...]:
         init_key, _, loop_key = jax.random.split(key, 3)  # init_key as agent_init_keys derives it
-        example_obs = jnp.zeros(spec.obs_shape, jnp.float32)
-        replay = fifo.init(example_obs, jnp.zeros(spec.action_shape, jnp.float32), capacity, spec.max_episode_steps)
-        return agent.init(init_key), replay, loop_key
+        return agent.init(init_key), empty_replay(capacity), loop_key
 
     agent_state, replay, loop_key = jax.jit(lambda keys: jax.lax.map(one, keys))(keys)
     seeds = keys.shape[0]
     carry = HostCarry(
         agent_state,
         replay,
-        jnp.asarray(obs, jnp.float32),
-        jnp.zeros((seeds,) + spec.action_shape, jnp.float32),
+        jnp.asarray(obs),
+        jnp.zeros((seeds,) + spec.action_shape, action_dtype),
         loop_key,
         jnp.zeros((), jnp.int32),
         jnp.zeros((), jnp.int32),
@@ -93,18 +110,27 @@ def init_host_carry(
     return jax.tree.map(jnp.copy, carry)
 
 
-def make_host_step(agent: ValueAgent, spec: EnvSpec, cfg: dict[str, Any], learn: bool) -> Callable[..., Any]:
-    """(carry, reward, terminated, truncated, final_obs, next_obs) -> (carry, metrics): store the step,
-    update when ``learn`` (the flat loop's learner: n-step, prioritized replay, ``gradient_steps``
-    TD batches, target syncs), and choose the actions for ``next_obs``."""
+def plain_observation(c: HostCarry, reward, terminated, truncated, final_obs, next_obs) -> tuple[Any, ...]:
+    """(the transition to store, the replay's next observation, the agent's next observation)."""
+    return fifo.Transition(c.obs, c.action, reward, terminated, truncated, final_obs), next_obs, next_obs
+
+
+def make_host_step(
+    agent: ValueAgent, spec: EnvSpec, cfg: dict[str, Any], learn: bool, observe: Callable[..., Any] = plain_observation
+) -> Callable[..., Any]:
+    """(carry, *step) -> (carry, metrics): store the step, update when ``learn`` (the flat loop's
+    learner: n-step, prioritized replay, ``gradient_steps`` TD batches, target syncs), and choose
+    the next actions. ``observe(carry, *step)`` says what is stored and acted on (``plain_observation``:
+    ``step`` is reward, terminated, truncated, final_obs, next_obs)."""
     add = jax.vmap(fifo.add, in_axes=(0, None, 0, 0))
     on_add = jax.vmap(prioritized.on_add, in_axes=(0, None, None)) if ReplaySection.of(cfg).prioritized else None
-    learner = make_learner(agent, spec, cfg)
+    unrolled = unrolled_updates(cfg)
+    learner = make_learner(agent, spec, cfg, unrolled=unrolled)
     act = jax.vmap(agent.act, in_axes=(0, 0, 0, None))
 
-    def step(c: HostCarry, reward: jax.Array, terminated: jax.Array, truncated: jax.Array, final_obs, next_obs):
-        transition = fifo.Transition(c.obs, c.action, reward, terminated, truncated, final_obs)
-        replay = add(c.replay, c.env_step, transition, next_obs)
+    def step(c: HostCarry, *inputs: jax.Array) -> tuple[HostCarry, Any]:
+        transition, next_row, next_obs = observe(c, *inputs)
+        replay = add(c.replay, c.env_step, transition, next_row)
         priorities = on_add(c.priorities, c.env_step, 1) if on_add is not None else c.priorities
         count = c.env_step + 1
         state, metrics = Learning(c.agent, c.key, c.grad_step, priorities), {}
@@ -207,7 +233,7 @@ class HostLoop:
 
     def prepare(self, session: RunSession) -> Any:
         self.session, num_seeds = session, self.cfg["num_seeds"]
-        first_obs = np.zeros((num_seeds, self.spec.obs_shape[0]), np.float32)
+        first_obs = jnp.zeros((num_seeds, self.spec.obs_shape[0]), jnp.float32)
         shapes = jax.eval_shape(lambda k: init_host_carry(self.agent, self.spec, self.cfg, k, first_obs), self.keys)
         memory = fifo.memory_bytes(shapes.replay, num_seeds)
         session.announce(
@@ -221,7 +247,7 @@ class HostLoop:
         return shapes
 
     def fresh(self) -> HostCarry:
-        first_obs = np.stack([env.reset() for env in self.train_envs])
+        first_obs = jnp.asarray(np.stack([env.reset() for env in self.train_envs]), jnp.float32)
         carry = init_host_carry(self.agent, self.spec, self.cfg, self.keys, first_obs)
         return jax.jit(make_first_action(self.agent, self.cfg))(carry)
 
@@ -241,7 +267,7 @@ class HostLoop:
         example = (np.zeros(num_seeds, np.float32), flags, flags, obs, obs)
         self.steps = {
             learn: session.compile(
-                f"the {'learning' if learn else 'acting'} step ({num_seeds} seeds)",
+                f"the {'learning' if learn else 'acting'} step ({counted(num_seeds, 'seed')})",
                 lambda learn=learn: jax.jit(make_host_step(self.agent, self.spec, cfg, learn), donate_argnums=0).lower(
                     carry, *example
                 ),

@@ -24,7 +24,7 @@ from frugalrl.agents.losses import LossInputs, RegularizerInputs
 from frugalrl.agents.protocols import ValueAgent
 from frugalrl.config.schema import first_learning_block
 from frugalrl.config.sections import ReplaySection, TargetSection, TrainSection
-from frugalrl.devices import rolled_threefry
+from frugalrl.devices import rolled_threefry, seed_vmap
 from frugalrl.envs import EnvSpec, to_storage
 from frugalrl.replay import fifo, prioritized
 from frugalrl.replay.sampler import BatchSampler
@@ -186,19 +186,46 @@ class BlockData(NamedTuple):
     rehearsal: Any = None  # the teacher's replay (no seed axis), when rehearsal mixes it in
 
 
+PIXEL_TORSOS = ("nature_cnn", "impala_cnn")
+
+
+def unrolled_updates(cfg: dict[str, Any]) -> bool:
+    """Whether a host loop's updates run as straight-line code, one seed after another: for the
+    pixel CNNs on a CPU, where XLA runs a convolution's kernel gradient about 10x slower inside a
+    loop (``lax.scan``) than outside one, and about 4x slower batched over seeds (BENCHMARKS.md, Atari)."""
+    return cfg["network"]["name"] in PIXEL_TORSOS and jax.default_backend() == "cpu"
+
+
+def repeat(step: Any, state: Any, xs: Any, length: int, unrolled: bool) -> tuple[Any, Any]:
+    """``lax.scan(step, state, xs, length)``, or the same as straight-line code when ``unrolled``."""
+    if not unrolled:
+        return jax.lax.scan(step, state, xs, length=length)
+    outputs = []
+    for i in range(length):
+        state, output = step(state, None if xs is None else jax.tree.map(lambda x, i=i: x[i], xs))
+        outputs.append(output)
+    return state, jax.tree.map(lambda *steps: jnp.stack(steps), *outputs)
+
+
 def make_learner(
-    agent: ValueAgent, spec: EnvSpec, cfg: dict[str, Any], teacher_q: Any = None, rehearsal_count: int = 0
+    agent: ValueAgent,
+    spec: EnvSpec,
+    cfg: dict[str, Any],
+    teacher_q: Any = None,
+    rehearsal_count: int = 0,
+    unrolled: bool = False,
 ):
     """``learn(Learning, BlockData) -> (Learning, metrics)``: one block's updates for every seed.
 
     ``gradient_steps`` TD batches (plus ``train/priming_updates`` in the first learning block),
     each sampled by the config's ``BatchSampler`` and used for ``epochs_per_batch`` optimizer
-    steps, then the target sync when one is due. Used by the flat and the host loop alike.
+    steps, then the target sync when one is due. Used by the flat and the host loop alike; the
+    host loop's may be ``unrolled`` (``unrolled_updates``).
     """
     train, target = TrainSection.of(cfg), TargetSection.of(cfg)
     k, m, priming = train.train_every, train.gradient_steps, train.priming_updates
     period, unit, learning_from = target.target_every, target.target_unit, first_learning_block(cfg)
-    td_batch = make_td_batch(agent, spec, cfg, teacher_q, rehearsal_count)
+    td_batch = make_td_batch(agent, spec, cfg, teacher_q, rehearsal_count, unrolled)
     sync = agent.sync_target  # elementwise, so it applies to seed-batched state as it is
 
     def learn(state: Learning, data: BlockData) -> tuple[Learning, Any]:
@@ -212,7 +239,7 @@ def make_learner(
         if priming:  # once, in the first learning block, before its regular updates
             prime = lambda state: jax.lax.scan(one, state, None, length=priming)[0]  # noqa: E731
             state = jax.lax.cond(count - k == learning_from, prime, lambda state: state, state)
-        state, metrics = jax.lax.scan(one, state, None, length=m)
+        state, metrics = repeat(one, state, None, m, unrolled)
         if unit == "env_steps":
             state = state._replace(agent=tree_select(count % period == 0, sync(state.agent), state.agent))
         return state, jax.tree.map(lambda x: x.mean(0), metrics)
@@ -220,7 +247,9 @@ def make_learner(
     return learn
 
 
-def make_td_batch(agent: ValueAgent, spec: EnvSpec, cfg: dict[str, Any], teacher_q: Any, rehearsal_count: int):
+def make_td_batch(
+    agent: ValueAgent, spec: EnvSpec, cfg: dict[str, Any], teacher_q: Any, rehearsal_count: int, unrolled: bool = False
+):
     """``td_batch(Learning, BlockData) -> (Learning, metrics)``: a fresh TD batch, its targets
     computed once, then ``epochs_per_batch`` optimizer steps on it (MeDQN draws fresh
     consolidation states for each), then prioritized replay's new priorities."""
@@ -233,7 +262,7 @@ def make_td_batch(agent: ValueAgent, spec: EnvSpec, cfg: dict[str, Any], teacher
     period, by_grad_steps = target.target_every, target.target_unit == "grad_steps"
     sample = jax.vmap(sampler.sample, in_axes=(0, 0, None, 0, None))
     reprioritize = jax.vmap(sampler.reprioritize, in_axes=(0, 0, None, 0, 0))
-    td_target, update = jax.vmap(agent.td_target), jax.vmap(agent.update)
+    td_target, update = seed_vmap(agent.td_target, unrolled=unrolled), seed_vmap(agent.update, unrolled=unrolled)
     consolidation_inputs = jax.vmap(consolidation.inputs, in_axes=(0, 0, None, 0)) if consolidation else None
     split2, split3 = jax.vmap(jax.random.split), jax.vmap(lambda key: jax.random.split(key, 3))
 
@@ -274,7 +303,9 @@ def make_td_batch(agent: ValueAgent, spec: EnvSpec, cfg: dict[str, Any], teacher
             epoch_keys = keys[:, 2][None]  # plain DQN: the update key itself
         else:
             epoch_keys = jnp.swapaxes(jax.vmap(lambda key: jax.random.split(key, epochs))(keys[:, 2]), 0, 1)
-        (agent_state, grad_step), metrics = jax.lax.scan(optimizer_step, (state.agent, state.grad_step), epoch_keys)
+        (agent_state, grad_step), metrics = repeat(
+            optimizer_step, (state.agent, state.grad_step), epoch_keys, epoch_keys.shape[0], unrolled
+        )
         priorities = state.priorities
         if sampler.kind == "prioritized":  # the sampled transitions' new priorities, from the last epoch's losses
             losses = metrics.pop("td_per_example")[-1]

@@ -2,6 +2,7 @@
 
 - ``flat``: JAX environments, jitted end to end (classic control, MinAtar, the model-based suites);
 - ``host``: environments that live on the host, one per seed (the DeepMind Control Suite);
+- ``atari``: Atari games in ale-py's vector env, one per seed, frames stacked on the device;
 - ``episodic``: memory agents, which collect and learn from whole episodes.
 """
 
@@ -21,7 +22,12 @@ def make_loop(cfg: dict[str, Any]) -> Loop:
         from frugalrl.train.episodic import EpisodicLoop
 
         return EpisodicLoop(cfg)
-    if envs.is_host_env(cfg["env"]["name"]):  # the DeepMind Control Suite: one host env per seed
+    family = envs.host_family(cfg["env"]["name"])
+    if family == "atari":
+        from frugalrl.train.atari import AtariLoop
+
+        return AtariLoop(cfg)
+    if family == "dmc":  # the DeepMind Control Suite: one host env per seed
         from frugalrl.train.host import HostLoop
 
         return HostLoop(cfg)

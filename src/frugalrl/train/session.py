@@ -42,6 +42,7 @@ from frugalrl.runs.rundir import (
     CsvLog,
     RunDir,
     available_memory_bytes,
+    counted,
     human_bytes,
     peak_memory_mb,
 )
@@ -226,7 +227,7 @@ def check_fits(cfg: dict[str, Any], needs: list[Need]) -> None:
     seeds = cfg["num_seeds"]
     raise ConfigError(
         f"config key '{largest.key}' ({value}) asks for at least {human_bytes(largest.bytes)} for {largest.what} "
-        f"({human_bytes(total)} for the whole run of {seeds} seed{'s' if seeds > 1 else ''}), but "
+        f"({human_bytes(total)} for the whole run of {counted(seeds, 'seed')}), but "
         f"{human_bytes(available)} of memory is available; lower '{largest.key}' or 'num_seeds'"
     )
 
@@ -587,7 +588,7 @@ def progress_bar(total: int, initial: int, num_seeds: int, enabled: bool) -> Any
         unit="step",
         unit_scale=True,
         dynamic_ncols=True,
-        desc=f"{num_seeds} seed{'s' if num_seeds > 1 else ''}",
+        desc=f"{counted(num_seeds, 'seed')}",
         file=sys.stderr,
     )
 

@@ -1,0 +1,320 @@
+"""The Atari loop: ale-py's vector env on the host, one env per seed, frames stacked on the device.
+
+Per env step the host steps every seed's game with the actions the device chose (one call into
+ale-py's native threads), reads life losses and game ends, resets the games that ended with seeds
+of their own, and makes one jitted call for all seeds (``host.make_host_step`` with
+``atari_observation``): the acted-in frame goes into the frame-once replay, the next frame onto
+each seed's stack, updates run when a block of ``train_every`` steps ends, and the next actions
+are chosen. Learning sees clipped rewards and, under the deepmind protocol, a life lost as a
+terminal step; ``result_Train.csv`` gets one row per whole game with its real score.
+
+Checkpoints can be taken at any step: a game is a function of its reset seed (drawn from seed,
+run, lane and game number) and its actions, so a checkpoint keeps each game's actions so far and a
+resumed run replays them into fresh envs (``replay_games``) before going on, ending exactly as an
+uninterrupted run. Evaluations run ``eval/episodes`` whole games per seed at once on envs of their
+own, re-seeded before each, with the same protocol (never a life-loss end).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from frugalrl.agents import make_agent
+from frugalrl.agents.protocols import ValueAgent
+from frugalrl.config.schema import first_learning_block
+from frugalrl.envs import EnvSpec
+from frugalrl.envs.atari import FRAME_SHAPE, STACK, AtariEnvs, AtariParams, atari_params, clip_reward, parse_name
+from frugalrl.errors import TrainingError
+from frugalrl.replay import fifo
+from frugalrl.runs.rundir import counted, evaluation_rows
+from frugalrl.train.host import (
+    EVAL_SEED,
+    HostCarry,
+    HostLoop,
+    env_seed,
+    init_host_carry,
+    make_first_action,
+    make_host_step,
+)
+from frugalrl.train.loop import seed_keys
+from frugalrl.train.resets import make_reinit, resetting
+from frugalrl.train.session import RunSession, check_fits, human_bytes, memory_needs
+
+GAME_SEED = 0x6A3E  # mixed into the training games' reset seeds
+SEGMENT_STEPS = 256  # env steps per ``advance``: how often the progress bar and a stop signal are seen
+
+
+def atari_spec(name: str, params: AtariParams, num_actions: int) -> EnvSpec:
+    """The agent's view: stacks of 4 84x84 uint8 frames, the game's action set."""
+    return EnvSpec(
+        name, (*FRAME_SHAPE, STACK), np.dtype(np.uint8), num_actions, (), None, None, params.max_steps_in_episode
+    )
+
+
+def game_seeds(cfg: dict[str, Any], games: np.ndarray, lanes: Any = None) -> np.ndarray:
+    """The reset seed of each lane's game number ``games[lane]`` (31-bit, as ALE takes them)."""
+    lanes = range(len(games)) if lanes is None else lanes
+    return np.array([env_seed(cfg, lane, GAME_SEED, int(games[lane])) % 2**31 for lane in lanes], np.int64)
+
+
+def empty_frame_replay(spec: EnvSpec, params: AtariParams) -> Any:
+    """``capacity -> one seed's empty replay``: 84x84 frames stored once, stacked when sampled."""
+    frame, action = jnp.zeros(FRAME_SHAPE, jnp.uint8), jnp.zeros((), jnp.int32)
+    return lambda capacity: fifo.init(
+        frame, action, capacity, spec.max_episode_steps, stack=STACK, padding=params.padding
+    )
+
+
+def make_atari_observation(params: AtariParams) -> Any:
+    """``observe`` for ``make_host_step``: inputs (frame, final_frame, reward, terminated, truncated,
+    first) per seed; the stored transition holds the acted-in frame and the learning reward."""
+
+    def observe(c: HostCarry, frame, final_frame, reward, terminated, truncated, first) -> tuple[Any, ...]:
+        learning_reward = clip_reward(reward, params.reward_clip)
+        transition = fifo.Transition(c.obs[..., -1], c.action, learning_reward, terminated, truncated, final_frame)
+        return transition, frame, fifo.push_frame(c.obs, frame, first, params.padding)
+
+    return observe
+
+
+def first_stacks(frames: Any, params: AtariParams) -> jax.Array:
+    """[seeds, 84, 84, 4] stacks of games that just started in ``frames``."""
+    frames = jnp.asarray(frames)
+    empty = jnp.zeros(frames.shape + (STACK,), jnp.uint8)
+    return fifo.push_frame(empty, frames, jnp.ones(frames.shape[0], bool), params.padding)
+
+
+def make_atari_policy(agent: ValueAgent) -> Any:
+    """jit((agent_states [seeds], stacks [seeds, episodes, ...], keys, epsilon) -> (keys, actions))."""
+    act = jax.vmap(
+        lambda state, obs, key, epsilon: jax.vmap(agent.evaluation_act, in_axes=(None, 0, 0, None))(
+            state, obs, jax.random.split(key, obs.shape[0]), epsilon
+        ),
+        in_axes=(0, 0, 0, None),
+    )
+
+    def policy(state: Any, obs: jax.Array, key: jax.Array, epsilon: float) -> tuple[jax.Array, jax.Array]:
+        keys = jax.vmap(jax.random.split)(key)
+        return keys[:, 0], act(state, obs, keys[:, 1], epsilon)
+
+    return jax.jit(policy)
+
+
+def evaluate_games(policy: Any, agent_state: Any, envs: AtariEnvs, cfg: dict[str, Any], at: int) -> np.ndarray:
+    """[seeds, episodes] scores of whole games played at once, each from a seed of (seed, lane, step, episode)."""
+    seeds, episodes = cfg["num_seeds"], cfg["eval"]["episodes"]
+    max_steps = min(envs.params.max_steps_in_episode, cfg["eval"]["max_episode_steps"])
+    reset_seeds = [env_seed(cfg, lane, EVAL_SEED, at, e) % 2**31 for lane in range(seeds) for e in range(episodes)]
+    frames, _ = envs.reset(np.array(reset_seeds))
+    stacks = np.asarray(first_stacks(frames, envs.params))
+    key = jax.vmap(lambda lane: jax.random.PRNGKey(env_seed(cfg, 0, EVAL_SEED, at) % 2**31 + lane))(jnp.arange(seeds))
+    returns, done = np.zeros(seeds * episodes), np.zeros(seeds * episodes, bool)
+    epsilon = float(cfg["eval"]["epsilon"])
+    for _ in range(max_steps):
+        key, actions = policy(agent_state, stacks.reshape(seeds, episodes, *stacks.shape[1:]), key, epsilon)
+        frames, reward, over, truncated, _ = envs.step(np.asarray(actions).reshape(-1))
+        returns += np.where(done, 0.0, reward)
+        done |= over | truncated
+        if done.all():
+            break
+        stacks = np.concatenate([stacks[..., 1:], frames[..., None]], axis=-1)
+    returns = returns.reshape(seeds, episodes)
+    return returns / max_steps if cfg["eval"]["per_step"] else returns
+
+
+def encode_actions(actions: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(actions, np.uint8).tobytes()).decode("ascii")
+
+
+def decode_actions(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), np.uint8).astype(np.int32)
+
+
+class AtariLoop(HostLoop):
+    """The ``Loop`` of an Atari run: every seed's game in one ale-py vector env, frames stacked on the device."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.cfg, num_seeds, name = cfg, cfg["num_seeds"], cfg["env"]["name"]
+        self.rom = parse_name(name)[0]
+        self.params = atari_params(name, cfg["env"])
+        threads = min(num_seeds, os.cpu_count() or 1)
+        self.train_envs = AtariEnvs(self.rom, self.params, num_seeds, threads)
+        self.spec = atari_spec(name, self.params, self.train_envs.num_actions)
+        self.agent = make_agent(cfg, self.spec)
+        self.keys = seed_keys(cfg["seed"], int(cfg.get("run", 0)), num_seeds)
+        self.total = cfg["total_steps"]
+        self.games = np.zeros(num_seeds, np.int64)  # games finished per lane
+        self.game_return = np.zeros(num_seeds)
+        self.game_length = np.zeros(num_seeds, np.int64)
+        self.game_actions = np.zeros((num_seeds, self.params.max_steps_in_episode), np.uint8)
+        self.lives = np.zeros(num_seeds, np.int64)
+        self.pending_metrics: list[Any] = []
+        self.empty_replay = empty_frame_replay(self.spec, self.params)
+
+    def first_carry(self, keys: jax.Array, frames: Any) -> HostCarry:
+        stacks = first_stacks(frames, self.params)
+        return init_host_carry(self.agent, self.spec, self.cfg, keys, stacks, self.empty_replay)
+
+    def prepare(self, session: RunSession) -> Any:
+        self.session, cfg, num_seeds = session, self.cfg, self.cfg["num_seeds"]
+        frames = jnp.zeros((num_seeds, *FRAME_SHAPE), jnp.uint8)
+        shapes = jax.eval_shape(self.first_carry, self.keys, frames)
+        memory = fifo.memory_bytes(shapes.replay, num_seeds)
+        session.announce(
+            f"replay: {memory['bytes_per_transition']:.1f} bytes per transition (84x84 frames stored once, stacked "
+            f"when sampled), {human_bytes(memory['total_bytes'] / num_seeds)} per seed, "
+            f"{human_bytes(memory['total_bytes'])} for {counted(num_seeds, 'seed')}; {cfg['env']['name']} "
+            f"({self.params.protocol} protocol, {self.spec.num_actions} actions) in ale-py, one env per seed"
+        )
+        width = 32 * 20 * 20 + 64 * 9 * 9 * 2 + sum(cfg["network"]["hidden"])  # Nature CNN activations
+        rows = num_seeds * cfg["replay"]["batch_size"]
+        eval_rows = num_seeds * cfg["eval"]["episodes"]
+        check_fits(cfg, memory_needs(cfg, self.spec, shapes, batch_rows=rows, eval_rows=eval_rows, width=width))
+        return shapes
+
+    def fresh(self) -> HostCarry:
+        frames, self.lives = self.train_envs.reset(game_seeds(self.cfg, self.games))
+        carry = self.first_carry(self.keys, frames)
+        return jax.jit(make_first_action(self.agent, self.cfg))(carry)
+
+    def resume(self, carry: HostCarry, meta: dict[str, Any]) -> HostCarry:
+        self.games = np.asarray(meta["games"], np.int64)
+        frames = self.replay_games([decode_actions(text) for text in meta["game_actions"]])
+        if not np.array_equal(frames, np.asarray(carry.obs)[..., -1]):
+            raise TrainingError("the replayed games do not end where the checkpoint did; rerun with --fresh")
+        return carry
+
+    def replay_games(self, histories: list[np.ndarray]) -> np.ndarray:
+        """Rebuild every lane's current game from its seed and actions; the frames they end on.
+
+        All envs step together, so a lane whose game is shorter starts it later: at step
+        ``longest - len(history)``, by a reset of that lane alone."""
+        envs, num_seeds = self.train_envs, self.cfg["num_seeds"]
+        lengths = np.array([len(h) for h in histories])
+        longest, seeds = int(lengths.max()), game_seeds(self.cfg, self.games)
+        start = longest - lengths
+        frames, lives = envs.reset(seeds)
+        self.game_return[:], self.game_length[:] = 0.0, 0
+        for t in range(longest + 1):
+            starting = (start == t) & (t > 0)
+            if starting.any():
+                reset_frames, reset_lives = envs.reset(seeds[starting], starting)
+                frames[starting], lives[starting] = reset_frames[starting], reset_lives[starting]
+            if t == longest:
+                break
+            playing = start <= t
+            actions = np.array([histories[lane][t - start[lane]] if playing[lane] else 0 for lane in range(num_seeds)])
+            frames, reward, over, truncated, step_lives = envs.step(actions)
+            if (playing & (over | truncated)).any():
+                raise TrainingError("a replayed game ended before its recorded actions did; rerun with --fresh")
+            self.game_return += np.where(playing, reward, 0.0)
+            lives = np.where(playing, step_lives, lives)
+        self.game_length[:] = lengths
+        for lane, history in enumerate(histories):
+            self.game_actions[lane, : len(history)] = history
+        self.lives = np.asarray(lives, np.int64)
+        return frames
+
+    def start(self, carry: HostCarry, resumed: bool) -> HostCarry:
+        session, cfg, num_seeds = self.session, self.cfg, self.cfg["num_seeds"]
+        frames = np.zeros((num_seeds, *FRAME_SHAPE), np.uint8)
+        flags = np.zeros(num_seeds, bool)
+        example = (frames, frames, np.zeros(num_seeds, np.float32), flags, flags, flags)
+        observe = make_atari_observation(self.params)
+        self.steps = {
+            learn: session.compile(
+                f"the {'learning' if learn else 'acting'} step ({counted(num_seeds, 'seed')})",
+                lambda learn=learn: jax.jit(
+                    make_host_step(self.agent, self.spec, cfg, learn, observe), donate_argnums=0
+                ).lower(carry, *example),
+            )
+            for learn in (False, True)
+        }
+        self.first_action = jax.jit(make_first_action(self.agent, cfg))
+        episodes = cfg["eval"]["episodes"]
+        self.eval_envs = AtariEnvs(self.rom, self.params, num_seeds * episodes, min(num_seeds * episodes, 8))
+        stacks = jnp.zeros((num_seeds, episodes, *self.spec.obs_shape), jnp.uint8)
+        policy = make_atari_policy(self.agent)
+        self.policy = session.compile(
+            "the evaluation policy", lambda: policy.lower(carry.agent, stacks, carry.key, float(cfg["eval"]["epsilon"]))
+        )
+        self.reinit = jax.jit(make_reinit(self.agent, cfg)) if resetting(cfg) else None
+        self.learning_from = first_learning_block(cfg)
+        if cfg["eval"]["at_start"] and not resumed:
+            self.evaluate(carry, 0)
+        return carry
+
+    def advance(self, carry: HostCarry, step: int) -> tuple[HostCarry, int]:
+        """Env steps up to the next evaluation, checkpoint or ``SEGMENT_STEPS`` boundary."""
+        cfg = self.cfg
+        boundaries = [self.total, (step // SEGMENT_STEPS + 1) * SEGMENT_STEPS]
+        for every in (cfg["eval"]["every"], cfg["checkpoint"]["every"]):
+            if every:
+                boundaries.append((step // every + 1) * every)
+        end = min(boundaries)
+        with self.session.phase("segments"):
+            while step < end:
+                carry, step = self.env_step(carry, step)
+        with self.session.phase("bookkeeping"):
+            self.session.flush()
+        return carry, step
+
+    def env_step(self, carry: HostCarry, step: int) -> tuple[HostCarry, int]:
+        """One agent step of every seed's game, then the device's store / update / act."""
+        actions = np.asarray(carry.action)
+        frames, reward, over, truncated, lives = self.train_envs.step(actions)
+        lanes = np.arange(len(actions))
+        self.game_actions[lanes, np.minimum(self.game_length, self.game_actions.shape[1] - 1)] = actions
+        self.game_return += reward
+        self.game_length += 1
+        life_lost = (lives < self.lives) & ~over if self.params.life_loss else np.zeros_like(over)
+        self.lives = lives
+        ended = over | truncated
+        final_frames = frames.copy()
+        if ended.any():
+            for lane in np.flatnonzero(ended):
+                self.end_game(lane, step + 1)
+            reset_frames, reset_lives = self.train_envs.reset(game_seeds(self.cfg, self.games)[ended], ended)
+            frames[ended], self.lives[ended] = reset_frames[ended], reset_lives[ended]
+        terminated = over | life_lost
+        step += 1
+        k = self.cfg["train"]["train_every"]
+        learn = step % k == 0 and step - k >= self.learning_from
+        inputs = (frames, final_frames, reward, terminated, truncated, terminated | truncated)
+        carry, metrics = self.steps[learn](carry, *inputs)
+        if learn:
+            self.pending_metrics.append(metrics)
+        return carry, step
+
+    def end_game(self, lane: int, step: int) -> None:
+        """Write the game's row (its real score); the lane's next game gets the next seed."""
+        self.games[lane] += 1
+        cfg, seeds = self.cfg, self.session.seeds
+        row = [cfg["env"]["name"], cfg["agent"]["name"], seeds[lane], int(self.games[lane]), step]
+        self.session.write_episodes([row + [float(self.game_return[lane]), int(self.game_length[lane])]])
+        self.game_return[lane], self.game_length[lane] = 0.0, 0
+
+    def evaluate(self, carry: HostCarry, step: int) -> tuple[HostCarry, np.ndarray]:
+        cfg, session = self.cfg, self.session
+        returns = evaluate_games(self.policy, carry.agent, self.eval_envs, cfg, step)
+        session.write_evaluations(
+            evaluation_rows(cfg["env"]["name"], cfg["agent"]["name"], session.seeds, step, returns)
+        )
+        session.log.info("step %d: greedy return %.2f ± %.2f over seeds", step, returns.mean(), returns.mean(1).std())
+        self.write_metrics(step)
+        return carry, returns.mean(1)
+
+    def checkpoint_meta(self, carry: HostCarry, step: int, due: int) -> dict[str, Any]:
+        """Any step will do: each lane's game number and its actions so far rebuild its env."""
+        self.write_metrics(step)  # so a resumed run's next row averages the same updates
+        histories = [self.game_actions[lane, : self.game_length[lane]] for lane in range(len(self.games))]
+        return {"games": self.games.tolist(), "game_actions": [encode_actions(h) for h in histories]}
+
+
+__all__ = ["AtariLoop", "atari_spec", "evaluate_games", "game_seeds", "make_atari_observation"]
