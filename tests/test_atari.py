@@ -1,0 +1,246 @@
+"""Atari end to end: the two protocols' rules, whole-game rows, and exact resume after kill -9.
+
+ale-py ships its ROMs, so these tests play real games: Qbert (4 lives, 25 points a cube) and
+Breakout. The frame-stacking replay has its own tests in test_frame_replay.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+from frugalrl.config import resolve
+from frugalrl.envs.atari import PROTOCOLS, AtariEnvs, atari_params, parse_name
+from frugalrl.replay import fifo
+from frugalrl.runs import checkpoint
+from frugalrl.runs.rundir import RunDir
+from frugalrl.train.atari import AtariLoop, evaluate_games, make_atari_policy
+from frugalrl.train.run import run
+
+CSVS = ("result_Train.csv", "result_Test.csv", "metrics.csv")
+# a short MeDQN(R) variant of configs/merl/MeDQN_atari_medqn.json --idx 36 (Qbert, lambda_end 2, E 1, every 20)
+SHORT_MEDQN = {
+    "env": {"name": "QbertNoFrameskip-v4"},
+    "agent": {
+        "name": "dqn",
+        "n_step": 3,
+        "loss": "mse",
+        "target_every": 500,
+        "target_unit": "grad_steps",
+        "epsilon_decay_steps": 1000,
+        "epsilon_end": 0.05,
+        "bootstrap_truncation": False,
+    },
+    "consolidation": {"source": "replay", "lambda_start": 0.01, "lambda_end": 2.0},
+    "network": {"name": "nature_cnn", "hidden": [512], "conv_init": "torch_default"},
+    "optimizer": {"name": "adam", "lr": 1e-4, "max_grad_norm": -1.0},
+    "train": {"train_every": 20, "learning_starts": 200, "epochs_per_batch": 1},
+    "replay": {"capacity": 1500, "batch_size": 32},
+    "total_steps": 2400,
+    "num_seeds": 2,
+    "eval": {"every": 1200, "episodes": 1, "epsilon": 0.05, "max_episode_steps": 200},
+    "checkpoint": {"every": 400, "keep": 2},
+    "seed": 3,
+}
+
+
+def test_names_give_the_rom_and_the_protocol_and_overrides_are_checked():
+    assert parse_name("QbertNoFrameskip-v4") == ("qbert", "deepmind")
+    assert parse_name("ALE/BattleZone-v5") == ("battle_zone", "dopamine")
+    assert parse_name("CartPole-v1") is None
+    deepmind = atari_params("NameThisGameNoFrameskip-v4", {"params": {}, "max_episode_steps": -1})
+    assert deepmind == PROTOCOLS["deepmind"] and deepmind.life_loss and deepmind.sticky_actions == 0.0
+    dopamine = atari_params("ALE/Pong-v5", {"params": {"noop_max": 5}, "max_episode_steps": 100})
+    assert (dopamine.sticky_actions, dopamine.noop_max, dopamine.max_steps_in_episode) == (0.25, 5, 100)
+    assert atari_params("ALE/Pong-v5", {"params": {"protocol": "deepmind"}}).padding == "repeat"
+    with pytest.raises(ValueError, match="'env/params/sticky_actions' must be a probability"):
+        atari_params("ALE/Pong-v5", {"params": {"sticky_actions": 2}})
+    with pytest.raises(KeyError, match="has no parameter"):
+        atari_params("ALE/Pong-v5", {"params": {"gravity": 1}})
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"sticky_actions": 1.5}, "config key 'env/params/sticky_actions' must be a probability in [0, 1], got 1.5"),
+        (
+            {"protocol": "tianshou"},
+            "config key 'env/params/protocol' must be one of dopamine, deepmind, got 'tianshou'",
+        ),
+        ({"lives": 3}, "config key 'env/params': environment ALE/Pong-v5 has no parameter(s) lives"),
+    ],
+)
+def test_a_bad_atari_parameter_is_refused_in_one_line_before_anything_is_written(params, message, tmp_path):
+    config = tmp_path / "atari.json"
+    config.write_text(
+        json.dumps({"env": [{"name": ["ALE/Pong-v5"], "params": [params]}], "network": [{"name": ["nature_cnn"]}]})
+    )
+    command = [sys.executable, "-m", "frugalrl.cli", "run", str(config), "--logs", str(tmp_path / "logs")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"frugal: error: {message}"), lines
+    assert not (tmp_path / "logs").exists()
+
+
+def play(envs: AtariEnvs, seeds: list[int], actions: np.ndarray) -> np.ndarray:
+    frames, _ = envs.reset(np.array(seeds))
+    out = [frames]
+    for step_actions in actions:
+        out.append(envs.step(step_actions)[0])
+    return np.stack(out, axis=1)
+
+
+def test_sticky_actions_follow_each_envs_seed_and_only_the_dopamine_protocol_has_them():
+    actions = np.random.default_rng(0).integers(0, 4, size=(150, 4))
+    actions[:, 1:] = actions[:, :1]  # every env gets the same actions
+    sticky = AtariEnvs("breakout", PROTOCOLS["dopamine"], 4)
+    assert sticky.vector.ale is not None
+    first, again = play(sticky, [1, 2, 3, 4], actions), play(sticky, [1, 2, 3, 4], actions)
+    np.testing.assert_array_equal(first, again)  # a game is a function of its seed and actions
+    differ = [not np.array_equal(first[0], first[lane]) for lane in (1, 2, 3)]
+    assert all(differ), "sticky actions 0.25 should make envs of other seeds diverge under the same actions"
+    plain = AtariEnvs("breakout", dataclasses.replace(PROTOCOLS["deepmind"], noop_max=0, fire_reset=False), 4)
+    frames = play(plain, [1, 2, 3, 4], actions)
+    assert all(np.array_equal(frames[0], frames[lane]) for lane in (1, 2, 3))  # no randomness left
+
+
+def test_deepmind_resets_take_up_to_30_no_op_frames_drawn_by_seed():
+    envs = AtariEnvs("qbert", PROTOCOLS["deepmind"], 64)
+    envs.reset(np.arange(64))
+    noops = np.asarray(envs.reset_frames)
+    assert noops.min() >= 1 and noops.max() <= 30 and len(set(noops.tolist())) > 10, noops
+    dopamine = AtariEnvs("qbert", PROTOCOLS["dopamine"], 8)
+    dopamine.reset(np.arange(8))
+    assert np.all(np.asarray(dopamine.reset_frames) == 0)
+
+
+def random_run(tmp_path: Path, name: str, steps: int) -> tuple[dict, Path]:
+    """A run acting at random (no learning) whose final checkpoint keeps its replay."""
+    cfg = resolve(
+        {
+            **SHORT_MEDQN,
+            "env": {"name": name},
+            "consolidation": {"source": "off"},
+            "agent": {**SHORT_MEDQN["agent"], "epsilon_start": 1.0, "epsilon_end": 1.0},
+            "train": {"train_every": 4, "learning_starts": steps},
+            "replay": {"capacity": steps, "batch_size": 32},
+            "total_steps": steps,
+            "num_seeds": 1,
+            "eval": {"every": 0, "episodes": 1, "max_episode_steps": 10},
+            "checkpoint": {"every": 0, "final": True},
+        }
+    )
+    path = tmp_path / name.replace("/", "_")
+    run(cfg, path, progress=False)
+    return cfg, path
+
+
+def final_replay(cfg: dict, path: Path) -> fifo.ReplayState:
+    loop = AtariLoop(cfg)
+    shapes = jax.eval_shape(loop.first_carry, loop.keys, jnp.zeros((1, 84, 84), jnp.uint8))
+    carry, _ = checkpoint.restore_latest(RunDir(path).checkpoints, shapes)
+    return jax.tree.map(lambda x: np.asarray(x[0]), carry.replay)
+
+
+def test_deepmind_life_losses_end_learning_episodes_rows_are_whole_games_with_real_scores(tmp_path):
+    cfg, path = random_run(tmp_path, "QbertNoFrameskip-v4", 2500)
+    games = pd.read_csv(path / "result_Train.csv")
+    assert len(games) >= 2
+    assert (games["return"] % 25 == 0).all() and games["return"].max() >= 50  # Qbert's points, not clipped
+    replay = final_replay(cfg, path)
+    held = replay.reward[: cfg["total_steps"]]
+    terminated = int(((replay.ends[: cfg["total_steps"]] & fifo.TERMINATED) != 0).sum())
+    assert set(np.unique(held).tolist()) <= {0.0, 1.0}  # reward signs for learning
+    # Qbert has 4 lives: 4 learning episodes per game, and up to 3 more in the game still going
+    assert 4 * len(games) <= terminated <= 4 * len(games) + 3, (terminated, len(games))
+    assert games["length"].sum() <= cfg["total_steps"]
+
+
+def test_dopamine_games_end_only_at_game_over_with_rewards_clipped_for_learning(tmp_path):
+    cfg, path = random_run(tmp_path, "ALE/Qbert-v5", 2500)
+    games = pd.read_csv(path / "result_Train.csv")
+    replay = final_replay(cfg, path)
+    ends = replay.ends[: cfg["total_steps"]]
+    assert int(((ends & fifo.TERMINATED) != 0).sum()) == len(games) >= 1
+    assert set(np.unique(replay.reward[: cfg["total_steps"]]).tolist()) <= {0.0, 1.0}
+    assert (games["return"] % 25 == 0).all() and games["return"].max() >= 50
+
+
+class Recording:
+    """An AtariEnvs that records each step's rewards, lives and game ends."""
+
+    def __init__(self, envs: AtariEnvs) -> None:
+        self.envs, self.params, self.steps = envs, envs.params, []
+
+    def reset(self, seeds, mask=None):
+        return self.envs.reset(seeds, mask)
+
+    def step(self, actions):
+        out = self.envs.step(actions)
+        self.steps.append(out[1:])
+        return out
+
+
+def test_evaluation_plays_whole_games_through_life_losses_and_reports_their_real_scores():
+    cfg = resolve({**SHORT_MEDQN, "num_seeds": 2, "eval": {"episodes": 2, "epsilon": 1.0, "max_episode_steps": 5000}})
+    loop = AtariLoop(cfg)
+    carry = loop.fresh()
+    envs = Recording(AtariEnvs("qbert", loop.params, 4))
+    returns = evaluate_games(make_atari_policy(loop.agent), carry.agent, envs, cfg, at=0)
+    rewards, over, truncated, lives = (np.stack(x) for x in zip(*envs.steps, strict=True))
+    for env in range(4):
+        end = int(np.flatnonzero(over[:, env] | truncated[:, env])[0])
+        lost = np.flatnonzero(np.diff(lives[: end + 1, env]) < 0)
+        assert over[end, env] and len(lost) >= 3  # a whole game: every life lost before it ended
+        assert returns.reshape(-1)[env] == rewards[: end + 1, env].sum()  # the real score of the game
+
+
+def start(config: Path, logs: Path) -> subprocess.Popen:
+    env = {**os.environ, "FRUGAL_XLA_CACHE": "off"}
+    env.pop("XLA_FLAGS", None)
+    command = [sys.executable, "-m", "frugalrl.cli", "run", str(config), "--logs", str(logs), "--no-progress"]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_short_medqn_atari_run_killed_mid_run_resumes_to_the_uninterrupted_runs_csvs(tmp_path):
+    config = tmp_path / "qbert.json"
+    grid = {k: [{kk: [vv] for kk, vv in v.items()} if isinstance(v, dict) else v] for k, v in SHORT_MEDQN.items()}
+    config.write_text(json.dumps(grid))
+    alone = start(config, tmp_path / "alone")
+    assert alone.wait(timeout=900) == 0, alone.stderr.read()
+    expected = {name: (tmp_path / "alone" / "qbert" / "1" / name).read_text() for name in CSVS}
+    assert len(pd.read_csv(io_string(expected["result_Train.csv"]))) >= 2
+    run_dir = tmp_path / "killed" / "qbert" / "1"
+    process = start(config, tmp_path / "killed")
+    deadline = time.time() + 600
+    while not (run_dir / "checkpoints" / "800" / "COMMITTED").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # mid-game, past the checkpoint
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (run_dir / "result_Test.csv").exists() or "2400" not in (run_dir / "result_Test.csv").read_text()
+    newest = max(int(p.parent.name) for p in (run_dir / "checkpoints").glob("*/COMMITTED"))
+    meta = json.loads((run_dir / "checkpoints" / str(newest) / "meta.json").read_text())
+    assert any(meta["game_actions"]), "the checkpoint should hold games in progress, to be replayed on resume"
+    resumed = start(config, tmp_path / "killed")
+    assert resumed.wait(timeout=900) == 0, resumed.stderr.read()
+    assert "resuming from the checkpoint at step" in (run_dir / "log.txt").read_text()
+    assert {name: (run_dir / name).read_text() for name in CSVS} == expected
+
+
+def io_string(text: str):
+    import io
+
+    return io.StringIO(text)
