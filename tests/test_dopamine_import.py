@@ -6,8 +6,10 @@ import io
 import os
 import pickle
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -419,3 +421,53 @@ def test_the_replay_is_streamed_in_bounded_memory(tmp_path, gzipped_mb):
     )
     assert frames == capacity and (tmp_path / "replay" / "observation.npy").stat().st_size == array + 128
     assert peak - baseline < array / 2
+
+
+FIXTURE = Path(__file__).parent / "data" / "dopamine_fixture"
+
+
+@pytest.fixture(scope="module")
+def dopamine_written(tmp_path_factory):
+    """tests/data/dopamine_fixture (written by dopamine-rl itself) imported as a teacher."""
+    source = tmp_path_factory.mktemp("dopamine") / "run"
+    shutil.copytree(FIXTURE, source)
+    packed = source / "checkpoints" / "ckpt.3.gz"
+    with gzip.open(packed, "rb") as raw, open(packed.with_suffix(""), "wb") as out:
+        shutil.copyfileobj(raw, out)
+    packed.unlink()
+    teacher = source.parent / "teacher"
+    import_dopamine_teacher(source, 3, teacher, "Pong")
+    return teacher, np.load(FIXTURE / "expected.npz")
+
+
+def test_a_teacher_written_by_dopamine_computes_dopamines_q_values(dopamine_written):
+    teacher, expected = dopamine_written
+    params, meta = load_teacher_params(teacher)
+    network = make_q_network(DOPAMINE_NETWORK, (84, 84, 4), meta["num_actions"])
+    q_values = network.apply(params, jnp.asarray(expected["q_inputs"]))
+    np.testing.assert_allclose(q_values, expected["q_values"].reshape(q_values.shape), rtol=1e-4, atol=1e-4)
+    assert float(np.abs(expected["q_values"]).max()) > 0.01  # not a network of zeros
+
+
+def test_dopamines_replay_becomes_frame_stacks_equal_to_the_ones_dopamine_samples(dopamine_written):
+    from frugalrl.replay import fifo
+    from frugalrl.train.dopamine import frame_replay
+
+    teacher, expected = dopamine_written
+    replay, count = frame_replay(load_teacher_replay(teacher))
+    held = int(fifo.size(replay, jnp.int32(count)))
+    batch = fifo.gather(replay, jnp.int32(count), jnp.arange(held), n_step=1, gamma=0.99)
+    number = lambda stack: tuple(int(a) + 256 * int(b) for a, b in zip(stack[0, 0], stack[0, 1], strict=True))  # noqa: E731
+    ours = {number(np.asarray(obs)): i for i, obs in enumerate(batch.obs)}
+    assert len(ours) == held
+    for k in range(len(expected["valid"])):
+        stack = expected["stacks"][k]
+        i = ours.get(number(stack))
+        assert i is not None, f"Dopamine's index {expected['valid'][k]} is missing"
+        np.testing.assert_array_equal(np.asarray(batch.obs[i]), stack)
+        assert int(batch.action[i]) == int(expected["actions"][k])
+        assert float(batch.reward[i]) == pytest.approx(float(expected["rewards"][k]))
+        assert (float(batch.discount[i]) == 0.0) == bool(expected["terminals"][k])
+        if not expected["terminals"][k]:
+            np.testing.assert_array_equal(np.asarray(batch.next_obs[i]), expected["next_stacks"][k])
+    assert held == len(expected["valid"])  # the transitions Dopamine samples, and no others

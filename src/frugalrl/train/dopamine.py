@@ -566,6 +566,75 @@ def load_teacher_params(directory: Path) -> tuple[dict[str, Any], dict[str, Any]
     return params, meta
 
 
+def frame_replay(arrays: dict[str, np.ndarray], stack: int = 4, max_episode_steps: int = 27_000) -> tuple[Any, int]:
+    """(frugalrl's frame-once replay of Dopamine's circular buffer ``arrays``, the transitions it holds).
+
+    Dopamine adds ``stack - 1`` zero entries to an empty buffer and after each terminal one, so that
+    a stack of consecutive entries never holds an earlier episode's frames; frugalrl's replay
+    (``replay.fifo``, zero padding) rebuilds stacks within each episode instead, so the entries after
+    a terminal go and the rest are laid out oldest first. The oldest ``stack - 1`` entries stay as
+    the earlier frames of the oldest transition only (the zeros an empty buffer starts with, or the
+    oldest frames of a wrapped one, which Dopamine's saved ``invalid_range`` names), and the newest
+    is only the next observation of the one before it: Dopamine samples neither. Every stack, next stack, action, reward and terminal flag is then
+    the one Dopamine's buffer gives for the same transition (tests/test_dopamine_import.py, on files
+    Dopamine wrote)."""
+    import jax.numpy as jnp
+
+    from frugalrl.replay import fifo
+
+    capacity, add_count = arrays["action"].shape[0], int(arrays["add_count"])
+    stored = min(add_count, capacity)
+    order = (add_count - stored + np.arange(stored)) % capacity  # oldest first
+    terminal = np.asarray(arrays["terminal"])[order] != 0
+    padding = np.zeros(stored, bool)
+    for j in range(1, stack):
+        padding[j:] |= terminal[:-j]
+    # the oldest entries Dopamine does not sample (its saved invalid_range; an empty buffer's first
+    # stack - 1) stay as earlier frames of the oldest transition only
+    unsampled = np.isin(order, np.asarray(arrays["invalid_range"]) % capacity)
+    unsampled[: stack - 1] |= add_count <= capacity
+    first = int(np.argmax(~unsampled & ~padding))
+    padding[:first] |= np.arange(first) < first - (stack - 1)  # older than a stack reaches: not needed
+    kept = order[~padding]
+    history = int(np.count_nonzero(~padding[:first]))
+    count = len(kept) - 1  # entries written as transitions: the newest is a next observation only
+    held = count - history
+    if held < 1:
+        raise DopamineFormatError(f"the replay holds {len(kept)} frames outside Dopamine's padding: nothing to sample")
+    slots = held + stack
+    slot = np.arange(count + 1) % slots  # entry k of ``kept`` goes to slot k
+    rows = slots + fifo.final_rows(held, max_episode_steps)
+    obs = np.zeros((rows,) + arrays["observation"].shape[1:], np.uint8)
+    obs[slot] = _rows(arrays, kept)
+    action, reward = np.zeros(slots, np.int32), np.zeros(slots, np.float32)
+    ends, next_row = np.zeros(slots, np.uint8), np.zeros(slots, np.int32)
+    written = slot[:count]
+    action[written] = np.asarray(arrays["action"])[kept[:count]]
+    reward[written] = np.asarray(arrays["reward"])[kept[:count]]
+    ends[written] = np.where(np.asarray(arrays["terminal"])[kept[:count]] != 0, fifo.TERMINATED, 0)
+    next_row[written] = (written + 1) % slots
+    state = fifo.ReplayState(
+        jnp.asarray(obs),
+        jnp.asarray(action),
+        jnp.asarray(reward),
+        jnp.asarray(ends),
+        jnp.asarray(next_row),
+        jnp.zeros((), jnp.int32),
+        jnp.zeros((stack,), jnp.uint8),  # zero padding, as Dopamine's
+    )
+    return state, count
+
+
+def _rows(arrays: dict[str, np.ndarray], kept: np.ndarray) -> np.ndarray:
+    """The frames of ``kept`` entries, read in chunks from a memory-mapped file in storage order."""
+    frames = arrays["observation"]
+    out = np.empty((len(kept),) + frames.shape[1:], np.uint8)
+    for start in range(0, len(kept), 65_536):
+        part = kept[start : start + 65_536]
+        out[start : start + len(part)] = frames[part]
+    return out
+
+
 def load_teacher_replay(directory: Path) -> dict[str, np.ndarray] | None:
     """The replay of a teacher directory written by ``import_dopamine_teacher`` (``load_replay``: memory-mapped),
     or None if it was imported without one."""
