@@ -575,9 +575,9 @@ def frame_replay(arrays: dict[str, np.ndarray], stack: int = 4, max_episode_step
     a terminal go and the rest are laid out oldest first. The oldest ``stack - 1`` entries stay as
     the earlier frames of the oldest transition only (the zeros an empty buffer starts with, or the
     oldest frames of a wrapped one, which Dopamine's saved ``invalid_range`` names), and the newest
-    is only the next observation of the one before it: Dopamine samples neither. Every stack, next stack, action, reward and terminal flag is then
-    the one Dopamine's buffer gives for the same transition (tests/test_dopamine_import.py, on files
-    Dopamine wrote)."""
+    is only the next observation of the one before it: Dopamine samples neither. Every stack, next
+    stack, action, reward and terminal flag is then the one Dopamine's buffer gives for the same
+    transition (tests/test_dopamine_import.py, on files Dopamine wrote)."""
     import jax.numpy as jnp
 
     from frugalrl.replay import fifo
