@@ -23,3 +23,21 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
+
+
+DOPAMINE_FIXTURE = os.path.join(os.path.dirname(__file__), "data", "dopamine_fixture")
+
+
+def dopamine_written_run(folder):
+    """tests/data/dopamine_fixture (a checkpoint and replay written by dopamine-rl itself) copied
+    into ``folder`` as Dopamine leaves a run: its checkpoint unzipped. Returns the run's path."""
+    import gzip
+    from pathlib import Path
+
+    source = Path(folder) / "dopamine_run"
+    shutil.copytree(DOPAMINE_FIXTURE, source)
+    packed = source / "checkpoints" / "ckpt.3.gz"
+    with gzip.open(packed, "rb") as raw, open(packed.with_suffix(""), "wb") as out:
+        shutil.copyfileobj(raw, out)
+    packed.unlink()
+    return source

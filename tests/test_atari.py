@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -244,3 +245,106 @@ def io_string(text: str):
     import io
 
     return io.StringIO(text)
+
+
+def qdagger_short(teacher: Path) -> dict:
+    """configs/reincarnation/atari_qdagger_dqn_pong.json at a test's size, with a Dopamine-written teacher."""
+    grid = json.loads((Path(__file__).parents[1] / "configs/reincarnation/atari_qdagger_dqn_pong.json").read_text())
+    cfg = {key: value[0] for key, value in grid.items()}
+    cfg = {key: {k: v[0] for k, v in value.items()} if isinstance(value, dict) else value for key, value in cfg.items()}
+    cfg.update(total_steps=600, num_seeds=2, teacher={"run": str(teacher)})
+    cfg["replay"] = {"capacity": 1000, "batch_size": 32}
+    cfg["train"] = {"train_every": 4, "learning_starts": 100}
+    cfg["pretraining"] = {**cfg["pretraining"], "steps": 40, "eval_every": 20}
+    cfg["eval"] = {**cfg["eval"], "every": 300, "episodes": 1, "max_episode_steps": 150}
+    cfg["checkpoint"] = {"every": 300, "keep": 2}
+    cfg.pop("replay/capacity", None), cfg.pop("replay/batch_size", None)
+    cfg.pop("train/train_every", None), cfg.pop("train/learning_starts", None)
+    cfg["distillation"] = {**cfg["distillation"], "decay_period": 400}
+    return cfg
+
+
+def test_qdagger_on_pong_pretrains_on_dopamines_replay_then_distills_online(tmp_path):
+    from conftest import dopamine_written_run
+    from frugalrl.train.dopamine import import_dopamine_teacher
+
+    import_dopamine_teacher(dopamine_written_run(tmp_path), 3, tmp_path / "teachers" / "Pong", "Pong")
+    cfg = resolve(qdagger_short(tmp_path / "teachers" / "Pong"))
+    path = tmp_path / "run"
+    summary = run(cfg, path, progress=False)
+    assert summary.final_returns.shape == (2,)
+    offline = pd.read_csv(path / "result_Offline.csv")
+    assert sorted(offline["step"].unique().tolist()) == [20, 40] and len(offline) == 4
+    scores = json.loads((path / "reincarnation.json").read_text())
+    assert scores["random"] < 0 and scores["teacher"] <= 21  # Pong: a game is lost 0-21 at random
+    metrics = pd.read_csv(path / "metrics.csv")
+    assert metrics["distillation_loss"].notna().all() and (metrics["distillation_loss"] > 0).all()
+    tests = pd.read_csv(path / "result_Test.csv")
+    assert sorted(tests["step"].unique().tolist()) == [0, 300, 600]  # eval/at_start, then every 300
+    log = (path / "log.txt").read_text()
+    assert "teacher data: " in log and "normalised scores" in log and "lambda" in log
+
+
+CONFIGS = Path(__file__).parents[1] / "configs"
+ATARI_CONFIGS = sorted(CONFIGS.glob("merl/MeDQN_atari_*.json")) + sorted(CONFIGS.glob("reincarnation/atari_*.json"))
+
+
+def test_every_atari_config_passes_the_sweep_check():
+    from frugalrl.cli import main
+
+    assert len(ATARI_CONFIGS) == 8
+    for config in ATARI_CONFIGS:
+        assert main(["sweep", str(config), "--check"]) == 0, config
+
+
+def fake_teacher(folder: Path, game: str, actions: int, source: Path) -> None:
+    """A teacher for ``game``: the Dopamine-written one, its output layer and replay actions cut to ``actions``."""
+    from frugalrl.train.dopamine import import_dopamine_teacher
+
+    target = folder / "teachers" / game
+    import_dopamine_teacher(source, 3, target, game)
+    with np.load(target / "params.npz") as saved:
+        params = dict(saved)
+    last = sorted(name for name in params if name.endswith("kernel"))[-1]
+    bias = last.replace("kernel", "bias")
+    params[last], params[bias] = np.resize(params[last], params[last].shape[:-1] + (actions,)), params[bias][:actions]
+    np.savez(target / "params.npz", **params)
+    meta = json.loads((target / "teacher.json").read_text())
+    (target / "teacher.json").write_text(json.dumps({**meta, "num_actions": actions}))
+    action_file = target / "replay" / "action.npy"
+    np.save(action_file, np.load(action_file) % actions)
+
+
+def started(run_dir: Path) -> bool:
+    """Training has begun: a whole game played, or QDagger's offline pretraining compiled."""
+    log = run_dir / "log.txt"
+    if log.exists() and "compiled offline pretraining" in log.read_text():
+        return True
+    train = run_dir / "result_Train.csv"
+    return train.exists() and len(train.read_text().splitlines()) > 1
+
+
+@pytest.mark.slow
+def test_every_atari_config_starts_training_with_one_index_per_game(tmp_path):
+    from conftest import dopamine_written_run
+
+    source = dopamine_written_run(tmp_path)
+    for game, actions in (("Pong", 6), ("Breakout", 4), ("BeamRider", 9)):
+        fake_teacher(tmp_path, game, actions, source)
+    for config in ATARI_CONFIGS:
+        indices = [1, 2, 3, 4, 5, 36] if config.name == "MeDQN_atari_medqn.json" else [1, 2, 3, 4, 5]
+        indices = indices if "MeDQN" in config.name else [1]
+        for idx in indices:
+            logs = tmp_path / "logs"
+            command = [sys.executable, "-m", "frugalrl.cli", "run", str(config), "--idx", str(idx), "--logs", str(logs)]
+            process = subprocess.Popen(command + ["--no-progress"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+            run_dir = logs / config.stem / str(idx)
+            deadline = time.time() + 300
+            while not started(run_dir) and process.poll() is None and time.time() < deadline:
+                time.sleep(0.2)
+            ok = started(run_dir)
+            process.kill()
+            err = process.communicate()[1]
+            assert ok, f"{config.name} --idx {idx} did not start: {err[-2000:]}"
+            print(f"{config.name} --idx {idx}: started")
+            shutil.rmtree(logs)

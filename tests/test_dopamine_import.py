@@ -6,7 +6,6 @@ import io
 import os
 import pickle
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ import optax
 import pytest
 from flax.core import FrozenDict
 
+from conftest import dopamine_written_run
 from frugalrl.cli import main
 from frugalrl.config import resolve
 from frugalrl.nets import make_q_network
@@ -195,9 +195,12 @@ def test_an_imported_teacher_serves_as_a_students_teacher(tmp_path):
     assert teacher.replay is None and teacher.checkpoint_step == 100_000_000
     with pytest.raises(ConfigError, match="has 6 actions, the student's env .* has 4"):
         load_teacher(cfg, dataclasses.replace(spec, num_actions=4))
-    pretrain = resolve({**cfg, "pretraining": {"steps": 100}})
-    with pytest.raises(ConfigError, match="frame-stacking replay"):
-        load_teacher(pretrain, spec)
+    pretrain = load_teacher(resolve({**cfg, "pretraining": {"steps": 100}}), spec)  # its replay as a dataset
+    from frugalrl.replay import fifo
+
+    assert fifo.stack_size(pretrain.replay) == 4 and 0 < pretrain.count < CAPACITY
+    with pytest.raises(ConfigError, match="does not take the student's observations \\(10, 10, 4\\)"):
+        load_teacher(resolve({**cfg, "pretraining": {"steps": 100}}), dataclasses.replace(spec, obs_shape=(10, 10, 4)))
 
 
 @pytest.mark.parametrize(
@@ -429,12 +432,7 @@ FIXTURE = Path(__file__).parent / "data" / "dopamine_fixture"
 @pytest.fixture(scope="module")
 def dopamine_written(tmp_path_factory):
     """tests/data/dopamine_fixture (written by dopamine-rl itself) imported as a teacher."""
-    source = tmp_path_factory.mktemp("dopamine") / "run"
-    shutil.copytree(FIXTURE, source)
-    packed = source / "checkpoints" / "ckpt.3.gz"
-    with gzip.open(packed, "rb") as raw, open(packed.with_suffix(""), "wb") as out:
-        shutil.copyfileobj(raw, out)
-    packed.unlink()
+    source = dopamine_written_run(tmp_path_factory.mktemp("dopamine"))
     teacher = source.parent / "teacher"
     import_dopamine_teacher(source, 3, teacher, "Pong")
     return teacher, np.load(FIXTURE / "expected.npz")

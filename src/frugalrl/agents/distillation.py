@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from frugalrl.agents.losses import DistillationInputs, LossInputs, LossTerm
+from frugalrl.devices import seed_vmap
 from frugalrl.replay.fifo import Batch
 
 KINDS = ("policy", "value", "policy_and_value", "best_action")
@@ -67,14 +68,15 @@ def tied_learning_rate(lam: float | jax.Array, lr_high: float, lr_low: float) ->
 
 
 def batch_inputs(
-    teacher_q: Any, teacher: Any, obs: jax.Array, lam: jax.Array, coefficient: float
+    teacher_q: Any, teacher: Any, obs: jax.Array, lam: jax.Array, coefficient: float, unrolled: bool = False
 ) -> DistillationInputs:
-    """Seed-batched: the teacher's Q on the TD batch's states and the weight λ·α of every seed.
+    """Seed-batched: the teacher's Q on the TD batch's states and the weight λ·α of every seed
+    (``unrolled``: one seed after another, as ``devices.seed_vmap``).
 
     The teacher's forward pass is skipped once every seed's λ is 0 (a branch on a predicate all
     seeds share, so it stays a real branch).
     """
-    q_values = jax.vmap(teacher_q.apply)
+    q_values = seed_vmap(teacher_q.apply, unrolled=unrolled)
     values = jax.lax.cond(
         jnp.any(lam > 0),
         lambda: q_values(teacher, obs),

@@ -42,7 +42,8 @@ from frugalrl.train.host import (
     make_first_action,
     make_host_step,
 )
-from frugalrl.train.loop import seed_keys
+from frugalrl.train.loop import seed_keys, with_teacher
+from frugalrl.train.reincarnation import PRETRAIN_STREAM, REFERENCE_STREAM, Reincarnation
 from frugalrl.train.resets import make_reinit, resetting
 from frugalrl.train.session import RunSession, check_fits, human_bytes, memory_needs
 
@@ -106,14 +107,18 @@ def make_atari_policy(agent: ValueAgent) -> Any:
     return jax.jit(policy)
 
 
-def evaluate_games(policy: Any, agent_state: Any, envs: AtariEnvs, cfg: dict[str, Any], at: int) -> np.ndarray:
-    """[seeds, episodes] scores of whole games played at once, each from a seed of (seed, lane, step, episode)."""
+def evaluate_games(
+    policy: Any, agent_state: Any, envs: AtariEnvs, cfg: dict[str, Any], at: int, stream: int = 0
+) -> np.ndarray:
+    """[seeds, episodes] scores of whole games played at once, each from a seed of (seed, lane, step,
+    episode); ``stream`` keeps other evaluations (a teacher's, offline pretraining's) apart."""
     seeds, episodes = cfg["num_seeds"], cfg["eval"]["episodes"]
     max_steps = min(envs.params.max_steps_in_episode, cfg["eval"]["max_episode_steps"])
-    reset_seeds = [env_seed(cfg, lane, EVAL_SEED, at, e) % 2**31 for lane in range(seeds) for e in range(episodes)]
+    entropy = (EVAL_SEED, stream, at)
+    reset_seeds = [env_seed(cfg, lane, *entropy, e) % 2**31 for lane in range(seeds) for e in range(episodes)]
     frames, _ = envs.reset(np.array(reset_seeds))
     stacks = np.asarray(first_stacks(frames, envs.params))
-    key = jax.vmap(lambda lane: jax.random.PRNGKey(env_seed(cfg, 0, EVAL_SEED, at) % 2**31 + lane))(jnp.arange(seeds))
+    key = jax.vmap(lambda lane: jax.random.PRNGKey(env_seed(cfg, 0, *entropy) % 2**31 + lane))(jnp.arange(seeds))
     returns, done = np.zeros(seeds * episodes), np.zeros(seeds * episodes, bool)
     epsilon = float(cfg["eval"]["epsilon"])
     for _ in range(max_steps):
@@ -156,13 +161,20 @@ class AtariLoop(HostLoop):
         self.lives = np.zeros(num_seeds, np.int64)
         self.pending_metrics: list[Any] = []
         self.empty_replay = empty_frame_replay(self.spec, self.params)
+        self.reincarnation = Reincarnation.for_config(cfg, self.spec)  # before anything is written
+        self.carry_sharding = None  # one device: the host steps every seed's game anyway
 
     def first_carry(self, keys: jax.Array, frames: Any) -> HostCarry:
         stacks = first_stacks(frames, self.params)
-        return init_host_carry(self.agent, self.spec, self.cfg, keys, stacks, self.empty_replay)
+        carry = init_host_carry(self.agent, self.spec, self.cfg, keys, stacks, self.empty_replay)
+        if self.reincarnation is None:
+            return carry
+        return jax.tree.map(jnp.copy, with_teacher(carry, self.cfg, self.reincarnation.teacher_params()))
 
     def prepare(self, session: RunSession) -> Any:
         self.session, cfg, num_seeds = session, self.cfg, self.cfg["num_seeds"]
+        if self.reincarnation:
+            self.reincarnation.announce_teacher(session)
         frames = jnp.zeros((num_seeds, *FRAME_SHAPE), jnp.uint8)
         shapes = jax.eval_shape(self.first_carry, self.keys, frames)
         memory = fifo.memory_bytes(shapes.replay, num_seeds)
@@ -227,11 +239,12 @@ class AtariLoop(HostLoop):
         flags = np.zeros(num_seeds, bool)
         example = (frames, frames, np.zeros(num_seeds, np.float32), flags, flags, flags)
         observe = make_atari_observation(self.params)
+        teacher_q = self.reincarnation.teacher_q() if self.reincarnation else None
         self.steps = {
             learn: session.compile(
                 f"the {'learning' if learn else 'acting'} step ({counted(num_seeds, 'seed')})",
                 lambda learn=learn: jax.jit(
-                    make_host_step(self.agent, self.spec, cfg, learn, observe), donate_argnums=0
+                    make_host_step(self.agent, self.spec, cfg, learn, observe, teacher_q), donate_argnums=0
                 ).lower(carry, *example),
             )
             for learn in (False, True)
@@ -246,9 +259,21 @@ class AtariLoop(HostLoop):
         )
         self.reinit = jax.jit(make_reinit(self.agent, cfg)) if resetting(cfg) else None
         self.learning_from = first_learning_block(cfg)
+        if self.reincarnation:
+            carry = self.reincarnation.start(self, carry, resumed)
         if cfg["eval"]["at_start"] and not resumed:
-            self.evaluate(carry, 0)
+            self.evaluate_returns(carry.agent, 0)  # a starting point only: lambda starts from its own
         return carry
+
+    def reference_returns(self, agent: ValueAgent, agent_state: Any, epsilon: float | None = None) -> np.ndarray:
+        """[seeds, episodes] scores of another agent (a teacher) or at another epsilon (random play)."""
+        cfg = self.cfg if epsilon is None else {**self.cfg, "eval": {**self.cfg["eval"], "epsilon": epsilon}}
+        policy = make_atari_policy(agent)
+        return evaluate_games(policy, agent_state, self.eval_envs, cfg, 0, stream=REFERENCE_STREAM)
+
+    def offline_returns(self, agent_state: Any, done: int) -> np.ndarray:
+        """[seeds, episodes] scores after ``done`` offline pretraining steps."""
+        return evaluate_games(self.policy, agent_state, self.eval_envs, self.cfg, done, stream=PRETRAIN_STREAM)
 
     def advance(self, carry: HostCarry, step: int) -> tuple[HostCarry, int]:
         """Env steps up to the next evaluation, checkpoint or ``SEGMENT_STEPS`` boundary."""
@@ -300,15 +325,20 @@ class AtariLoop(HostLoop):
         self.session.write_episodes([row + [float(self.game_return[lane]), int(self.game_length[lane])]])
         self.game_return[lane], self.game_length[lane] = 0.0, 0
 
-    def evaluate(self, carry: HostCarry, step: int) -> tuple[HostCarry, np.ndarray]:
+    def evaluate_returns(self, agent_state: Any, at: int) -> np.ndarray:
+        """[seeds] mean scores at env step ``at``, their rows written to result_Test.csv."""
         cfg, session = self.cfg, self.session
-        returns = evaluate_games(self.policy, carry.agent, self.eval_envs, cfg, step)
-        session.write_evaluations(
-            evaluation_rows(cfg["env"]["name"], cfg["agent"]["name"], session.seeds, step, returns)
-        )
-        session.log.info("step %d: greedy return %.2f ± %.2f over seeds", step, returns.mean(), returns.mean(1).std())
+        returns = evaluate_games(self.policy, agent_state, self.eval_envs, cfg, at)
+        session.write_evaluations(evaluation_rows(cfg["env"]["name"], cfg["agent"]["name"], session.seeds, at, returns))
+        session.log.info("step %d: greedy return %.2f ± %.2f over seeds", at, returns.mean(), returns.mean(1).std())
+        return returns.mean(1)
+
+    def evaluate(self, carry: HostCarry, step: int) -> tuple[HostCarry, np.ndarray]:
+        returns = self.evaluate_returns(carry.agent, step)
         self.write_metrics(step)
-        return carry, returns.mean(1)
+        if self.reincarnation:  # QDagger's lambda (and the tied learning rate) from this evaluation
+            carry = self.reincarnation.after_evaluation(carry, step, returns)
+        return carry, returns
 
     def checkpoint_meta(self, carry: HostCarry, step: int, due: int) -> dict[str, Any]:
         """Any step will do: each lane's game number and its actions so far rebuild its env."""

@@ -217,6 +217,16 @@ class FlatLoop:
         """[seeds, episodes] greedy returns of ``agent_state`` (one key per seed)."""
         return np.asarray(self.compiled_eval(agent_state, keys))
 
+    def reference_returns(self, agent: Any, agent_state: Any, epsilon: float | None = None) -> np.ndarray:
+        """[seeds, episodes] returns of another agent (a teacher) or at another epsilon (random play)."""
+        return reincarnation.flat_reference_returns(self, agent, agent_state, epsilon)
+
+    def offline_returns(self, agent_state: Any, done: int) -> np.ndarray:
+        """[seeds, episodes] greedy returns after ``done`` offline pretraining steps."""
+        if not hasattr(self, "offline_keys"):
+            self.offline_keys = evaluation_keys(self.keys, reincarnation.PRETRAIN_STREAM + 1)
+        return self.greedy_returns(agent_state, self.offline_keys(done))
+
     def evaluate_returns(self, agent_state: Any, at: int) -> np.ndarray:
         """[seeds] mean greedy returns at env step ``at``, their rows written to result_Test.csv."""
         returns = self.greedy_returns(agent_state, self.eval_keys_for(at))

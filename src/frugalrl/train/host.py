@@ -59,6 +59,8 @@ class HostCarry(NamedTuple):
     grad_step: jax.Array  # [] gradient steps taken by each seed
     resets: Any = ()
     priorities: Any = ()  # prioritized replay's per-seed priorities (replay/prioritized)
+    teacher: Any = ()  # per-seed copy of a frozen teacher's parameters (distillation)
+    distill_lambda: Any = ()  # [seeds] QDagger's lambda, set by the host after each evaluation
 
 
 def env_seed(cfg: dict[str, Any], lane: int, *extra: int) -> int:
@@ -116,16 +118,22 @@ def plain_observation(c: HostCarry, reward, terminated, truncated, final_obs, ne
 
 
 def make_host_step(
-    agent: ValueAgent, spec: EnvSpec, cfg: dict[str, Any], learn: bool, observe: Callable[..., Any] = plain_observation
+    agent: ValueAgent,
+    spec: EnvSpec,
+    cfg: dict[str, Any],
+    learn: bool,
+    observe: Callable[..., Any] = plain_observation,
+    teacher_q: Any = None,
 ) -> Callable[..., Any]:
     """(carry, *step) -> (carry, metrics): store the step, update when ``learn`` (the flat loop's
     learner: n-step, prioritized replay, ``gradient_steps`` TD batches, target syncs), and choose
     the next actions. ``observe(carry, *step)`` says what is stored and acted on (``plain_observation``:
-    ``step`` is reward, terminated, truncated, final_obs, next_obs)."""
+    ``step`` is reward, terminated, truncated, final_obs, next_obs); ``teacher_q``: the network of the
+    teacher whose parameters the carry holds (distillation)."""
     add = jax.vmap(fifo.add, in_axes=(0, None, 0, 0))
     on_add = jax.vmap(prioritized.on_add, in_axes=(0, None, None)) if ReplaySection.of(cfg).prioritized else None
     unrolled = unrolled_updates(cfg)
-    learner = make_learner(agent, spec, cfg, unrolled=unrolled)
+    learner = make_learner(agent, spec, cfg, teacher_q, unrolled=unrolled)
     act = jax.vmap(agent.act, in_axes=(0, 0, 0, None))
 
     def step(c: HostCarry, *inputs: jax.Array) -> tuple[HostCarry, Any]:
@@ -135,7 +143,8 @@ def make_host_step(
         count = c.env_step + 1
         state, metrics = Learning(c.agent, c.key, c.grad_step, priorities), {}
         if learn:
-            state, metrics = learner(state, BlockData(replay, count))
+            data = BlockData(replay, count, teacher=c.teacher, distill_lambda=c.distill_lambda)
+            state, metrics = learner(state, data)
         keys = jax.vmap(jax.random.split)(state.key)
         action = act(state.agent, next_obs, keys[:, 1], acting_epsilon(agent, cfg, count))
         carry = c._replace(

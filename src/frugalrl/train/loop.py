@@ -139,12 +139,7 @@ def init_carry(
         jnp.zeros((), jnp.int32),
         source_state,
     )
-    per_seed = lambda tree: jax.tree.map(lambda x: jnp.broadcast_to(x, (seeds,) + x.shape), tree)
-    if teacher_params is not None and cfg["teacher"]["init_student"]:
-        start = per_seed(teacher_params)
-        carry = carry._replace(agent=carry.agent._replace(params=start, target_params=start))
-    if teacher_params is not None and needs_teacher_in_loop(cfg):
-        carry = carry._replace(teacher=per_seed(teacher_params), distill_lambda=jnp.ones(seeds, jnp.float32))
+    carry = with_teacher(carry, cfg, teacher_params)
     if cfg["replay"]["prioritized"]:
         carry = carry._replace(priorities=jax.vmap(lambda _: prioritized.init(cfg["replay"]["capacity"]))(keys))
     if resetting(cfg):
@@ -153,6 +148,21 @@ def init_carry(
         carry = carry._replace(jsrl=jax.vmap(JumpStart.from_config(cfg, None).init)(keys))
     # every leaf its own buffer (params and target params start equal): the segment donates them
     return jax.tree.map(jnp.copy, carry)
+
+
+def with_teacher(carry: Any, cfg: dict[str, Any], teacher_params: Any) -> Any:
+    """A new carry (``Carry`` or the host loops' ``HostCarry``) given the teacher's parameters: the
+    student's start (``teacher/init_student``), and a copy per seed for distillation or JSRL."""
+    if teacher_params is None:
+        return carry
+    seeds = carry.key.shape[0]
+    per_seed = lambda tree: jax.tree.map(lambda x: jnp.broadcast_to(x, (seeds,) + x.shape), tree)  # noqa: E731
+    if cfg["teacher"]["init_student"]:
+        start = per_seed(teacher_params)
+        carry = carry._replace(agent=carry.agent._replace(params=start, target_params=start))
+    if needs_teacher_in_loop(cfg):
+        carry = carry._replace(teacher=per_seed(teacher_params), distill_lambda=jnp.ones(seeds, jnp.float32))
+    return carry
 
 
 def acting_epsilon(agent: ValueAgent, cfg: dict[str, Any], steps: jax.Array) -> jax.Array:
@@ -276,7 +286,7 @@ def make_td_batch(
                 scale = jnp.full(seeds, jnp.clip(1.0 - data.count / regularizer_period, 0.0, 1.0))
             inputs = inputs._replace(regularizer=RegularizerInputs(sample.from_teacher, scale))
         if distill:  # the teacher's Q on the TD batch, once for all its epochs
-            distillation = batch_inputs(teacher_q, data.teacher, sample.batch.obs, data.distill_lambda, alpha)
+            distillation = batch_inputs(teacher_q, data.teacher, sample.batch.obs, data.distill_lambda, alpha, unrolled)
             inputs = inputs._replace(distillation=distillation)
         return inputs
 

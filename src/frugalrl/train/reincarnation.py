@@ -31,11 +31,19 @@ from frugalrl.agents.distillation import normalized_score, qdagger_lambda, tied_
 from frugalrl.agents.losses import DistillationInputs, LossInputs
 from frugalrl.agents.optim import set_learning_rate
 from frugalrl.agents.protocols import ValueAgent
+from frugalrl.devices import seed_vmap
 from frugalrl.envs import EnvSpec
 from frugalrl.errors import ConfigError
 from frugalrl.replay.sampler import BatchSampler
 from frugalrl.runs.rundir import TEST_COLUMNS, CsvLog, evaluation_rows
-from frugalrl.train.loop import distilling, evaluation_keys, jump_starting, make_evaluate, tree_select
+from frugalrl.train.loop import (
+    distilling,
+    jump_starting,
+    make_evaluate,
+    repeat,
+    tree_select,
+    unrolled_updates,
+)
 from frugalrl.train.teacher import Teacher, load_teacher
 
 if TYPE_CHECKING:
@@ -146,25 +154,31 @@ class Reincarnation:
         return carry
 
 
-def reference_scores(teacher: Teacher, loop: FlatLoop, carry: Any) -> dict[str, float]:
-    """The teacher's score (evaluated once, as the student will be) and uniform random play's."""
-    cfg, keys = loop.cfg, loop.keys
-    num_seeds = keys.shape[0]
-    reference_keys = jax.vmap(lambda key: jax.random.fold_in(key, REFERENCE_STREAM))(keys)
+def reference_scores(teacher: Teacher, loop: Any, carry: Any) -> dict[str, float]:
+    """The teacher's score (evaluated once, as the student will be) and uniform random play's,
+    each from ``loop.reference_returns`` (the flat loop's or the Atari loop's evaluation)."""
+    num_seeds = loop.keys.shape[0]
     per_seed = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_seeds,) + x.shape), teacher.params)
     teacher_state = teacher.agent.init(jax.random.PRNGKey(0))._replace(params=per_seed, target_params=per_seed)
     teacher_state = teacher_state._replace(opt_state=())
-    evaluate = make_evaluate(teacher.agent, loop.env, loop.env_params, loop.spec, cfg)
-    teacher_returns = jax.jit(evaluate)(teacher_state, reference_keys)
-    random_score = cfg["teacher"]["random_score"]
+    teacher_returns = loop.reference_returns(teacher.agent, teacher_state)
+    random_score = loop.cfg["teacher"]["random_score"]
     if random_score is None:
-        random_cfg = {**cfg, "eval": {**cfg["eval"], "epsilon": 1.0}}
-        evaluate = make_evaluate(loop.agent, loop.env, loop.env_params, loop.spec, random_cfg)
-        random_score = float(np.mean(jax.jit(evaluate)(carry.agent, reference_keys)))
+        random_score = float(np.mean(loop.reference_returns(loop.agent, carry.agent, epsilon=1.0)))
     return {"teacher": float(np.mean(teacher_returns)), "random": float(random_score)}
 
 
-def make_pretrain(agent: ValueAgent, teacher_q: Any, cfg: dict[str, Any], num_steps: int, count: int):
+def flat_reference_returns(loop: FlatLoop, agent: ValueAgent, agent_state: Any, epsilon: float | None) -> np.ndarray:
+    """[seeds, episodes] returns of ``agent`` in the flat loop's env, from the reference stream's keys."""
+    cfg = loop.cfg if epsilon is None else {**loop.cfg, "eval": {**loop.cfg["eval"], "epsilon": epsilon}}
+    reference_keys = jax.vmap(lambda key: jax.random.fold_in(key, REFERENCE_STREAM))(loop.keys)
+    evaluate = make_evaluate(agent, loop.env, loop.env_params, loop.spec, cfg)
+    return np.asarray(jax.jit(evaluate)(agent_state, reference_keys))
+
+
+def make_pretrain(
+    agent: ValueAgent, teacher_q: Any, cfg: dict[str, Any], num_steps: int, count: int, unrolled: bool = False
+):
     """Offline pretraining on the teacher's data (QDagger's phase before any env step).
 
     Returns ``(agent_state[seeds], teacher[seeds], replay, keys[seeds], grad_step) ->
@@ -173,14 +187,15 @@ def make_pretrain(agent: ValueAgent, teacher_q: Any, cfg: dict[str, Any], num_st
     transitions written), takes the TD loss (unless ``pretraining/td`` is off) plus
     ``distillation/coefficient`` times the distillation loss at lambda = 1, and syncs the target
     every ``pretraining/target_every`` gradient steps. ``agent`` must not hold loss terms that
-    need the online loop's inputs (consolidation).
+    need the online loop's inputs (consolidation). ``unrolled``: as straight-line code, one seed
+    after another (``loop.unrolled_updates``; then ``num_steps`` should be small).
     """
     pcfg = cfg["pretraining"]
     alpha, period = cfg["distillation"]["coefficient"], pcfg["target_every"]
     sampler = dataclasses.replace(BatchSampler.from_config(cfg), kind="uniform")
     sample = jax.vmap(lambda replay, key: sampler.sample(replay, key, count).batch, in_axes=(None, 0))
-    td_target, update = jax.vmap(agent.td_target), jax.vmap(agent.update)
-    teacher_q_values = jax.vmap(teacher_q.apply)
+    td_target, update = seed_vmap(agent.td_target, unrolled=unrolled), seed_vmap(agent.update, unrolled=unrolled)
+    teacher_q_values = seed_vmap(teacher_q.apply, unrolled=unrolled)
     split3 = jax.vmap(lambda key: jax.random.split(key, 3))
 
     def pretrain(agent_state: Any, teacher: Any, replay: Any, key: jax.Array, grad_step: jax.Array) -> tuple[Any, ...]:
@@ -202,32 +217,33 @@ def make_pretrain(agent: ValueAgent, teacher_q: Any, cfg: dict[str, Any], num_st
             agent_state = tree_select(grad_step % period == 0, synced, agent_state)
             return (agent_state, keys[:, 0], grad_step), metrics
 
-        (agent_state, key, grad_step), metrics = jax.lax.scan(
-            step, (agent_state, key, grad_step), None, length=num_steps
-        )
+        (agent_state, key, grad_step), metrics = repeat(step, (agent_state, key, grad_step), None, num_steps, unrolled)
         return agent_state, key, grad_step, jax.tree.map(lambda x: x.mean(0), metrics)
 
     return pretrain
 
 
-def pretrain_offline(reincarnation: Reincarnation, loop: FlatLoop, carry: Any) -> Any:
-    """QDagger's offline phase on the teacher data; evaluations go to ``result_Offline.csv``.
+def pretrain_offline(reincarnation: Reincarnation, loop: Any, carry: Any) -> Any:
+    """QDagger's offline phase on the teacher data; evaluations (``loop.offline_returns``) go to
+    ``result_Offline.csv``.
 
     Runs before any env step and is not checkpointed on its own: a run killed while pretraining
-    redoes it (deterministically) when resumed.
+    redoes it (deterministically) when resumed. Unrolled updates (``loop.unrolled_updates``) run
+    one jitted gradient step per call, from a host loop.
     """
     cfg, session, teacher = loop.cfg, loop.session, reincarnation.teacher
     pcfg = cfg["pretraining"]
     steps = pcfg["steps"]
     chunk = pcfg["eval_every"] or steps
+    unrolled = unrolled_updates(cfg)
+    per_call = 1 if unrolled else chunk
     offline_agent = make_agent(cfg, loop.spec, offline=True)
-    pretrain = jax.jit(make_pretrain(offline_agent, teacher.agent.q, cfg, chunk, teacher.count))
+    pretrain = jax.jit(make_pretrain(offline_agent, teacher.agent.q, cfg, per_call, teacher.count, unrolled))
     key = jax.vmap(lambda key: jax.random.fold_in(key, PRETRAIN_STREAM))(loop.keys)
     grad_step = jnp.zeros((), jnp.int32)
     compiled = session.compile(
         "offline pretraining", lambda: pretrain.lower(carry.agent, carry.teacher, teacher.replay, key, grad_step)
     )
-    offline_keys = evaluation_keys(loop.keys, PRETRAIN_STREAM + 1)
     offline_log = CsvLog(session.path / "result_Offline.csv", TEST_COLUMNS)
     offline_log.open(None)
     agent_state = carry.agent
@@ -235,8 +251,11 @@ def pretrain_offline(reincarnation: Reincarnation, loop: FlatLoop, carry: Any) -
         agent_state = agent_state._replace(opt_state=set_learning_rate(agent_state.opt_state, pcfg["lr"]))
     try:
         for done in range(chunk, steps + 1, chunk):
-            agent_state, key, grad_step, metrics = compiled(agent_state, carry.teacher, teacher.replay, key, grad_step)
-            returns = loop.greedy_returns(agent_state, offline_keys(done))
+            for _ in range(chunk // per_call):
+                agent_state, key, grad_step, metrics = compiled(
+                    agent_state, carry.teacher, teacher.replay, key, grad_step
+                )
+            returns = loop.offline_returns(agent_state, done)
             offline_log.write(evaluation_rows(cfg["env"]["name"], cfg["agent"]["name"], session.seeds, done, returns))
             offline_log.flush()
             mean = float(returns.mean())

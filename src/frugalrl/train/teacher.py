@@ -18,6 +18,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from frugalrl import envs
 from frugalrl.agents import make_agent
@@ -27,7 +28,7 @@ from frugalrl.envs import EnvSpec
 from frugalrl.replay import fifo
 from frugalrl.runs import checkpoint
 from frugalrl.runs.rundir import RunDir
-from frugalrl.train.dopamine import check_teacher_links, load_teacher_params
+from frugalrl.train.dopamine import check_teacher_links, frame_replay, load_teacher_params, load_teacher_replay
 from frugalrl.train.loop import init_carry, make_segment, needs_teacher_in_loop, seed_keys
 
 
@@ -98,8 +99,8 @@ def load_teacher(cfg: dict[str, Any], spec: EnvSpec) -> Teacher:
 
 
 def _imported_teacher(cfg: dict[str, Any], spec: EnvSpec, directory: Path) -> Teacher:
-    """A teacher directory written by ``frugal import-dopamine``: its parameters (its replay of single
-    frames is not used as a dataset here; ``dopamine.load_teacher_replay`` opens it memory-mapped)."""
+    """A teacher directory written by ``frugal import-dopamine``: its parameters and, when pretraining
+    or rehearsal needs it, its replay as a frame-once replay (``dopamine.frame_replay``)."""
     params, meta = load_teacher_params(directory)
     teacher_cfg = resolve({"env": cfg["env"], "network": meta["network"]})
     if meta["num_actions"] != spec.num_actions:
@@ -119,12 +120,20 @@ def _imported_teacher(cfg: dict[str, Any], spec: EnvSpec, directory: Path) -> Te
     if cfg["teacher"]["dataset"] == "rollout":
         rollout_key = jax.random.fold_in(jax.random.PRNGKey(cfg["seed"]), int(cfg.get("run", 0)))
         replay, count = teacher_rollouts(teacher_cfg["network"], params, cfg, spec, rollout_key)
-    elif cfg["pretraining"]["steps"] > 0:
-        raise ConfigError(
-            "config key 'pretraining/steps': the imported Dopamine replay keeps single frames that are stacked "
-            "when sampled; pretraining on it needs the frame-stacking replay that comes with the Atari environments. "
-            "Use 'teacher/dataset': 'rollout', or no pretraining (kickstarting)"
-        )
+    elif cfg["pretraining"]["steps"] > 0 or cfg["rehearsal"]["fraction"] > 0:
+        arrays = load_teacher_replay(directory)
+        if arrays is None:
+            raise ConfigError(
+                f"config key 'teacher/run': {directory} was imported without its replay, which "
+                "'pretraining/steps' and 'rehearsal/fraction' need; import it with its replay or set "
+                "'teacher/dataset': 'rollout'"
+            )
+        if len(spec.obs_shape) != 3 or spec.obs_shape[-1] != 4 or spec.obs_dtype != np.uint8:
+            raise ConfigError(
+                f"config key 'teacher/run': the imported Dopamine replay holds 84x84 frames stacked by 4; the "
+                f"student's env {spec.name} has observations {spec.obs_shape}"
+            )
+        replay, count = frame_replay(arrays, stack=4, max_episode_steps=spec.max_episode_steps)
     else:
         replay, count = None, 0
     return Teacher(agent, params, replay, count, teacher_cfg, int(meta.get("training_steps", -1)))
