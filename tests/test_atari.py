@@ -334,7 +334,7 @@ def test_every_atari_config_starts_training_with_one_index_per_game(tmp_path):
         fake_teacher(tmp_path, game, actions, source)
     for config in [c for c in ATARI_CONFIGS if "MeDQN" not in c.name] + [c for c in ATARI_CONFIGS if "MeDQN" in c.name]:
         indices = [1, 2, 3, 4, 5, 36] if config.name == "MeDQN_atari_medqn.json" else [1, 2, 3, 4, 5]
-        indices = indices if "MeDQN" in config.name else [1]
+        indices = indices if "MeDQN" in config.name else [1, 2] if "rainbow" in config.name else [1]  # 2: impala_cnn
         for idx in indices:
             logs = tmp_path / "logs"
             command = [sys.executable, "-m", "frugalrl.cli", "run", str(config), "--idx", str(idx), "--logs", str(logs)]
