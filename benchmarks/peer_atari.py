@@ -79,7 +79,11 @@ def sb3_bytes() -> dict:
     for optimize in (False, True):
         size = 10_000
         buffer = ReplayBuffer(
-            size, observations, spaces.Discrete(6), device="cpu", optimize_memory_usage=optimize,
+            size,
+            observations,
+            spaces.Discrete(6),
+            device="cpu",
+            optimize_memory_usage=optimize,
             handle_timeout_termination=not optimize,
         )
         arrays = [buffer.observations, buffer.actions, buffer.rewards, buffer.dones]

@@ -161,11 +161,12 @@ def reference_scores(teacher: Teacher, loop: Any, carry: Any) -> dict[str, float
     per_seed = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_seeds,) + x.shape), teacher.params)
     teacher_state = teacher.agent.init(jax.random.PRNGKey(0))._replace(params=per_seed, target_params=per_seed)
     teacher_state = teacher_state._replace(opt_state=())
+    # means as XLA sums them (not NumPy's pairwise float32 sum): the scores earlier runs recorded
     teacher_returns = loop.reference_returns(teacher.agent, teacher_state)
     random_score = loop.cfg["teacher"]["random_score"]
     if random_score is None:
-        random_score = float(np.mean(loop.reference_returns(loop.agent, carry.agent, epsilon=1.0)))
-    return {"teacher": float(np.mean(teacher_returns)), "random": float(random_score)}
+        random_score = float(jnp.mean(loop.reference_returns(loop.agent, carry.agent, epsilon=1.0)))
+    return {"teacher": float(jnp.mean(teacher_returns)), "random": float(random_score)}
 
 
 def flat_reference_returns(loop: FlatLoop, agent: ValueAgent, agent_state: Any, epsilon: float | None) -> np.ndarray:
