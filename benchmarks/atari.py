@@ -197,11 +197,12 @@ def main() -> None:
         rate, updates = median([r for r, _ in rates]), rates[0][1]
         floor = median([update_floor(seeds, 50) for _ in range(args.repeats)])
         run_seconds, floor_seconds = args.run_steps / rate, updates * floor
+        sb3_per_seed = sb3 / seeds  # SB3 trains one seed per model: n seeds are n models, one after another
         print(
             f"{seeds} seed(s): frugalrl {rate:.1f} steps/s per seed ({rate * seeds:.1f} over all); run "
             f"{run_seconds:.1f} s vs bare update floor {floor_seconds:.1f} s ({updates} updates x {floor * 1e3:.1f} "
-            f"ms): {run_seconds / floor_seconds:.2f}x; SB3 DQN {sb3:.1f} steps/s (one seed per model): "
-            f"frugalrl {rate / sb3:.2f}x per seed"
+            f"ms): {run_seconds / floor_seconds:.2f}x; SB3 DQN {sb3:.1f} steps/s for one model, "
+            f"{sb3_per_seed:.1f} per seed for {seeds}: frugalrl {rate / sb3_per_seed:.2f}x per seed"
         )
     print("## replay bytes per transition at 84x84")
     state = jax.eval_shape(
