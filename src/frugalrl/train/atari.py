@@ -38,6 +38,7 @@ from frugalrl.train.host import (
     HostCarry,
     HostLoop,
     env_seed,
+    host_copy,
     init_host_carry,
     make_first_action,
     make_host_step,
@@ -123,7 +124,7 @@ def evaluate_games(
     epsilon = float(cfg["eval"]["epsilon"])
     for _ in range(max_steps):
         key, actions = policy(agent_state, stacks.reshape(seeds, episodes, *stacks.shape[1:]), key, epsilon)
-        frames, reward, over, truncated, _ = envs.step(np.asarray(actions).reshape(-1))
+        frames, reward, over, truncated, _ = envs.step(host_copy(actions).reshape(-1))
         returns += np.where(done, 0.0, reward)
         done |= over | truncated
         if done.all():
@@ -292,7 +293,7 @@ class AtariLoop(HostLoop):
 
     def env_step(self, carry: HostCarry, step: int) -> tuple[HostCarry, int]:
         """One agent step of every seed's game, then the device's store / update / act."""
-        actions = np.asarray(carry.action)
+        actions = host_copy(carry.action)
         frames, reward, over, truncated, lives = self.train_envs.step(actions)
         lanes = np.arange(len(actions))
         self.game_actions[lanes, np.minimum(self.game_length, self.game_actions.shape[1] - 1)] = actions
