@@ -252,7 +252,8 @@ class AtariLoop(HostLoop):
         }
         self.first_action = jax.jit(make_first_action(self.agent, cfg))
         episodes = cfg["eval"]["episodes"]
-        self.eval_envs = AtariEnvs(self.rom, self.params, num_seeds * episodes, min(num_seeds * episodes, 8))
+        threads = min(num_seeds * episodes, os.cpu_count() or 1)
+        self.eval_envs = AtariEnvs(self.rom, self.params, num_seeds * episodes, threads)
         stacks = jnp.zeros((num_seeds, episodes, *self.spec.obs_shape), jnp.uint8)
         policy = make_atari_policy(self.agent)
         self.policy = session.compile(
