@@ -310,21 +310,13 @@ class AtariLoop(HostLoop):
             reset_frames, reset_lives = self.train_envs.reset(game_seeds(self.cfg, self.games)[ended], ended)
             frames[ended], self.lives[ended] = reset_frames[ended], reset_lives[ended]
         terminated = over | life_lost
-        step += 1
-        k = self.cfg["train"]["train_every"]
-        learn = step % k == 0 and step - k >= self.learning_from
         inputs = (frames, final_frames, reward, terminated, truncated, terminated | truncated)
-        carry, metrics = self.steps[learn](carry, *inputs)
-        if learn:
-            self.pending_metrics.append(metrics)
-        return carry, step
+        return self.device_step(carry, step + 1, inputs)
 
     def end_game(self, lane: int, step: int) -> None:
         """Write the game's row (its real score); the lane's next game gets the next seed."""
         self.games[lane] += 1
-        cfg, seeds = self.cfg, self.session.seeds
-        row = [cfg["env"]["name"], cfg["agent"]["name"], seeds[lane], int(self.games[lane]), step]
-        self.session.write_episodes([row + [float(self.game_return[lane]), int(self.game_length[lane])]])
+        self.write_row(lane, step, int(self.games[lane]), float(self.game_return[lane]), int(self.game_length[lane]))
         self.game_return[lane], self.game_length[lane] = 0.0, 0
 
     def evaluate_returns(self, agent_state: Any, at: int) -> np.ndarray:

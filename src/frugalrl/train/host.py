@@ -326,20 +326,28 @@ class HostLoop:
                 self.end_episode(lane, step + 1)
                 obs = env.reset()
             next_obs[lane] = obs
-        step += 1
+        return self.device_step(carry, step + 1, (reward, terminated, truncated, final_obs, next_obs))
+
+    def device_step(self, carry: HostCarry, step: int, inputs: tuple[Any, ...]) -> tuple[HostCarry, int]:
+        """The device's store / update / act after env step ``step``: the learning step when a block
+        of ``train_every`` steps ends from ``learning_starts`` on (its metrics kept), else the acting one."""
         k = self.cfg["train"]["train_every"]
         learn = step % k == 0 and step - k >= self.learning_from
-        carry, metrics = self.steps[learn](carry, reward, terminated, truncated, final_obs, next_obs)
+        carry, metrics = self.steps[learn](carry, *inputs)
         if learn:
             self.pending_metrics.append(metrics)
         return carry, step
 
+    def write_row(self, lane: int, step: int, number: int, score: float, length: int) -> None:
+        """result_Train.csv's row for the ``number``-th episode of ``lane``, ended at env step ``step``."""
+        cfg = self.cfg
+        row = [cfg["env"]["name"], cfg["agent"]["name"], self.session.seeds[lane], number, step, score, length]
+        self.session.write_episodes([row])
+
     def end_episode(self, lane: int, step: int) -> None:
         """Write the episode's row; keep the env's random state from before its reset (for a checkpoint)."""
         self.episodes[lane] += 1
-        cfg, seeds = self.cfg, self.session.seeds
-        row = [cfg["env"]["name"], cfg["agent"]["name"], seeds[lane], int(self.episodes[lane]), step]
-        self.session.write_episodes([row + [self.episode_return[lane], int(self.episode_length[lane])]])
+        self.write_row(lane, step, int(self.episodes[lane]), self.episode_return[lane], int(self.episode_length[lane]))
         self.episode_return[lane], self.episode_length[lane] = 0.0, 0
         self.rng_before_reset[lane] = self.train_envs[lane].rng_state()
 
