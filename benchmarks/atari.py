@@ -2,8 +2,8 @@
 
 1. Env agent steps per second on Pong (dopamine protocol, random actions) at 1, 2 and 8 envs:
    ale-py's vector env alone (one frame per step, the ceiling), frugalrl's path (the Atari loop's
-   own ``env_step``: ale-py, game bookkeeping and resets, the frame pushed onto each seed's stack
-   on the device, the actions read back), and gymnasium's ``AtariPreprocessing`` +
+   acting blocks: ale-py stepped from inside the jitted program, game bookkeeping and resets, the
+   frame pushed onto each seed's stack, the actions drawn on the device), and gymnasium's ``AtariPreprocessing`` +
    ``FrameStackObservation`` in a ``SyncVectorEnv`` (``peer_atari.py env``).
 2. DQN on Pong, Nature CNN, batch 32, Adam 1e-4, an update every 4 steps after 1,000 steps: a
    frugalrl run's env steps per second (compile excluded) at 1 and 8 seeds, against the bare
@@ -41,7 +41,7 @@ from frugalrl.config import resolve  # noqa: E402
 from frugalrl.devices import seed_vmap  # noqa: E402
 from frugalrl.envs.atari import PROTOCOLS, AtariEnvs  # noqa: E402
 from frugalrl.replay import fifo  # noqa: E402
-from frugalrl.train.atari import AtariLoop  # noqa: E402
+from frugalrl.train.atari import SEGMENT_STEPS, AtariLoop, make_acting_block, make_game_step  # noqa: E402
 from frugalrl.train.host import HostCarry  # noqa: E402
 from frugalrl.train.loop import unrolled_updates  # noqa: E402
 from frugalrl.train.run import run  # noqa: E402
@@ -80,7 +80,7 @@ def ale_rate(envs: int, steps: int) -> float:
 
 
 class EnvOnly:
-    """Stands in for a session: the loop's env_step writes game rows here."""
+    """Stands in for a session: the loop writes game rows here."""
 
     seeds = list(range(64))
 
@@ -89,7 +89,8 @@ class EnvOnly:
 
 
 def frugal_env_rate(envs: int, steps: int) -> float:
-    """The Atari loop's env_step with a device step that only stacks the frame and draws actions."""
+    """The Atari loop's acting blocks (ale-py stepped from inside the program, game bookkeeping and
+    resets) with a device step that only stacks the frame and draws actions."""
     cfg = dqn_config(envs, steps)
     loop = AtariLoop(cfg)
     loop.session = EnvOnly()
@@ -103,13 +104,14 @@ def frugal_env_rate(envs: int, steps: int) -> float:
         obs = fifo.push_frame(c.obs, frame, first, padding)
         return c._replace(obs=obs, action=action, key=c.key.at[0].set(key)), {}
 
-    step = jax.jit(device_step, donate_argnums=0)
-    loop.steps = {False: step, True: step}
-    carry, at = loop.env_step(carry, 0)
-    start = time.perf_counter()
-    for _ in range(steps):
-        carry, at = loop.env_step(carry, at)
-    return envs * steps / (time.perf_counter() - start)
+    block = make_acting_block(make_game_step(loop.train_envs, device_step))
+    loop.acting_block = jax.jit(block, donate_argnums=(0, 1))
+    carry, first = loop.play(carry, 0, SEGMENT_STEPS)  # compiles
+    start, at = time.perf_counter(), first
+    while at < first + steps:
+        carry, at = loop.play(carry, at, min(first + steps, (at // SEGMENT_STEPS + 1) * SEGMENT_STEPS))
+    jax.block_until_ready(carry)
+    return envs * (at - first) / (time.perf_counter() - start)
 
 
 def run_rate(num_seeds: int, total: int) -> tuple[float, int]:

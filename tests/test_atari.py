@@ -127,6 +127,41 @@ def test_deepmind_resets_take_up_to_30_no_op_frames_drawn_by_seed():
     assert np.all(np.asarray(dopamine.reset_frames) == 0)
 
 
+def test_the_device_calls_play_the_same_games_as_the_host_api_resets_of_any_count_included():
+    """ale-py's XLA step and masked reset, from inside one scanned program, against its Python API."""
+    n, steps, params = 4, 1500, PROTOCOLS["deepmind"]
+    actions = np.random.default_rng(1).integers(0, 4, (steps, n))
+    actions[:, 1] = actions[:, 0]  # lanes 0 and 1 play one game twice, so resets of two envs at once happen
+    first_seeds, later_seeds = np.array([100, 100, 101, 102]), np.array([1000, 1000, 1001, 1002])
+    host, device = AtariEnvs("breakout", params, n, 2), AtariEnvs("breakout", params, n, 2)
+    host.reset(first_seeds)
+    next_seeds, expected = later_seeds, []
+    for step_actions in actions:
+        frames, reward, over, truncated, lives = host.step(step_actions)
+        ended = over | truncated
+        if ended.any():
+            reset_frames, reset_lives = host.reset(next_seeds[ended], ended)
+            frames[ended], lives[ended] = reset_frames[ended], reset_lives[ended]
+            next_seeds = next_seeds + ended
+        expected.append((frames, reward, over, truncated, lives))
+
+    def step(state, step_actions):
+        handle, next_seeds = state
+        handle, frames, reward, over, truncated, lives = device.device_step(handle, step_actions)
+        ended = over | truncated
+        handle, reset_frames, reset_lives = device.device_reset(handle, next_seeds, ended)
+        frames = jnp.where(ended[:, None, None], reset_frames, frames)
+        return (handle, next_seeds + ended), (frames, reward, over, truncated, jnp.where(ended, reset_lives, lives))
+
+    device.reset(first_seeds)
+    play = jax.jit(lambda handle, seeds, actions: jax.lax.scan(step, (handle, seeds), actions)[1])
+    got = play(device.handle(), jnp.asarray(later_seeds, jnp.int32), jnp.asarray(actions, jnp.int32))
+    ends_per_step = np.stack([e[2] | e[3] for e in expected]).sum(1)
+    assert ends_per_step.sum() >= 20 and {1, 2} <= set(ends_per_step.tolist())  # one game ended, or two at once
+    for got_part, expected_part in zip(got, zip(*expected, strict=True), strict=True):
+        np.testing.assert_array_equal(np.asarray(got_part), np.stack(expected_part))
+
+
 def random_run(tmp_path: Path, name: str, steps: int) -> tuple[dict, Path]:
     """A run acting at random (no learning) whose final checkpoint keeps its replay."""
     cfg = resolve(

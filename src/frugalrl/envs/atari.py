@@ -20,17 +20,23 @@ Two protocols, chosen by ``env/params/protocol`` (by default from the name: ``AL
 
 Every env is reset with a seed of its own drawn from (seed, run, lane, game number), so a game is
 a function of its seed and the actions taken in it: a resumed run rebuilds each env by replaying
-the current game's actions (``AtariEnvs.replay``). Rows of the result CSVs are whole games with
-the game's own (unclipped) score.
+the current game's actions (``train.atari.AtariLoop.replay_games``). Rows of the result CSVs are
+whole games with the game's own (unclipped) score.
+
+The same native envs can be stepped and reset from inside a jitted program through ale-py's XLA
+calls (``AtariEnvs.device_step``, ``device_reset``), so a block of steps needs no Python between them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 INSTALL_HINT = 'Atari games need ale-py: pip install -e ".[atari]"'
@@ -182,8 +188,66 @@ class AtariEnvs:
         obs, reward, terminated, truncated, info = self.vector.step(np.asarray(actions, np.int32))
         return obs[:, 0], reward.astype(np.float32), terminated, truncated & ~terminated, info["lives"]
 
+    def handle(self) -> jax.Array:
+        """The vector env as the device calls know it (``device_step``, ``device_reset``)."""
+        register_device_calls()
+        return jnp.frombuffer(self.vector.ale.handle(), dtype=jnp.uint8)
+
+    def device_step(self, handle: jax.Array, actions: jax.Array) -> tuple[jax.Array, ...]:
+        """``step`` from inside a jitted program: (handle, frames, rewards, game_over, truncated, lives).
+
+        ale-py's XLA call steps the same native env as ``step`` (its threads, its state), so a
+        program can play many steps with no Python between them; the returned handle orders the
+        calls."""
+        n, flag, count = self.n, jax.ShapeDtypeStruct((self.n,), jnp.bool_), jax.ShapeDtypeStruct((self.n,), jnp.int32)
+        call = jax.ffi.ffi_call(
+            "atari_vector_xla_step",
+            (jax.ShapeDtypeStruct(handle.shape, jnp.uint8), jax.ShapeDtypeStruct((n, 1, *FRAME_SHAPE), jnp.uint8))
+            + (count, flag, flag, count, count, count, count),
+            has_side_effect=True,
+        )
+        handle, obs, reward, over, truncated, _, lives, _, _ = call(
+            handle, actions.astype(jnp.int32), jnp.ones(n, jnp.float32)
+        )
+        return handle, obs[:, 0], reward.astype(jnp.float32), over, truncated & ~over, lives
+
+    def device_reset(self, handle: jax.Array, seeds: jax.Array, mask: jax.Array) -> tuple[jax.Array, ...]:
+        """``reset(seeds[mask], mask)`` from inside a jitted program: (handle, frames, lives); the
+        frames and lives of envs outside ``mask`` are not theirs (use them where ``mask`` only).
+
+        ale-py's call takes the indices of the envs to reset, so its shape depends on how many:
+        one branch per count, the no-reset branch calling nothing."""
+        n = self.n
+        order = jnp.nonzero(mask, size=n, fill_value=0)[0].astype(jnp.int32)
+        shapes = (
+            jax.ShapeDtypeStruct(handle.shape, jnp.uint8),
+            jax.ShapeDtypeStruct((n, 1, *FRAME_SHAPE), jnp.uint8),
+        ) + (jax.ShapeDtypeStruct((n,), jnp.int32),) * 4
+        call = jax.ffi.ffi_call("atari_vector_xla_reset", shapes, has_side_effect=True)
+
+        def none(handle: jax.Array) -> tuple[jax.Array, ...]:
+            return handle, jnp.zeros((n, *FRAME_SHAPE), jnp.uint8), jnp.zeros(n, jnp.int32)
+
+        def first(count: int) -> Any:
+            def reset(handle: jax.Array) -> tuple[jax.Array, ...]:
+                handle, obs, _, lives, _, _ = call(handle, order[:count], seeds[order[:count]].astype(jnp.int32))
+                return handle, obs[:, 0], lives
+
+            return reset
+
+        return jax.lax.switch(mask.sum(), [none] + [first(count) for count in range(1, n + 1)], handle)
+
     def close(self) -> None:
         self.vector.close()
+
+
+@functools.cache
+def register_device_calls() -> None:
+    """Tell XLA's CPU backend about ale-py's step and reset calls (once per process)."""
+    from ale_py import _ale_py
+
+    jax.ffi.register_ffi_target("atari_vector_xla_reset", _ale_py.VectorXLAReset(), platform="cpu")
+    jax.ffi.register_ffi_target("atari_vector_xla_step", _ale_py.VectorXLAStep(), platform="cpu")
 
 
 def num_actions(rom: str, params: AtariParams) -> int:

@@ -1,12 +1,15 @@
-"""The Atari loop: ale-py's vector env on the host, one env per seed, frames stacked on the device.
+"""The Atari loop: ale-py's vector env stepped from inside jitted programs, one env per seed.
 
-Per env step the host steps every seed's game with the actions the device chose (one call into
-ale-py's native threads), reads life losses and game ends, resets the games that ended with seeds
-of their own, and makes one jitted call for all seeds (``host.make_host_step`` with
-``atari_observation``): the acted-in frame goes into the frame-once replay, the next frame onto
-each seed's stack, updates run when a block of ``train_every`` steps ends, and the next actions
-are chosen. Learning sees clipped rewards and, under the deepmind protocol, a life lost as a
-terminal step; ``result_Train.csv`` gets one row per whole game with its real score.
+ale-py's XLA calls step and reset the same native envs as its Python API, so one jitted call plays
+a whole block of env steps with no Python between them (``make_game_step``): each step steps
+every seed's game with the actions the device chose, reads life losses and game ends, resets the
+games that ended with the seeds the host gave them, puts the acted-in frame into the frame-once
+replay and the next frame onto each seed's stack, and chooses the next actions. The steps between
+two updates run in one ``lax.while_loop`` (the acting block); the step that ends a block of
+``train_every`` steps is a program of its own, because XLA's CPU convolution gradients are ~10x
+slower inside a loop (docs/notes/atari.md). A block stops after a step where a game ended, so the
+host writes that game's row (its real score) and gives the lane its next game's seed. Learning
+sees clipped rewards and, under the deepmind protocol, a life lost as a terminal step.
 
 Checkpoints can be taken at any step: a game is a function of its reset seed (drawn from seed,
 run, lane and game number) and its actions, so a checkpoint keeps each game's actions so far and a
@@ -19,7 +22,8 @@ from __future__ import annotations
 
 import base64
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -134,6 +138,91 @@ def evaluate_games(
     return returns / max_steps if cfg["eval"]["per_step"] else returns
 
 
+class Games(NamedTuple):
+    """The training games on the device, beside the carry (a checkpoint keeps them as meta)."""
+
+    handle: jax.Array  # ale-py's vector env, as its XLA calls know it
+    lives: jax.Array  # [seeds] lives left in each game
+    score: jax.Array  # [seeds] the game's real score so far
+    length: jax.Array  # [seeds] agent steps played in the game
+    actions: jax.Array  # [seeds, max_steps] uint8: the game's actions so far (to replay on resume)
+    next_seed: jax.Array  # [seeds] the reset seed of each lane's next game
+    ended: jax.Array  # [seeds] a game ended at the last step ...
+    final_score: jax.Array  # [seeds] ... with this score
+    final_length: jax.Array  # [seeds] ... and this many steps
+
+
+def new_games(envs: AtariEnvs, lives: Any, actions: np.ndarray, lengths: Any, scores: Any, next_seeds: Any) -> Games:
+    """The device's ``Games`` for games in progress on ``envs`` (host values)."""
+    n = len(actions)
+    return Games(
+        envs.handle(),
+        jnp.asarray(lives, jnp.int32),
+        jnp.asarray(scores, jnp.float32),
+        jnp.asarray(lengths, jnp.int32),
+        jnp.asarray(actions, jnp.uint8),
+        jnp.asarray(next_seeds, jnp.int32),
+        jnp.zeros(n, bool),
+        jnp.zeros(n, jnp.float32),
+        jnp.zeros(n, jnp.int32),
+    )
+
+
+DeviceStep = Callable[..., tuple[HostCarry, Any]]  # (carry, frame, final_frame, reward, terminated, truncated, first)
+GameStep = Callable[[Games, HostCarry], tuple[Games, HostCarry, Any]]
+
+
+def make_game_step(envs: AtariEnvs, device_step: DeviceStep) -> GameStep:
+    """(games, carry) -> (games, carry, metrics): one agent step of every seed's game from inside a
+    program, the ended games reset with their next seeds, then ``device_step`` (store / update / act)."""
+    params = envs.params
+
+    def game_step(g: Games, c: HostCarry) -> tuple[Games, HostCarry, Any]:
+        handle, frames, reward, over, truncated, lives = envs.device_step(g.handle, c.action)
+        lanes = jnp.arange(frames.shape[0])
+        record = g.actions.at[lanes, jnp.minimum(g.length, g.actions.shape[1] - 1)].set(c.action.astype(jnp.uint8))
+        score, length = g.score + reward, g.length + 1
+        life_lost = (lives < g.lives) & ~over if params.life_loss else jnp.zeros_like(over)
+        ended = over | truncated
+        handle, reset_frames, reset_lives = envs.device_reset(handle, g.next_seed, ended)
+        next_frames = jnp.where(ended[:, None, None], reset_frames, frames)
+        terminated = over | life_lost
+        c, metrics = device_step(c, next_frames, frames, reward, terminated, truncated, terminated | truncated)
+        g = Games(
+            handle,
+            jnp.where(ended, reset_lives, lives),
+            jnp.where(ended, 0.0, score),
+            jnp.where(ended, 0, length),
+            record,
+            g.next_seed,
+            ended,
+            score,
+            length,
+        )
+        return g, c, metrics
+
+    return game_step
+
+
+def make_acting_block(game_step: GameStep) -> Callable[..., tuple[Games, HostCarry, jax.Array]]:
+    """(games, carry, length) -> (games, carry, steps played): up to ``length`` acting steps in one
+    ``lax.while_loop``, stopping after a step where a game ended (its row is the host's to write)."""
+
+    def block(g: Games, c: HostCarry, length: jax.Array) -> tuple[Games, HostCarry, jax.Array]:
+        def more(state: tuple[Games, HostCarry, jax.Array]) -> jax.Array:
+            g, _, played = state
+            return (played < length) & ~g.ended.any()
+
+        def play(state: tuple[Games, HostCarry, jax.Array]) -> tuple[Games, HostCarry, jax.Array]:
+            g, c, played = state
+            g, c, _ = game_step(g, c)
+            return g, c, played + 1
+
+        return jax.lax.while_loop(more, play, (g._replace(ended=jnp.zeros_like(g.ended)), c, jnp.zeros((), jnp.int32)))
+
+    return block
+
+
 def encode_actions(actions: np.ndarray) -> str:
     return base64.b64encode(np.asarray(actions, np.uint8).tobytes()).decode("ascii")
 
@@ -156,10 +245,7 @@ class AtariLoop(HostLoop):
         self.keys = seed_keys(cfg["seed"], int(cfg.get("run", 0)), num_seeds)
         self.total = cfg["total_steps"]
         self.games = np.zeros(num_seeds, np.int64)  # games finished per lane
-        self.game_return = np.zeros(num_seeds)
-        self.game_length = np.zeros(num_seeds, np.int64)
-        self.game_actions = np.zeros((num_seeds, self.params.max_steps_in_episode), np.uint8)
-        self.lives = np.zeros(num_seeds, np.int64)
+        self.game_state: Games | None = None  # the games in progress, on the device
         self.pending_metrics: list[Any] = []
         self.empty_replay = empty_frame_replay(self.spec, self.params)
         self.reincarnation = Reincarnation.for_config(cfg, self.spec)  # before anything is written
@@ -192,7 +278,10 @@ class AtariLoop(HostLoop):
         return shapes
 
     def fresh(self) -> HostCarry:
-        frames, self.lives = self.train_envs.reset(game_seeds(self.cfg, self.games))
+        frames, lives = self.train_envs.reset(game_seeds(self.cfg, self.games))
+        actions = np.zeros((len(self.games), self.params.max_steps_in_episode), np.uint8)
+        zeros = np.zeros(len(self.games))
+        self.game_state = new_games(self.train_envs, lives, actions, zeros, zeros, game_seeds(self.cfg, self.games + 1))
         carry = self.first_carry(self.keys, frames)
         return jax.jit(make_first_action(self.agent, self.cfg))(carry)
 
@@ -213,7 +302,7 @@ class AtariLoop(HostLoop):
         longest, seeds = int(lengths.max()), game_seeds(self.cfg, self.games)
         start = longest - lengths
         frames, lives = envs.reset(seeds)
-        self.game_return[:], self.game_length[:] = 0.0, 0
+        scores = np.zeros(num_seeds)
         for t in range(longest + 1):
             starting = (start == t) & (t > 0)
             if starting.any():
@@ -226,30 +315,31 @@ class AtariLoop(HostLoop):
             frames, reward, over, truncated, step_lives = envs.step(actions)
             if (playing & (over | truncated)).any():
                 raise TrainingError("a replayed game ended before its recorded actions did; rerun with --fresh")
-            self.game_return += np.where(playing, reward, 0.0)
+            scores += np.where(playing, reward, 0.0)
             lives = np.where(playing, step_lives, lives)
-        self.game_length[:] = lengths
+        record = np.zeros((num_seeds, self.params.max_steps_in_episode), np.uint8)
         for lane, history in enumerate(histories):
-            self.game_actions[lane, : len(history)] = history
-        self.lives = np.asarray(lives, np.int64)
+            record[lane, : len(history)] = history
+        next_seeds = game_seeds(self.cfg, self.games + 1)
+        self.game_state = new_games(envs, lives, record, lengths, scores, next_seeds)
         return frames
 
     def start(self, carry: HostCarry, resumed: bool) -> HostCarry:
         session, cfg, num_seeds = self.session, self.cfg, self.cfg["num_seeds"]
-        frames = np.zeros((num_seeds, *FRAME_SHAPE), np.uint8)
-        flags = np.zeros(num_seeds, bool)
-        example = (frames, frames, np.zeros(num_seeds, np.float32), flags, flags, flags)
         observe = make_atari_observation(self.params)
         teacher_q = self.reincarnation.teacher_q() if self.reincarnation else None
-        self.steps = {
-            learn: session.compile(
-                f"the {'learning' if learn else 'acting'} step ({counted(num_seeds, 'seed')})",
-                lambda learn=learn: jax.jit(
-                    make_host_step(self.agent, self.spec, cfg, learn, observe, teacher_q), donate_argnums=0
-                ).lower(carry, *example),
-            )
+        acting, learning = (
+            make_game_step(self.train_envs, make_host_step(self.agent, self.spec, cfg, learn, observe, teacher_q))
             for learn in (False, True)
-        }
+        )
+        games, seeds = self.game_state, counted(num_seeds, "seed")
+        self.acting_block = session.compile(
+            f"the acting block ({seeds})",
+            lambda: jax.jit(make_acting_block(acting), donate_argnums=(0, 1)).lower(games, carry, 1),
+        )
+        self.learning_step = session.compile(
+            f"the learning step ({seeds})", lambda: jax.jit(learning, donate_argnums=(0, 1)).lower(games, carry)
+        )
         self.first_action = jax.jit(make_first_action(self.agent, cfg))
         episodes = cfg["eval"]["episodes"]
         threads = min(num_seeds * episodes, os.cpu_count() or 1)
@@ -287,37 +377,42 @@ class AtariLoop(HostLoop):
         end = min(boundaries)
         with self.session.phase("segments"):
             while step < end:
-                carry, step = self.env_step(carry, step)
+                carry, step = self.play(carry, step, end)
         with self.session.phase("bookkeeping"):
             self.session.flush()
         return carry, step
 
-    def env_step(self, carry: HostCarry, step: int) -> tuple[HostCarry, int]:
-        """One agent step of every seed's game, then the device's store / update / act."""
-        actions = host_copy(carry.action)
-        frames, reward, over, truncated, lives = self.train_envs.step(actions)
-        lanes = np.arange(len(actions))
-        self.game_actions[lanes, np.minimum(self.game_length, self.game_actions.shape[1] - 1)] = actions
-        self.game_return += reward
-        self.game_length += 1
-        life_lost = (lives < self.lives) & ~over if self.params.life_loss else np.zeros_like(over)
-        self.lives = lives
-        ended = over | truncated
-        final_frames = frames.copy()
-        if ended.any():
-            for lane in np.flatnonzero(ended):
-                self.end_game(lane, step + 1)
-            reset_frames, reset_lives = self.train_envs.reset(game_seeds(self.cfg, self.games)[ended], ended)
-            frames[ended], self.lives[ended] = reset_frames[ended], reset_lives[ended]
-        terminated = over | life_lost
-        inputs = (frames, final_frames, reward, terminated, truncated, terminated | truncated)
-        return self.device_step(carry, step + 1, inputs)
+    def next_learning_step(self, step: int) -> int:
+        """The first env step after ``step`` that ends a learning block (``HostLoop.device_step``'s rule)."""
+        k = self.cfg["train"]["train_every"]
+        return max(-(-(step + 1) // k) * k, self.learning_from + k)
 
-    def end_game(self, lane: int, step: int) -> None:
-        """Write the game's row (its real score); the lane's next game gets the next seed."""
-        self.games[lane] += 1
-        self.write_row(lane, step, int(self.games[lane]), float(self.game_return[lane]), int(self.game_length[lane]))
-        self.game_return[lane], self.game_length[lane] = 0.0, 0
+    def play(self, carry: HostCarry, step: int, end: int) -> tuple[HostCarry, int]:
+        """The learning step if it comes next, else the acting steps up to it (or ``end``); either
+        stops after a step where a game ended, whose row is then written."""
+        learning_at = self.next_learning_step(step)
+        if learning_at == step + 1:
+            self.game_state, carry, metrics = self.learning_step(self.game_state, carry)
+            self.pending_metrics.append(metrics)
+            played = 1
+        else:
+            length = min(end, learning_at - 1) - step
+            self.game_state, carry, played = self.acting_block(self.game_state, carry, length)
+        ended, played = jax.device_get((self.game_state.ended, played))
+        step += int(played)
+        if ended.any():
+            self.end_games(ended, step)
+        return carry, step
+
+    def end_games(self, ended: np.ndarray, step: int) -> None:
+        """Write the rows of the games that ended at ``step`` (their real scores); each such lane's
+        next game gets the next seed."""
+        g = self.game_state
+        scores, lengths = jax.device_get((g.final_score, g.final_length))
+        for lane in np.flatnonzero(ended):
+            self.games[lane] += 1
+            self.write_row(lane, step, int(self.games[lane]), float(scores[lane]), int(lengths[lane]))
+        self.game_state = g._replace(next_seed=jnp.asarray(game_seeds(self.cfg, self.games + 1), jnp.int32))
 
     def evaluate_returns(self, agent_state: Any, at: int) -> np.ndarray:
         """[seeds] mean scores at env step ``at``, their rows written to result_Test.csv."""
@@ -337,8 +432,18 @@ class AtariLoop(HostLoop):
     def checkpoint_meta(self, carry: HostCarry, step: int, due: int) -> dict[str, Any]:
         """Any step will do: each lane's game number and its actions so far rebuild its env."""
         self.write_metrics(step)  # so a resumed run's next row averages the same updates
-        histories = [self.game_actions[lane, : self.game_length[lane]] for lane in range(len(self.games))]
+        actions, lengths = jax.device_get((self.game_state.actions, self.game_state.length))
+        histories = [actions[lane, : lengths[lane]] for lane in range(len(self.games))]
         return {"games": self.games.tolist(), "game_actions": [encode_actions(h) for h in histories]}
 
 
-__all__ = ["AtariLoop", "atari_spec", "evaluate_games", "game_seeds", "make_atari_observation"]
+__all__ = [
+    "AtariLoop",
+    "Games",
+    "atari_spec",
+    "evaluate_games",
+    "game_seeds",
+    "make_acting_block",
+    "make_atari_observation",
+    "make_game_step",
+]
