@@ -96,6 +96,13 @@ def test_merged_curve_resamples_every_seed_to_a_common_grid(sweep, capsys):
     np.testing.assert_allclose(smoothed, [4, 4.5, 5.5])
     args = ["plot", f"{sweep.file}:1", "--smooth", "2", "--band", "ci95", "--name", "ci", "--logs", str(sweep.logs)]
     assert main(args) == 0 and (sweep.analysis_dir / "ci.png").stat().st_size > 0
+    # reference levels (random play's score) as horizontal lines; a bad one refused in one line
+    args = ["plot", f"{sweep.file}:1", "--baseline=-20.2:random play", "--baseline", "3", "--logs", str(sweep.logs)]
+    assert main([*args, "--name", "levels"]) == 0
+    assert main(["plot", f"{sweep.file}:1", "--name", "plain", "--logs", str(sweep.logs)]) == 0
+    assert (sweep.analysis_dir / "levels.png").read_bytes() != (sweep.analysis_dir / "plain.png").read_bytes()
+    assert main([*args, "--baseline", "high:paper"]) == 2
+    assert "a baseline is VALUE or VALUE:LABEL" in capsys.readouterr().err
 
 
 def test_scores_at_a_step_and_teacher_normalised_tables_and_curves(sweep, tmp_path, capsys):

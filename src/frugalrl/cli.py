@@ -239,6 +239,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _baseline(text: str) -> tuple[float, str]:
+    """``VALUE`` or ``VALUE:LABEL`` of ``plot --baseline``."""
+    value, _, label = text.partition(":")
+    try:
+        return float(value), label or "baseline"
+    except ValueError:
+        raise ValueError(f"a baseline is VALUE or VALUE:LABEL with a number for VALUE, got {text!r}") from None
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from frugalrl.analysis import Sweep, plot_curves
     from frugalrl.config import GridError
@@ -262,8 +271,17 @@ def cmd_plot(args: argparse.Namespace) -> int:
                 raise ValueError(f"no results for {spec} under {sweep.logs / sweep.experiment}")
             series.append((parts[2] if len(parts) == 3 else f"{sweep.experiment} {idx}", paths))
         path = first.analysis_dir / f"{args.name}.png"
+        baselines = [_baseline(text) for text in args.baseline]
         out = plot_curves(
-            series, path, args.mode, args.window, args.title, _reference(args), smooth=args.smooth, band=args.band
+            series,
+            path,
+            args.mode,
+            args.window,
+            args.title,
+            _reference(args),
+            smooth=args.smooth,
+            band=args.band,
+            baselines=baselines,
         )
     except (GridError, ValueError) as error:
         return _error(str(error), EXIT_CONFIG)
@@ -343,6 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--band", choices=("se", "ci95"), default="se", help="± 1 standard error, or a 95%% interval (1.96 s.e.)"
     )
     p.add_argument("--normalize", metavar="PATH", help=NORMALIZE_HELP)
+    p.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        metavar="VALUE[:LABEL]",
+        help="a horizontal line at this score (random play's, a paper's); may be given several times",
+    )
     p.add_argument("--runs", type=int, default=1, help="runs per combination")
     p.add_argument("--logs", default="logs")
     p.add_argument("--title", default="")

@@ -398,12 +398,14 @@ def plot_curves(
     reference: Reference | None = None,
     smooth: int = 1,
     band: str = "se",
+    baselines: list[tuple[float, str]] | None = None,
 ) -> Path:
     """Overlay merged curves, one per (label, run directories): the mean over seeds with a band of
     ± one standard error (``band`` "se") or a normal 95% interval, ± 1.96 standard errors ("ci95").
 
     With a ``reference`` the returns are teacher-normalised and the teacher's level is drawn at 1.
-    ``smooth``: moving average of that many points of each seed's curve first.
+    ``smooth``: moving average of that many points of each seed's curve first. ``baselines``:
+    (value, label) levels drawn as horizontal lines (random play's score, a paper's number).
     """
     if band not in BANDS:
         raise ValueError(f"band must be one of {', '.join(BANDS)}, got {band!r}")
@@ -432,6 +434,8 @@ def plot_curves(
         fontsize=7,
         color="grey",
     )
+    for (value, label), style in zip(baselines or [], ("--", ":", "-.") * 4, strict=False):
+        ax.axhline(value, color="dimgrey", linestyle=style, linewidth=1, label=f"{label} ({value:.4g})")
     if reference is not None:
         ax.axhline(1.0, color="black", linestyle="--", linewidth=1, label=f"teacher ({reference.teacher:.4g})")
         ax.axhline(0.0, color="grey", linestyle=":", linewidth=1, label=f"random ({reference.random:.4g})")
