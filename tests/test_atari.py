@@ -117,6 +117,37 @@ def test_sticky_actions_follow_each_envs_seed_and_only_the_dopamine_protocol_has
     assert all(np.array_equal(frames[0], frames[lane]) for lane in (1, 2, 3))  # no randomness left
 
 
+def paddle_pushes(params, rounds: int = 60, n: int = 8) -> np.ndarray:
+    """Breakout's paddle, parked at the left wall and at rest, gets one RIGHT step (4 frames): the
+    column of its right edge after it, per trial. A sticky frame repeats the previous action (NOOP)
+    and starts the push a frame later, so the edge ends further left."""
+    noop, right, left = 0, 2, 3
+    envs = AtariEnvs("breakout", params, n, 2)  # no FIRE: the ball is never served, the game never ends
+    envs.reset(np.arange(n) + 7)
+    edges = []
+    for _ in range(rounds):
+        for action in [left] * 6 + [noop] * 3:
+            envs.step(np.full(n, action))
+        frames = envs.step(np.full(n, right))[0]
+        paddle_row = frames[:, 76, 4:80] > 60  # inside the walls
+        edges.append([4 + np.flatnonzero(row).max() for row in paddle_row])
+    return np.array(edges).ravel()
+
+
+def test_sticky_actions_are_measured_at_their_rate_a_delay_of_whole_frames_with_geometric_odds():
+    dopamine = PROTOCOLS["dopamine"]
+    plain = paddle_pushes(dataclasses.replace(dopamine, sticky_actions=PROTOCOLS["deepmind"].sticky_actions))
+    assert len(set(plain.tolist())) == 1  # no sticky frames (the deepmind rate, 0): every push alike
+    full_push = plain[0]
+    sticky = paddle_pushes(dopamine)
+    trials = len(sticky)
+    delayed, delayed_twice = (sticky < full_push).mean(), (sticky < full_push - 2).mean()
+    # P(first frame sticky) = p, P(the first two) = p^2 (per frame, repeating the previous action)
+    p = dopamine.sticky_actions
+    assert abs(delayed - p) < 4 * np.sqrt(p * (1 - p) / trials), delayed
+    assert abs(delayed_twice - p**2) < 4 * np.sqrt(p**2 * (1 - p**2) / trials), delayed_twice
+
+
 def test_deepmind_resets_take_up_to_30_no_op_frames_drawn_by_seed():
     envs = AtariEnvs("qbert", PROTOCOLS["deepmind"], 64)
     envs.reset(np.arange(64))
