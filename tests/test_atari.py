@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -33,7 +34,8 @@ from frugalrl.train.run import run
 CSVS = ("result_Train.csv", "result_Test.csv", "metrics.csv")
 # a short MeDQN(R) variant of configs/merl/MeDQN_atari_medqn.json --idx 36 (Qbert, lambda_end 2, E 1, every 20)
 SHORT_MEDQN = {
-    "env": {"name": "QbertNoFrameskip-v4"},
+    # a new seed at the first game end 1000 steps after the last: games start seeded and unseeded
+    "env": {"name": "QbertNoFrameskip-v4", "params": {"reseed_after": 1000}},
     "agent": {
         "name": "dqn",
         "n_step": 3,
@@ -70,6 +72,9 @@ def test_names_give_the_rom_and_the_protocol_and_overrides_are_checked():
         atari_params("ALE/Pong-v5", {"params": {"sticky_actions": 2}})
     with pytest.raises(KeyError, match="has no parameter"):
         atari_params("ALE/Pong-v5", {"params": {"gravity": 1}})
+    assert atari_params("ALE/Pong-v5", {"params": {"reseed_after": 0}}).reseed_after == 0  # a seed every game
+    with pytest.raises(ValueError, match="'env/params/reseed_after' must be an integer in 0 .. 1000000"):
+        atari_params("ALE/Pong-v5", {"params": {"reseed_after": -5}})
 
 
 @pytest.mark.parametrize(
@@ -159,11 +164,13 @@ def test_deepmind_resets_take_up_to_30_no_op_frames_drawn_by_seed():
 
 
 def test_the_device_calls_play_the_same_games_as_the_host_api_resets_of_any_count_included():
-    """ale-py's XLA step and masked reset, from inside one scanned program, against its Python API."""
+    """ale-py's XLA step and masked reset (seeded and unseeded), from inside one scanned program,
+    against its Python API on an env of its own seeded alike."""
     n, steps, params = 4, 1500, PROTOCOLS["deepmind"]
     actions = np.random.default_rng(1).integers(0, 4, (steps, n))
     actions[:, 1] = actions[:, 0]  # lanes 0 and 1 play one game twice, so resets of two envs at once happen
-    first_seeds, later_seeds = np.array([100, 100, 101, 102]), np.array([1000, 1000, 1001, 1002])
+    # lanes 0, 1 and 3 start their later games from unseeded resets (-1), lane 2 from seeds
+    first_seeds, later_seeds = np.array([100, 100, 101, 102]), np.array([-1, -1, 1001, -1])
     host, device = AtariEnvs("breakout", params, n, 2), AtariEnvs("breakout", params, n, 2)
     host.reset(first_seeds)
     next_seeds, expected = later_seeds, []
@@ -173,7 +180,7 @@ def test_the_device_calls_play_the_same_games_as_the_host_api_resets_of_any_coun
         if ended.any():
             reset_frames, reset_lives = host.reset(next_seeds[ended], ended)
             frames[ended], lives[ended] = reset_frames[ended], reset_lives[ended]
-            next_seeds = next_seeds + ended
+            next_seeds = np.where(next_seeds >= 0, next_seeds + ended, -1)
         expected.append((frames, reward, over, truncated, lives))
 
     def step(state, step_actions):
@@ -182,7 +189,8 @@ def test_the_device_calls_play_the_same_games_as_the_host_api_resets_of_any_coun
         ended = over | truncated
         handle, reset_frames, reset_lives = device.device_reset(handle, next_seeds, ended)
         frames = jnp.where(ended[:, None, None], reset_frames, frames)
-        return (handle, next_seeds + ended), (frames, reward, over, truncated, jnp.where(ended, reset_lives, lives))
+        next_seeds = jnp.where(next_seeds >= 0, next_seeds + ended, -1)
+        return (handle, next_seeds), (frames, reward, over, truncated, jnp.where(ended, reset_lives, lives))
 
     device.reset(first_seeds)
     play = jax.jit(lambda handle, seeds, actions: jax.lax.scan(step, (handle, seeds), actions)[1])
@@ -300,10 +308,13 @@ def test_a_short_medqn_atari_run_killed_mid_run_resumes_to_the_uninterrupted_run
     assert not (run_dir / "result_Test.csv").exists() or "2400" not in (run_dir / "result_Test.csv").read_text()
     newest = max(int(p.parent.name) for p in (run_dir / "checkpoints").glob("*/COMMITTED"))
     meta = json.loads((run_dir / "checkpoints" / str(newest) / "meta.json").read_text())
-    assert any(meta["game_actions"]), "the checkpoint should hold games in progress, to be replayed on resume"
+    assert any(meta["actions_since_seeding"]), "the checkpoint should hold envs in play, to be replayed on resume"
     resumed = start(config, tmp_path / "killed")
     assert resumed.wait(timeout=900) == 0, resumed.stderr.read()
-    assert "resuming from the checkpoint at step" in (run_dir / "log.txt").read_text()
+    log = (run_dir / "log.txt").read_text()
+    assert "resuming from the checkpoint at step" in log
+    replayed_ends = re.search(r"replayed \(the most in one lane\), (\d+) game ends? on the way", log)
+    assert replayed_ends and int(replayed_ends[1]) >= 1, "the replay should go through a game's unseeded restart"
     assert {name: (run_dir / name).read_text() for name in CSVS} == expected
 
 

@@ -3,17 +3,19 @@
 ale-py's XLA calls step and reset the same native envs as its Python API, so one jitted call plays
 a whole block of env steps with no Python between them (``make_game_step``): each step steps
 every seed's game with the actions the device chose, reads life losses and game ends, resets the
-games that ended with the seeds the host gave them, puts the acted-in frame into the frame-once
+games that ended (now and then with a new seed), puts the acted-in frame into the frame-once
 replay and the next frame onto each seed's stack, and chooses the next actions. The steps between
 two updates run in one ``lax.while_loop`` (the acting block); the step that ends a block of
 ``train_every`` steps is a program of its own, because XLA's CPU convolution gradients are ~10x
 slower inside a loop (docs/notes/atari.md). A block stops after a step where a game ended, so the
-host writes that game's row (its real score) and gives the lane its next game's seed. Learning
-sees clipped rewards and, under the deepmind protocol, a life lost as a terminal step.
+host writes that game's row (its real score). Learning sees clipped rewards and, under the
+deepmind protocol, a life lost as a terminal step.
 
-Checkpoints can be taken at any step: a game is a function of its reset seed (drawn from seed,
-run, lane and game number) and its actions, so a checkpoint keeps each game's actions so far and a
-resumed run replays them into fresh envs (``replay_games``) before going on, ending exactly as an
+Checkpoints can be taken at any step. Each lane's env is seeded (from seed, run, lane and seeding
+number) at the start and again at the first game end after ``reseed_after`` steps (a seeded reset
+reloads the ROM); the games in between start from unseeded resets. What an env does is a function
+of its last seed and the actions since, so a checkpoint keeps those actions and a resumed run
+replays them into fresh envs (``replay_games``) before going on, ending exactly as an
 uninterrupted run. Evaluations run ``eval/episodes`` whole games per seed at once on envs of their
 own, re-seeded before each, with the same protocol (never a life-loss end).
 """
@@ -63,10 +65,9 @@ def atari_spec(name: str, params: AtariParams, num_actions: int) -> EnvSpec:
     )
 
 
-def game_seeds(cfg: dict[str, Any], games: np.ndarray, lanes: Any = None) -> np.ndarray:
-    """The reset seed of each lane's game number ``games[lane]`` (31-bit, as ALE takes them)."""
-    lanes = range(len(games)) if lanes is None else lanes
-    return np.array([env_seed(cfg, lane, GAME_SEED, int(games[lane])) % 2**31 for lane in lanes], np.int64)
+def game_seeds(cfg: dict[str, Any], seedings: np.ndarray) -> np.ndarray:
+    """The seed of each lane's ``seedings[lane]``-th seeding of its env (31-bit, as ALE takes them)."""
+    return np.array([env_seed(cfg, lane, GAME_SEED, int(n)) % 2**31 for lane, n in enumerate(seedings)], np.int64)
 
 
 def empty_frame_replay(spec: EnvSpec, params: AtariParams) -> Any:
@@ -145,26 +146,37 @@ class Games(NamedTuple):
     lives: jax.Array  # [seeds] lives left in each game
     score: jax.Array  # [seeds] the game's real score so far
     length: jax.Array  # [seeds] agent steps played in the game
-    actions: jax.Array  # [seeds, max_steps] uint8: the game's actions so far (to replay on resume)
-    next_seed: jax.Array  # [seeds] the reset seed of each lane's next game
+    record: jax.Array  # [seeds, capacity] uint8: each lane's actions since its env's last seeding
+    recorded: jax.Array  # [seeds] how many
+    next_seed: jax.Array  # [seeds] the seed of each lane's next seeding
     ended: jax.Array  # [seeds] a game ended at the last step ...
     final_score: jax.Array  # [seeds] ... with this score
     final_length: jax.Array  # [seeds] ... and this many steps
+    reseeded: jax.Array  # [seeds] ... and the next one started from ``next_seed``
 
 
-def new_games(envs: AtariEnvs, lives: Any, actions: np.ndarray, lengths: Any, scores: Any, next_seeds: Any) -> Games:
+def record_capacity(params: AtariParams) -> int:
+    """Actions a lane can play between two seedings: ``reseed_after`` and then a whole game."""
+    return params.reseed_after + params.max_steps_in_episode + 1
+
+
+def new_games(
+    envs: AtariEnvs, lives: Any, scores: Any, lengths: Any, record: np.ndarray, recorded: Any, next_seeds: Any
+) -> Games:
     """The device's ``Games`` for games in progress on ``envs`` (host values)."""
-    n = len(actions)
+    n = len(record)
     return Games(
         envs.handle(),
         jnp.asarray(lives, jnp.int32),
         jnp.asarray(scores, jnp.float32),
         jnp.asarray(lengths, jnp.int32),
-        jnp.asarray(actions, jnp.uint8),
+        jnp.asarray(record, jnp.uint8),
+        jnp.asarray(recorded, jnp.int32),
         jnp.asarray(next_seeds, jnp.int32),
         jnp.zeros(n, bool),
         jnp.zeros(n, jnp.float32),
         jnp.zeros(n, jnp.int32),
+        jnp.zeros(n, bool),
     )
 
 
@@ -174,17 +186,19 @@ GameStep = Callable[[Games, HostCarry], tuple[Games, HostCarry, Any]]
 
 def make_game_step(envs: AtariEnvs, device_step: DeviceStep) -> GameStep:
     """(games, carry) -> (games, carry, metrics): one agent step of every seed's game from inside a
-    program, the ended games reset with their next seeds, then ``device_step`` (store / update / act)."""
+    program, the ended games reset (with a new seed once ``reseed_after`` steps have passed since
+    the last), then ``device_step`` (store / update / act)."""
     params = envs.params
 
     def game_step(g: Games, c: HostCarry) -> tuple[Games, HostCarry, Any]:
         handle, frames, reward, over, truncated, lives = envs.device_step(g.handle, c.action)
         lanes = jnp.arange(frames.shape[0])
-        record = g.actions.at[lanes, jnp.minimum(g.length, g.actions.shape[1] - 1)].set(c.action.astype(jnp.uint8))
-        score, length = g.score + reward, g.length + 1
+        record = g.record.at[lanes, jnp.minimum(g.recorded, g.record.shape[1] - 1)].set(c.action.astype(jnp.uint8))
+        recorded, score, length = g.recorded + 1, g.score + reward, g.length + 1
         life_lost = (lives < g.lives) & ~over if params.life_loss else jnp.zeros_like(over)
         ended = over | truncated
-        handle, reset_frames, reset_lives = envs.device_reset(handle, g.next_seed, ended)
+        reseeded = ended & (recorded >= params.reseed_after)
+        handle, reset_frames, reset_lives = envs.device_reset(handle, jnp.where(reseeded, g.next_seed, -1), ended)
         next_frames = jnp.where(ended[:, None, None], reset_frames, frames)
         terminated = over | life_lost
         c, metrics = device_step(c, next_frames, frames, reward, terminated, truncated, terminated | truncated)
@@ -194,10 +208,12 @@ def make_game_step(envs: AtariEnvs, device_step: DeviceStep) -> GameStep:
             jnp.where(ended, 0.0, score),
             jnp.where(ended, 0, length),
             record,
+            jnp.where(reseeded, 0, recorded),
             g.next_seed,
             ended,
             score,
             length,
+            reseeded,
         )
         return g, c, metrics
 
@@ -245,6 +261,7 @@ class AtariLoop(HostLoop):
         self.keys = seed_keys(cfg["seed"], int(cfg.get("run", 0)), num_seeds)
         self.total = cfg["total_steps"]
         self.games = np.zeros(num_seeds, np.int64)  # games finished per lane
+        self.seedings = np.zeros(num_seeds, np.int64)  # the seeding each lane's env plays from
         self.game_state: Games | None = None  # the games in progress, on the device
         self.pending_metrics: list[Any] = []
         self.empty_replay = empty_frame_replay(self.spec, self.params)
@@ -278,31 +295,38 @@ class AtariLoop(HostLoop):
         return shapes
 
     def fresh(self) -> HostCarry:
-        frames, lives = self.train_envs.reset(game_seeds(self.cfg, self.games))
-        actions = np.zeros((len(self.games), self.params.max_steps_in_episode), np.uint8)
+        frames, lives = self.train_envs.reset(game_seeds(self.cfg, self.seedings))
+        record = np.zeros((len(self.games), record_capacity(self.params)), np.uint8)
         zeros = np.zeros(len(self.games))
-        self.game_state = new_games(self.train_envs, lives, actions, zeros, zeros, game_seeds(self.cfg, self.games + 1))
+        next_seeds = game_seeds(self.cfg, self.seedings + 1)
+        self.game_state = new_games(self.train_envs, lives, zeros, zeros, record, zeros, next_seeds)
         carry = self.first_carry(self.keys, frames)
         return jax.jit(make_first_action(self.agent, self.cfg))(carry)
 
     def resume(self, carry: HostCarry, meta: dict[str, Any]) -> HostCarry:
-        self.games = np.asarray(meta["games"], np.int64)
-        frames = self.replay_games([decode_actions(text) for text in meta["game_actions"]])
+        if "seedings" not in meta:
+            raise TrainingError(
+                "this checkpoint was written by an earlier Atari loop (a seed for every game); rerun with --fresh"
+            )
+        self.games, self.seedings = (np.asarray(meta[key], np.int64) for key in ("games", "seedings"))
+        frames = self.replay_games([decode_actions(text) for text in meta["actions_since_seeding"]])
         if not np.array_equal(frames, np.asarray(carry.obs)[..., -1]):
             raise TrainingError("the replayed games do not end where the checkpoint did; rerun with --fresh")
         return carry
 
     def replay_games(self, histories: list[np.ndarray]) -> np.ndarray:
-        """Rebuild every lane's current game from its seed and actions; the frames they end on.
+        """Rebuild every lane's env from its last seed and the actions since; the frames they end on.
 
-        All envs step together, so a lane whose game is shorter starts it later: at step
-        ``longest - len(history)``, by a reset of that lane alone."""
+        A game that ends on the way starts again from an unseeded reset, as it did. All envs step
+        together, so a lane with a shorter history starts later: at step ``longest - len(history)``,
+        by a seeded reset of that lane alone."""
         envs, num_seeds = self.train_envs, self.cfg["num_seeds"]
         lengths = np.array([len(h) for h in histories])
-        longest, seeds = int(lengths.max()), game_seeds(self.cfg, self.games)
+        longest, seeds = int(lengths.max()), game_seeds(self.cfg, self.seedings)
         start = longest - lengths
         frames, lives = envs.reset(seeds)
-        scores = np.zeros(num_seeds)
+        scores, steps, ends = np.zeros(num_seeds), np.zeros(num_seeds, np.int64), 0
+        unseeded = np.full(num_seeds, -1)
         for t in range(longest + 1):
             starting = (start == t) & (t > 0)
             if starting.any():
@@ -313,15 +337,23 @@ class AtariLoop(HostLoop):
             playing = start <= t
             actions = np.array([histories[lane][t - start[lane]] if playing[lane] else 0 for lane in range(num_seeds)])
             frames, reward, over, truncated, step_lives = envs.step(actions)
-            if (playing & (over | truncated)).any():
-                raise TrainingError("a replayed game ended before its recorded actions did; rerun with --fresh")
-            scores += np.where(playing, reward, 0.0)
+            scores, steps = scores + np.where(playing, reward, 0.0), steps + playing
             lives = np.where(playing, step_lives, lives)
-        record = np.zeros((num_seeds, self.params.max_steps_in_episode), np.uint8)
+            ended = playing & (over | truncated)
+            if ended.any():  # its next game, from an unseeded reset as in the run
+                reset_frames, reset_lives = envs.reset(unseeded[ended], ended)
+                frames[ended], lives[ended] = reset_frames[ended], reset_lives[ended]
+                scores[ended], steps[ended], ends = 0.0, 0, ends + int(ended.sum())
+        record = np.zeros((num_seeds, record_capacity(self.params)), np.uint8)
         for lane, history in enumerate(histories):
             record[lane, : len(history)] = history
-        next_seeds = game_seeds(self.cfg, self.games + 1)
-        self.game_state = new_games(envs, lives, record, lengths, scores, next_seeds)
+        next_seeds = game_seeds(self.cfg, self.seedings + 1)
+        self.game_state = new_games(envs, lives, scores, steps, record, lengths, next_seeds)
+        self.session.log.info(
+            "rebuilt the training envs from their last seeds: %s replayed (the most in one lane), %s on the way",
+            counted(longest, "action"),
+            counted(ends, "game end"),
+        )
         return frames
 
     def start(self, carry: HostCarry, resumed: bool) -> HostCarry:
@@ -398,21 +430,23 @@ class AtariLoop(HostLoop):
         else:
             length = min(end, learning_at - 1) - step
             self.game_state, carry, played = self.acting_block(self.game_state, carry, length)
-        ended, played = jax.device_get((self.game_state.ended, played))
+        ended, reseeded, played = jax.device_get((self.game_state.ended, self.game_state.reseeded, played))
         step += int(played)
         if ended.any():
-            self.end_games(ended, step)
+            self.end_games(ended, reseeded, step)
         return carry, step
 
-    def end_games(self, ended: np.ndarray, step: int) -> None:
-        """Write the rows of the games that ended at ``step`` (their real scores); each such lane's
-        next game gets the next seed."""
+    def end_games(self, ended: np.ndarray, reseeded: np.ndarray, step: int) -> None:
+        """Write the rows of the games that ended at ``step`` (their real scores); a lane whose env
+        took its next seed gets the one after."""
         g = self.game_state
         scores, lengths = jax.device_get((g.final_score, g.final_length))
         for lane in np.flatnonzero(ended):
             self.games[lane] += 1
             self.write_row(lane, step, int(self.games[lane]), float(scores[lane]), int(lengths[lane]))
-        self.game_state = g._replace(next_seed=jnp.asarray(game_seeds(self.cfg, self.games + 1), jnp.int32))
+        if reseeded.any():
+            self.seedings += reseeded
+            self.game_state = g._replace(next_seed=jnp.asarray(game_seeds(self.cfg, self.seedings + 1), jnp.int32))
 
     def evaluate_returns(self, agent_state: Any, at: int) -> np.ndarray:
         """[seeds] mean scores at env step ``at``, their rows written to result_Test.csv."""
@@ -430,11 +464,11 @@ class AtariLoop(HostLoop):
         return carry, returns
 
     def checkpoint_meta(self, carry: HostCarry, step: int, due: int) -> dict[str, Any]:
-        """Any step will do: each lane's game number and its actions so far rebuild its env."""
+        """Any step will do: each lane's seeding number and its actions since rebuild its env."""
         self.write_metrics(step)  # so a resumed run's next row averages the same updates
-        actions, lengths = jax.device_get((self.game_state.actions, self.game_state.length))
-        histories = [actions[lane, : lengths[lane]] for lane in range(len(self.games))]
-        return {"games": self.games.tolist(), "game_actions": [encode_actions(h) for h in histories]}
+        record, recorded = jax.device_get((self.game_state.record, self.game_state.recorded))
+        histories = [encode_actions(record[lane, : recorded[lane]]) for lane in range(len(self.games))]
+        return {"games": self.games.tolist(), "seedings": self.seedings.tolist(), "actions_since_seeding": histories}
 
 
 __all__ = [
