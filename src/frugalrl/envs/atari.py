@@ -79,6 +79,7 @@ PROTOCOLS = {
     ),
 }
 CHOICES = {"protocol": tuple(PROTOCOLS), "reward_clip": ("clip", "sign", "none"), "padding": ("zeros", "repeat")}
+INT_LIMITS = {"noop_max": 10_000, "reseed_after": 1_000_000}  # the largest value each integer field takes
 
 
 def parse_name(name: str) -> tuple[str, str] | None:
@@ -130,7 +131,7 @@ def _checked(key: str, value: Any, default: Any) -> Any:
         if value not in CHOICES[key]:
             raise ValueError(f"{where} must be one of {', '.join(CHOICES[key])}, got {value!r}")
     elif isinstance(default, int):
-        top = 1_000_000 if key == "reseed_after" else 10_000
+        top = INT_LIMITS[key]
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
             raise ValueError(f"{where} must be an integer in 0 .. {top}, got {value!r}")
     elif isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
