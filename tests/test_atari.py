@@ -201,7 +201,7 @@ def test_the_device_calls_play_the_same_games_as_the_host_api_resets_of_any_coun
         np.testing.assert_array_equal(np.asarray(got_part), np.stack(expected_part))
 
 
-def random_run(tmp_path: Path, name: str, steps: int) -> tuple[dict, Path]:
+def random_run(tmp_path: Path, name: str, steps: int, evaluation: dict | None = None) -> tuple[dict, Path]:
     """A run acting at random (no learning) whose final checkpoint keeps its replay."""
     cfg = resolve(
         {
@@ -213,7 +213,7 @@ def random_run(tmp_path: Path, name: str, steps: int) -> tuple[dict, Path]:
             "replay": {"capacity": steps, "batch_size": 32},
             "total_steps": steps,
             "num_seeds": 1,
-            "eval": {"every": 0, "episodes": 1, "max_episode_steps": 10},
+            "eval": {"every": 0, "episodes": 1, "max_episode_steps": 10, **(evaluation or {})},
             "checkpoint": {"every": 0, "final": True},
         }
     )
@@ -273,13 +273,39 @@ def test_evaluation_plays_whole_games_through_life_losses_and_reports_their_real
     loop = AtariLoop(cfg)
     carry = loop.fresh()
     envs = Recording(AtariEnvs("qbert", loop.params, 4))
-    returns = evaluate_games(make_atari_policy(loop.agent), carry.agent, envs, cfg, at=0)
+    returns, unfinished = evaluate_games(make_atari_policy(loop.agent), carry.agent, envs, cfg, at=0)
+    assert not unfinished.any()  # random play ends Qbert's games well within the cap
     rewards, over, truncated, lives = (np.stack(x) for x in zip(*envs.steps, strict=True))
     for env in range(4):
         end = int(np.flatnonzero(over[:, env] | truncated[:, env])[0])
         lost = np.flatnonzero(np.diff(lives[: end + 1, env]) < 0)
         assert over[end, env] and len(lost) >= 3  # a whole game: every life lost before it ended
         assert returns.reshape(-1)[env] == rewards[: end + 1, env].sum()  # the real score of the game
+
+
+def test_evaluation_games_still_running_at_the_step_cap_are_flagged_and_the_run_log_says_so(tmp_path):
+    cfg = resolve({**SHORT_MEDQN, "num_seeds": 2, "eval": {"episodes": 2, "epsilon": 1.0, "max_episode_steps": 12}})
+    loop = AtariLoop(cfg)
+    envs = Recording(AtariEnvs("qbert", loop.params, 4))
+    returns, unfinished = evaluate_games(make_atari_policy(loop.agent), loop.fresh().agent, envs, cfg, at=0)
+    assert len(envs.steps) == 12 and unfinished.all()  # no Qbert game ends in 12 steps
+    np.testing.assert_array_equal(returns.reshape(-1), np.stack([s[0] for s in envs.steps]).sum(0))
+    _, path = random_run(tmp_path, "QbertNoFrameskip-v4", 200, evaluation={"every": 100, "episodes": 3})
+    log = (path / "log.txt").read_text()
+    assert "step 200: 3 of 3 evaluation games (per seed: [3]) were still running at the 10-step cap" in log
+    assert len(pd.read_csv(path / "result_Test.csv")) == 2  # the games are still scored
+
+
+def test_the_play_script_replays_a_checkpoints_own_evaluation_and_counts_cut_games(tmp_path):
+    evaluation = {"every": 300, "episodes": 2, "epsilon": 1.0, "max_episode_steps": 60}
+    _, path = random_run(tmp_path, "QbertNoFrameskip-v4", 300, evaluation=evaluation)
+    script = Path(__file__).parents[1] / "scripts" / "atari_play.py"
+    command = [sys.executable, str(script), str(path), "--epsilon", "1", "--games", "2"]
+    played = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    logged = pd.read_csv(path / "result_Test.csv")
+    assert played["step"] == 300 and played["games"] == 2 and played["unfinished"] == 2  # 60 steps end no game
+    assert logged["return"].iloc[-1] > 0  # random play scores in 60 steps, so the match below is not 0 == 0
+    assert played["per_seed"] == [round(float(logged["return"].iloc[-1]), 3)]  # the run's own evaluation
 
 
 def start(config: Path, logs: Path) -> subprocess.Popen:

@@ -113,11 +113,18 @@ def make_atari_policy(agent: ValueAgent) -> Any:
     return jax.jit(policy)
 
 
+class GameScores(NamedTuple):
+    """Evaluation games played at once: their scores and which of them the step cap cut short."""
+
+    returns: np.ndarray  # [seeds, episodes] score of each game (per step when eval/per_step)
+    unfinished: np.ndarray  # [seeds, episodes] still running at the cap, scored as they stood
+
+
 def evaluate_games(
     policy: Any, agent_state: Any, envs: AtariEnvs, cfg: dict[str, Any], at: int, stream: int = 0
-) -> np.ndarray:
-    """[seeds, episodes] scores of whole games played at once, each from a seed of (seed, lane, step,
-    episode); ``stream`` keeps other evaluations (a teacher's, offline pretraining's) apart."""
+) -> GameScores:
+    """Whole games played at once, each from a seed of (seed, lane, step, episode); ``stream``
+    keeps other evaluations (a teacher's, offline pretraining's) apart."""
     seeds, episodes = cfg["num_seeds"], cfg["eval"]["episodes"]
     max_steps = min(envs.params.max_steps_in_episode, cfg["eval"]["max_episode_steps"])
     entropy = (EVAL_SEED, stream, at)
@@ -136,7 +143,8 @@ def evaluate_games(
             break
         stacks = np.concatenate([stacks[..., 1:], frames[..., None]], axis=-1)
     returns = returns.reshape(seeds, episodes)
-    return returns / max_steps if cfg["eval"]["per_step"] else returns
+    returns = returns / max_steps if cfg["eval"]["per_step"] else returns
+    return GameScores(returns, ~done.reshape(seeds, episodes))
 
 
 class Games(NamedTuple):
@@ -393,11 +401,11 @@ class AtariLoop(HostLoop):
         """[seeds, episodes] scores of another agent (a teacher) or at another epsilon (random play)."""
         cfg = self.cfg if epsilon is None else {**self.cfg, "eval": {**self.cfg["eval"], "epsilon": epsilon}}
         policy = make_atari_policy(agent)
-        return evaluate_games(policy, agent_state, self.eval_envs, cfg, 0, stream=REFERENCE_STREAM)
+        return evaluate_games(policy, agent_state, self.eval_envs, cfg, 0, stream=REFERENCE_STREAM).returns
 
     def offline_returns(self, agent_state: Any, done: int) -> np.ndarray:
         """[seeds, episodes] scores after ``done`` offline pretraining steps."""
-        return evaluate_games(self.policy, agent_state, self.eval_envs, self.cfg, done, stream=PRETRAIN_STREAM)
+        return evaluate_games(self.policy, agent_state, self.eval_envs, self.cfg, done, stream=PRETRAIN_STREAM).returns
 
     def advance(self, carry: HostCarry, step: int) -> tuple[HostCarry, int]:
         """Env steps up to the next evaluation, checkpoint or ``SEGMENT_STEPS`` boundary."""
@@ -451,9 +459,16 @@ class AtariLoop(HostLoop):
     def evaluate_returns(self, agent_state: Any, at: int) -> np.ndarray:
         """[seeds] mean scores at env step ``at``, their rows written to result_Test.csv."""
         cfg, session = self.cfg, self.session
-        returns = evaluate_games(self.policy, agent_state, self.eval_envs, cfg, at)
+        returns, unfinished = evaluate_games(self.policy, agent_state, self.eval_envs, cfg, at)
         session.write_evaluations(evaluation_rows(cfg["env"]["name"], cfg["agent"]["name"], session.seeds, at, returns))
         session.log.info("step %d: greedy return %.2f ± %.2f over seeds", at, returns.mean(), returns.mean(1).std())
+        if unfinished.any():  # e.g. a greedy Breakout agent that never presses FIRE after a lost life
+            cap = min(self.eval_envs.params.max_steps_in_episode, cfg["eval"]["max_episode_steps"])
+            per_seed = unfinished.sum(1).tolist()
+            session.log.warning(
+                f"step {at}: {unfinished.sum()} of {unfinished.size} evaluation games (per seed: {per_seed}) were"
+                f" still running at the {cap}-step cap (eval/max_episode_steps) and count with the score they had"
+            )
         return returns.mean(1)
 
     def evaluate(self, carry: HostCarry, step: int) -> tuple[HostCarry, np.ndarray]:
@@ -473,6 +488,7 @@ class AtariLoop(HostLoop):
 
 __all__ = [
     "AtariLoop",
+    "GameScores",
     "Games",
     "atari_spec",
     "evaluate_games",
