@@ -55,7 +55,57 @@ def test_unfinished_lists_missing_and_killed_runs(sweep, capsys):
     assert unfinished(sweep) == [3, 4, 6, 7, 8]
     assert main(["status", str(sweep.file), "--runs", "2", "--logs", str(sweep.logs)]) == 0
     out = capsys.readouterr().out
-    assert "3 of 8 runs finished" in out and "unfinished: 3-4 6-8" in out
+    assert "3 of 8 runs finished" in out and "unfinished: 3-4,6-8" in out
+
+
+def test_status_tells_done_running_failed_interrupted_and_not_started_apart(sweep, capsys):
+    from frugalrl.runs.lock import RunLock
+    from frugalrl.runs.rundir import RunDir
+
+    held = RunLock(sweep.run_dir(4))
+    held.acquire()  # index 4 is running: its lock is held (here by this process)
+    try:
+        RunDir(sweep.run_dir(6)).path.mkdir(parents=True)
+        RunDir(sweep.run_dir(6)).mark_failed("the loss of seed(s) [1] became NaN at step 300\nmore", 300, [1])
+        assert main(["status", str(sweep.file), "--runs", "2", "--logs", str(sweep.logs)]) == 0
+    finally:
+        held.release()
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("grid: 3 of 8 runs finished (1 running, 1 failed, 1 interrupted, 2 not started)")
+    assert "done: 1-2,5" in out and "running: 4 (held by a live run)" in out
+    assert any(line.startswith("  4: PID ") for line in out)
+    assert "  6: step 300, seeds [1]: the loss of seed(s) [1] became NaN at step 300" in out
+    assert "interrupted: 3 (rerun resumes from the last checkpoint)" in out and "not started: 7-8" in out
+    assert main(["status", str(sweep.file), "--runs", "2", "--logs", str(sweep.logs)]) == 0
+    assert "running" not in capsys.readouterr().out  # the lock was released: 4 is interrupted now
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("3", [3]), ("1-3,7", [1, 2, 3, 7]), (" 9-10, 2 5 ", [2, 5, 9, 10]), ("4,2-4", [2, 3, 4])],
+)
+def test_index_lists_read_ranges_and_commas_and_write_them_back(text, expected):
+    from frugalrl.config import format_indices, parse_indices
+
+    assert parse_indices(text, limit=10) == expected
+    assert parse_indices(format_indices(expected), limit=10) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty"),
+        ("1-x", "neither an index nor a range"),
+        ("0", "start at 1"),
+        ("5-3", "runs upwards"),
+        ("3-11", "goes past 10"),
+    ],
+)
+def test_a_bad_index_list_is_refused_in_one_line(text, message):
+    from frugalrl.config import GridError, parse_indices
+
+    with pytest.raises(GridError, match=message):
+        parse_indices(text, limit=10)
 
 
 def test_table_averages_the_last_returns_of_every_seed_of_every_run(sweep):

@@ -153,18 +153,6 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ranges(indices: list[int]) -> str:
-    """[1, 2, 3, 7, 9, 10] -> '1-3 7 9-10'."""
-    parts, start = [], None
-    for i, idx in enumerate(indices):
-        if start is None:
-            start = idx
-        if i + 1 == len(indices) or indices[i + 1] != idx + 1:
-            parts.append(str(start) if start == idx else f"{start}-{idx}")
-            start = None
-    return " ".join(parts)
-
-
 def _sweep(args: argparse.Namespace) -> Any:
     from frugalrl.analysis import Sweep
 
@@ -173,27 +161,41 @@ def _sweep(args: argparse.Namespace) -> Any:
     return Sweep(Path(args.file), Path(args.logs), args.runs)
 
 
+STATE_HINTS = {
+    "running": "held by a live run",
+    "failed": "frugal run --retry resumes one; --fresh starts it over",
+    "interrupted": "rerun resumes from the last checkpoint",
+}
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    from frugalrl.analysis import dropped_seeds, failures, unfinished
-    from frugalrl.config import GridError
+    from frugalrl.analysis import RUN_STATES, dropped_seeds, run_states
+    from frugalrl.config import GridError, format_indices
 
     try:
         sweep = _sweep(args)
-        missing, failed, other = unfinished(sweep), failures(sweep), sweep.mismatches()
+        states, other = run_states(sweep), sweep.mismatches()
     except (GridError, ValueError) as error:
         return _error(str(error), EXIT_CONFIG)
-    total = sweep.runs * sweep.size
-    done = total - len(missing)
-    print(f"{sweep.experiment}: {done} of {total} runs finished ({sweep.size} combinations x {sweep.runs} runs)")
-    waiting = [idx for idx in missing if idx not in failed]
-    if waiting:
-        print(f"unfinished: {_ranges(waiting)}")
-    if failed:
-        print(f"failed: {_ranges(sorted(failed))} (frugal run --retry resumes one; --fresh starts it over)")
-        for idx, record in sorted(failed.items()):
-            print(f"  {idx}: step {record.get('step')}, seeds {record.get('seeds')}: {record.get('error', '')}")
+    by_state = {state: [idx for idx, (got, _) in states.items() if got == state] for state in RUN_STATES}
+    counts = ", ".join(f"{len(by_state[state])} {state}" for state in RUN_STATES[1:] if by_state[state])
+    print(
+        f"{sweep.experiment}: {len(by_state['done'])} of {len(states)} runs finished"
+        + (f" ({counts})" if counts else "")
+        + f"; {sweep.size} combinations x {sweep.runs} runs"
+    )
+    for state in RUN_STATES:  # comma lists: what --idx and Slurm's --array read
+        if by_state[state]:
+            hint = f" ({STATE_HINTS[state]})" if state in STATE_HINTS else ""
+            print(f"{state}: {format_indices(by_state[state])}{hint}")
+        if state in ("running", "failed"):
+            for idx in by_state[state]:
+                print(f"  {idx}: {states[idx][1]}")
+    unfinished = [idx for idx, (state, _) in states.items() if state not in ("done", "failed")]
+    if unfinished:  # what a sweep would still run (failed runs wait for --retry)
+        print(f"unfinished: {format_indices(unfinished)}")
     if other:
-        print(f"holding another config than the grid's (analyze and plot refuse them): {_ranges(sorted(other))}")
+        print(f"holding another config than the grid's (analyze and plot refuse them): {format_indices(sorted(other))}")
         for idx, why in sorted(other.items()):
             print(f"  {idx}: {why.split(';')[0]}")
     dropped = dropped_seeds(sweep)

@@ -20,6 +20,7 @@ import pandas as pd
 
 from frugalrl.config import check_same_config, count_dict, decode, flatten, load_grid, resolve, swept_keys
 from frugalrl.errors import CheckpointError, ConfigError
+from frugalrl.runs.lock import live_holder
 from frugalrl.runs.rundir import FINISHED_PREFIX, RunDir
 
 BANDS = {"se": 1.0, "ci95": 1.96}  # half-widths in standard errors of the mean over seeds
@@ -113,6 +114,31 @@ class Sweep:
 def unfinished(sweep: Sweep) -> list[int]:
     """Every index in 1 .. runs*N whose log.txt is missing or does not end with 'Time elapsed'."""
     return [idx for idx in range(1, sweep.runs * sweep.size + 1) if not RunDir(sweep.run_dir(idx)).finished()]
+
+
+RUN_STATES = ("done", "running", "failed", "interrupted", "not started")
+
+
+def run_state(run_dir: Path) -> tuple[str, str]:
+    """(state, detail) of a run directory: done; running (held by a live process, named in the
+    detail); failed (the FAILED record's first line); interrupted (started, resumes when run
+    again); not started."""
+    run = RunDir(run_dir)
+    if run.finished():
+        return "done", ""
+    if holder := live_holder(run_dir):
+        return "running", holder
+    if (record := run.failure()) is not None:
+        first_line = str(record.get("error", "")).splitlines()[:1]
+        return "failed", f"step {record.get('step')}, seeds {record.get('seeds')}: {''.join(first_line)}"
+    if (run_dir / "log.txt").exists() or (run_dir / "checkpoints").exists():
+        return "interrupted", ""
+    return "not started", ""
+
+
+def run_states(sweep: Sweep) -> dict[int, tuple[str, str]]:
+    """{index: (state, detail)} for every index in 1 .. runs*N (see ``run_state``)."""
+    return {idx: run_state(sweep.run_dir(idx)) for idx in range(1, sweep.runs * sweep.size + 1)}
 
 
 def dropped_seeds(sweep: Sweep) -> dict[int, dict[str, Any]]:
@@ -454,12 +480,15 @@ def plot_curves(
 
 __all__ = [
     "MODES",
+    "RUN_STATES",
     "Reference",
     "Sweep",
     "learning_curve",
     "plot_curves",
     "results_name",
     "results_table",
+    "run_state",
+    "run_states",
     "seed_scores",
     "summarise_time_and_memory",
     "time_and_memory",

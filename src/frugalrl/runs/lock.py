@@ -58,6 +58,26 @@ class RunLock:
                 pass
 
 
+def live_holder(run_dir: Path) -> str | None:
+    """Who holds the run directory's lock now ('PID 12 on host, since ...'), or None if nobody does.
+
+    Tries a shared lock without waiting: it fails only while a run holds the exclusive one. For the
+    instant it is held, a run starting on the directory is refused as if it were running (a sweep
+    counts that as someone else's run, never as a failure)."""
+    path = run_dir / LOCK_NAME
+    try:
+        handle = open(path)
+    except FileNotFoundError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder(handle.read())
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return None
+
+
 def _holder(text: str) -> str:
     try:
         info: dict[str, Any] = json.loads(text)
@@ -67,4 +87,4 @@ def _holder(text: str) -> str:
         return "holder unknown"
 
 
-__all__ = ["LOCK_NAME", "RunLock"]
+__all__ = ["LOCK_NAME", "RunLock", "live_holder"]
