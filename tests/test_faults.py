@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from frugalrl.errors import RunLockedError
+from frugalrl.errors import EXIT_LOCKED, RunLockedError
 from frugalrl.runs.lock import RunLock
 
 # long enough that the first process still runs when the second arrives 3 s later
@@ -59,8 +59,8 @@ def test_a_second_writer_refuses_and_the_first_run_is_a_single_runs(offset, sing
     second = start(config, tmp_path)
     outcomes = [(process.wait(timeout=600), process.stderr.read()) for process in (first, second)]
     codes = sorted(code for code, _ in outcomes)
-    assert codes == [0, 1], outcomes
-    refusal = next(err for code, err in outcomes if code == 1).strip().splitlines()
+    assert codes == [0, EXIT_LOCKED], outcomes  # a status of its own: a sweep leaves the run to its holder
+    refusal = next(err for code, err in outcomes if code == EXIT_LOCKED).strip().splitlines()
     assert len(refusal) == 1 and "is in use by another frugal run (PID" in refusal[0], refusal
     run_dir = tmp_path / "locked" / "1"
     assert {name: (run_dir / name).read_text() for name in CSVS} == expected

@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-EXIT_CONFIG = 2
-EXIT_IO = 74  # sysexits' EX_IOERR: the run directory could not be written (a full disk, a read-only mount)
+from frugalrl.errors import EXIT_CONFIG, EXIT_IO, EXIT_LOCKED
 
 
 def _error(message: str, code: int) -> int:
@@ -19,17 +18,15 @@ def _error(message: str, code: int) -> int:
 
 def load_config(file: str, idx: int) -> dict[str, Any]:
     """Decode and validate config ``idx`` of a grid file; raises GridError / ConfigError."""
-    from frugalrl.config import count_dict, decode, load_grid, resolve
+    from frugalrl.config import load_config as load
 
-    grid = load_grid(file)
-    combination, run_index = decode(grid, idx)
-    combination.update(config_idx=idx, num_combinations=count_dict(grid), run=run_index, experiment=Path(file).stem)
-    return resolve(combination)
+    return load(file, idx)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from frugalrl.runs.stops import note_stops
+    from frugalrl.runs.stops import die_with_parent, note_stops
 
+    die_with_parent()  # a sweep's task: the run ends with the worker that started it
     stops: list[int] = []
     previous = note_stops(stops)  # from the first line: a signal while JAX starts is noted, not a crash
     try:
@@ -58,29 +55,16 @@ def _run(args: argparse.Namespace, stops: list[int]) -> int:
     existing = next(folder for folder in (run_path, *run_path.parents) if folder.exists() or folder == Path("."))
     if existing.exists() and not existing.is_dir():
         return _error(f"--logs: {existing} is a file, not a folder", EXIT_CONFIG)
-    from frugalrl.config import check_same_config
-    from frugalrl.errors import CheckpointError, RunStopped, TrainingError
-    from frugalrl.runs.rundir import RunDir
-    from frugalrl.train.run import run
-    from frugalrl.train.session import finished_summary
+    from frugalrl.errors import CheckpointError, RunLockedError, RunStopped, TrainingError
 
     if stops:
         return _error(f"stopped by {signal_name(stops[0])} before the run started; nothing was written", 128 + stops[0])
     try:
-        if not args.fresh and RunDir(run_path).finished():
-            saved = RunDir(run_path).saved_config()
-            check_same_config(saved, cfg, run_path)
-            print(f"{run_path} already finished (use --fresh to run it again)", file=sys.stderr)
-            summary = finished_summary(saved, run_path)
-        else:
-            summary = run(cfg, run_path, fresh=args.fresh, retry=args.retry, progress=not args.no_progress, stops=stops)
-            print(
-                f"compile {summary.compile_seconds:.1f} s, run {summary.run_seconds:.1f} s "
-                f"({cfg['num_seeds']} seeds x {summary.env_steps} steps)",
-                file=sys.stderr,
-            )
+        summary = _train(args, cfg, run_path, stops)
     except ConfigError as error:
         return _error(str(error), EXIT_CONFIG)
+    except RunLockedError as error:
+        return _error(str(error), EXIT_LOCKED)
     except (TrainingError, CheckpointError) as error:
         return _error(str(error), 1)
     except RunStopped as stop:
@@ -95,6 +79,32 @@ def _run(args: argparse.Namespace, stops: list[int]) -> int:
     print(summary.table())
     print(f"run directory: {summary.run_dir}")
     return 0
+
+
+def _train(args: argparse.Namespace, cfg: dict[str, Any], run_path: Path, stops: list[int]) -> Any:
+    """The run's summary: trained now, or read back if the run had finished (also when another
+    process finished it while this one started)."""
+    from frugalrl.config import check_same_config
+    from frugalrl.errors import RunAlreadyFinished
+    from frugalrl.runs.rundir import RunDir
+    from frugalrl.train.run import run
+    from frugalrl.train.session import finished_summary
+
+    try:
+        if args.fresh or not RunDir(run_path).finished():
+            summary = run(cfg, run_path, fresh=args.fresh, retry=args.retry, progress=not args.no_progress, stops=stops)
+            seeds_steps = f"{cfg['num_seeds']} seeds x {summary.env_steps} steps"
+            print(
+                f"compile {summary.compile_seconds:.1f} s, run {summary.run_seconds:.1f} s ({seeds_steps})",
+                file=sys.stderr,
+            )
+            return summary
+    except RunAlreadyFinished:
+        pass
+    saved = RunDir(run_path).saved_config()
+    check_same_config(saved, cfg, run_path)
+    print(f"{run_path} already finished (use --fresh to run it again)", file=sys.stderr)
+    return finished_summary(saved, run_path)
 
 
 def io_failure(error: OSError, run_path: Path) -> str:
@@ -127,9 +137,76 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 print(f"{idx:>5}  " + "  ".join(f"{key}={flat.get(key, '/')}" for key in keys))
         if args.check:
             print(f"all {n} combinations are valid configs")
-    if n > 1:
+    if n > 1 and not args.run:
         print(f"run k of combination i is --idx i + k*{n}")
-    return 0
+    return _sweep_run(args, n) if args.run else 0
+
+
+def _sweep_run(args: argparse.Namespace, size: int) -> int:
+    from frugalrl.config import GridError, format_indices, parse_indices
+    from frugalrl.sweep.engine import SweepEngineMissing, SweepPlan, run_sweep
+
+    if args.runs < 1 or args.cpus_per_run < 1 or args.gpus_per_run < 0 or args.retries < 0:
+        return _error("--runs and --cpus-per-run must be >= 1, --gpus-per-run and --retries >= 0", EXIT_CONFIG)
+    try:
+        indices = parse_indices(args.idx, size * args.runs) if args.idx else list(range(1, size * args.runs + 1))
+    except GridError as error:
+        return _error(str(error), EXIT_CONFIG)
+    plan = SweepPlan(
+        Path(args.file),
+        Path(args.logs),
+        indices,
+        args.cpus_per_run,
+        args.gpus_per_run,
+        args.address,
+        args.retry,
+        args.retries,
+    )
+    bar = _SweepBar(not args.no_progress)
+    try:
+        report = run_sweep(plan, args.runs, bar.update)
+    except SweepEngineMissing as error:
+        return _error(str(error), EXIT_CONFIG)
+    finally:
+        bar.close()
+    for idx, why in sorted(report.skipped.items()):
+        print(f"{idx}: skipped ({why})")
+    failed = sorted(idx for idx, outcome in report.outcomes.items() if outcome.status != "done")
+    for idx in failed:
+        outcome = report.outcomes[idx]
+        print(f"{idx}: {outcome.status}: {outcome.message}")
+    rate = report.env_steps / report.seconds if report.seconds else 0.0
+    print(
+        f"{Path(args.file).stem}: {report.count('done')} runs finished, {len(failed)} not "
+        f"({format_indices(failed) or 'none'}), {len(report.skipped)} skipped; "
+        f"{report.seconds:.0f} s, {rate:,.0f} env steps/s over all runs"
+    )
+    return 1 if failed else 0
+
+
+class _SweepBar:
+    """One bar for the whole sweep: runs done of those started, running, failed, env steps per second."""
+
+    def __init__(self, show: bool) -> None:
+        self.show, self.bar, self.started = show, None, 0.0
+
+    def update(self, report: Any, pending: int, total: int) -> None:
+        if not self.show:
+            return
+        import time
+
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar, self.started = tqdm(total=total, unit="run", dynamic_ncols=True), time.perf_counter()
+        self.bar.n = len(report.outcomes)
+        rate = report.env_steps / max(time.perf_counter() - self.started, 1e-9)
+        failed = sum(outcome.status != "done" for outcome in report.outcomes.values())
+        self.bar.set_postfix_str(f"running {pending}, failed {failed}, {rate:,.0f} env steps/s", refresh=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
@@ -330,6 +407,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--list", action="store_true", help="print every index with its swept keys")
     p.add_argument("--check", action="store_true", help="validate every combination against the schema")
+    p.add_argument("--run", action="store_true", help="run every unfinished index on Ray (local, or --address)")
+    p.add_argument("--idx", help="with --run: indices to run, e.g. 1-180,361 (default: all of --runs runs)")
+    p.add_argument("--runs", type=int, default=1, help="with --run: runs per combination (idx + k*N, k < runs)")
+    p.add_argument("--logs", default="logs", help="root of run directories (default ./logs)")
+    p.add_argument("--cpus-per-run", type=int, default=1, help="cores (and XLA host devices) of each run")
+    p.add_argument("--gpus-per-run", type=float, default=0.0, help="GPUs of each run (fractions share one)")
+    p.add_argument("--address", help="a Ray cluster's HOST:PORT (default: RAY_ADDRESS, else Ray on this machine)")
+    p.add_argument("--retry", action="store_true", help="also resume runs recorded as failed")
+    p.add_argument("--retries", type=int, default=3, help="new attempts of a run whose worker was killed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
     for name, func, text in (
         ("status", cmd_status, "list the unfinished config indices of a sweep"),

@@ -5,6 +5,10 @@ The lowest layer: every other module may import it, and it imports nothing of fr
 
 from __future__ import annotations
 
+EXIT_CONFIG = 2  # the frugal command's exit statuses: a config or grid that cannot describe a run
+EXIT_LOCKED = 75  # sysexits' EX_TEMPFAIL: another live process is writing the run directory
+EXIT_IO = 74  # sysexits' EX_IOERR: the run directory could not be written (a full disk, a read-only mount)
+
 
 class ConfigError(ValueError):
     """A config that cannot describe a run; the message names the key and the fix."""
@@ -34,6 +38,10 @@ class RunLockedError(TrainingError):
     """Another process is writing the run directory."""
 
 
+class RunAlreadyFinished(Exception):
+    """The run finished while this process waited to start it (a sweep started twice); nothing was written."""
+
+
 class RunStopped(Exception):
     """A signal asked the run to stop; it did, after a checkpoint, and resumes from it when rerun."""
 
@@ -51,6 +59,10 @@ class DopamineFormatError(ValueError):
 
 
 __all__ = [
+    "RunAlreadyFinished",
+    "EXIT_CONFIG",
+    "EXIT_IO",
+    "EXIT_LOCKED",
     "DivergedError",
     "RunFailedError",
     "CheckpointError",

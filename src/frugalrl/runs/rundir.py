@@ -159,7 +159,7 @@ class RunDir:
         except (OSError, ValueError):
             return {"error": "unreadable FAILED record", "step": None, "seeds": []}
 
-    def mark_failed(self, error: str, step: int, seeds: list[int]) -> None:
+    def mark_failed(self, error: str, step: int | None, seeds: list[int]) -> None:
         record = {"error": error, "step": step, "seeds": seeds, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
         write_json(self.failed_path, record)
 

@@ -8,6 +8,8 @@ or turned into a traceback (an exception raised inside JAX's import can even cra
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -46,8 +48,27 @@ def stop_requests(stops: list[int] | None = None) -> Iterator[list[int]]:
             signal.signal(signum, handler)
 
 
+PARENT_ENV = "FRUGAL_PARENT_PID"  # set by a sweep's task: the run dies with the process that started it
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """If ``FRUGAL_PARENT_PID`` names this process's parent, have the kernel SIGKILL this process
+    when the parent dies (Linux); if the parent is already gone, exit now. A sweep's worker killed
+    with -9 then never leaves a run behind that still holds its directory."""
+    expected = os.environ.get(PARENT_ENV)
+    if not expected:
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: a killed worker's run then ends on its own
+        return
+    if str(os.getppid()) != expected:  # the parent died before prctl: nobody waits for this run
+        os._exit(128 + signal.SIGKILL)
+
+
 def signal_name(signum: int) -> str:
     return signal.Signals(signum).name
 
 
-__all__ = ["STOP_SIGNALS", "note_stops", "signal_name", "stop_requests"]
+__all__ = ["PARENT_ENV", "STOP_SIGNALS", "die_with_parent", "note_stops", "signal_name", "stop_requests"]

@@ -34,7 +34,7 @@ from frugalrl import __version__, envs
 from frugalrl.config import check_same_config, flatten
 from frugalrl.config.schema import EPISODIC_AGENTS
 from frugalrl.devices import idle_devices_note, seed_mesh, unroll_threefry_on_cpu
-from frugalrl.errors import ConfigError, DivergedError, RunFailedError, RunStopped, TrainingError
+from frugalrl.errors import ConfigError, DivergedError, RunAlreadyFinished, RunFailedError, RunStopped, TrainingError
 from frugalrl.runs import checkpoint
 from frugalrl.runs.lock import LOCK_NAME, RunLock
 from frugalrl.runs.rundir import (
@@ -270,6 +270,8 @@ class RunSession:
         self.lock = RunLock(run_path)  # one writer per run directory, from here to close()
         try:
             self.lock.acquire()
+            if not fresh and self.rundir.finished():  # it ended between the caller's look and the lock
+                raise RunAlreadyFinished(str(run_path))
             self.cfg = prepare_config(cfg, self.rundir, fresh, retry)
         except BaseException:
             self.close()

@@ -1,0 +1,182 @@
+"""``frugal sweep FILE --run``: every unfinished index of a grid, as Ray tasks, each run exactly once.
+
+Ray starts on this machine when no address is given (nothing to set up) or joins a cluster at
+``--address`` / ``RAY_ADDRESS``. Each index is one task holding ``cpus_per_run`` cores (and
+``gpus_per_run`` GPUs) that runs ``frugal run`` in a child process (``run_task``). What keeps the
+sweep exact is the run directory itself: its lock (a second writer is refused, so a sweep started
+twice runs each index once), its checkpoints (a task retried after its worker died resumes the
+run), and its ``FAILED`` record (a run that failed with an error is not retried unless asked).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from frugalrl.analysis import Sweep, run_state
+from frugalrl.config import load_config
+from frugalrl.errors import ConfigError, GridError
+from frugalrl.runs.lock import live_holder
+from frugalrl.runs.rundir import RunDir
+from frugalrl.sweep.run_task import RunOutcome, run_index
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What to run and with what: indices of a grid file, resources per run, how often to retry."""
+
+    file: Path
+    logs: Path
+    indices: list[int]
+    cpus_per_run: int = 1
+    gpus_per_run: float = 0.0
+    address: str | None = None
+    retry_failed: bool = False  # resume runs recorded as failed (frugal run --retry)
+    retries: int = 3  # new attempts of a run whose process or worker was killed
+
+
+@dataclass
+class SweepReport:
+    """How each index ended, and what was skipped before starting."""
+
+    outcomes: dict[int, RunOutcome] = field(default_factory=dict)
+    skipped: dict[int, str] = field(default_factory=dict)  # {index: why}: done, running elsewhere, failed
+    env_steps: int = 0  # of the runs finished by this sweep, all seeds
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(outcome.status == status for outcome in self.outcomes.values())
+
+
+def to_run(sweep: Sweep, indices: list[int], retry_failed: bool) -> tuple[list[int], dict[int, str]]:
+    """(indices to start, {index: why skipped}) from each run directory's state."""
+    start, skipped = [], {}
+    for idx in indices:
+        state, detail = run_state(sweep.run_dir(idx))
+        if state == "done" or state == "running" or (state == "failed" and not retry_failed):
+            skipped[idx] = f"{state}{': ' + detail if detail else ''}"
+        else:
+            start.append(idx)
+    return start, skipped
+
+
+def refuse_bad_configs(sweep: Sweep, indices: list[int]) -> dict[int, str]:
+    """{index: error} of the indices whose config cannot describe a run; each is recorded as failed
+    in its run directory (``frugal status`` shows it) and not started."""
+    bad = {}
+    for idx in indices:
+        try:
+            load_config(sweep.file, idx)
+        except (ConfigError, GridError) as error:
+            bad[idx] = str(error).splitlines()[0]
+            RunDir(sweep.run_dir(idx)).path.mkdir(parents=True, exist_ok=True)
+            RunDir(sweep.run_dir(idx)).mark_failed(bad[idx], None, [])
+    return bad
+
+
+def env_steps_of(sweep: Sweep, idx: int) -> int:
+    cfg = load_config(sweep.file, idx)
+    return int(cfg["total_steps"]) * int(cfg["num_seeds"])
+
+
+def record_failure(sweep: Sweep, outcome: RunOutcome) -> None:
+    """A run that failed without its own FAILED record (an error outside training) gets one."""
+    run = RunDir(sweep.run_dir(outcome.idx))
+    if run.failure() is None:
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.mark_failed(outcome.message or "the run exited with an error and said nothing", None, [])
+
+
+OnChange = Callable[[SweepReport, int, int], None]  # (report, runs pending, runs started in all)
+
+
+def run_sweep(plan: SweepPlan, runs: int, on_change: OnChange | None = None) -> SweepReport:
+    """Run the plan's unfinished indices on Ray and report how each ended."""
+    sweep, report = Sweep(plan.file, plan.logs, runs), SweepReport()
+    indices, report.skipped = to_run(sweep, plan.indices, plan.retry_failed)
+    if not indices:
+        return report
+    started = time.perf_counter()
+    with ray_session(plan.address):  # first: Ray forks its processes before JAX starts threads here
+        for idx, error in refuse_bad_configs(sweep, indices).items():
+            report.outcomes[idx] = RunOutcome(idx, "failed", error, 0)
+        _run_tasks(plan, sweep, [idx for idx in indices if idx not in report.outcomes], report, on_change)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _run_tasks(
+    plan: SweepPlan, sweep: Sweep, indices: list[int], report: SweepReport, on_change: OnChange | None
+) -> None:
+    """Submit every index; resubmit a run stopped by a signal (it resumes) up to ``plan.retries``
+    times, and one that another process holds ("busy") once that process lets go of it."""
+    import ray
+
+    task = ray.remote(run_index).options(
+        num_cpus=plan.cpus_per_run, num_gpus=plan.gpus_per_run, max_retries=plan.retries
+    )
+    file, logs = str(plan.file.resolve()), str(plan.logs.resolve())
+
+    def submit(idx: int, attempt: int) -> Any:
+        return task.remote(file, idx, logs, plan.cpus_per_run, plan.retry_failed, attempt)
+
+    pending, waiting = {submit(idx, 0): (idx, 0) for idx in indices}, {}
+    while pending or waiting:
+        for idx, attempt in list(waiting.items()):
+            if live_holder(sweep.run_dir(idx)) is None:  # its holder ended: finished, or to resume
+                pending[submit(idx, attempt)] = (idx, waiting.pop(idx))
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0) if pending else ([], [])
+        if not pending:
+            time.sleep(1.0)
+        for ref in ready:
+            idx, attempt = pending.pop(ref)
+            outcome = _outcome(ray, ref, idx, attempt)
+            if outcome.status == "busy":
+                waiting[idx] = attempt
+            elif outcome.status == "stopped" and attempt < plan.retries:
+                pending[submit(idx, attempt + 1)] = (idx, attempt + 1)
+            else:
+                _record(sweep, report, outcome)
+        if on_change is not None:
+            on_change(report, len(pending) + len(waiting), len(indices))
+
+
+def _record(sweep: Sweep, report: SweepReport, outcome: RunOutcome) -> None:
+    if outcome.status == "failed":
+        record_failure(sweep, outcome)
+    if outcome.status == "done":
+        report.env_steps += env_steps_of(sweep, outcome.idx)
+    report.outcomes[outcome.idx] = outcome
+
+
+def _outcome(ray: Any, ref: Any, idx: int, attempt: int) -> RunOutcome:
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayError as error:  # its worker died more often than Ray retries a task
+        return RunOutcome(idx, "stopped", str(error).strip().splitlines()[0], attempt)
+
+
+class SweepEngineMissing(RuntimeError):
+    """Ray is not installed."""
+
+
+@contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """Ray for the sweep: the cluster at ``address`` (or ``RAY_ADDRESS``), else one started on this
+    machine for the sweep and stopped after it."""
+    try:
+        import ray
+    except ImportError:
+        raise SweepEngineMissing("sweeps run on Ray: pip install 'frugalrl[sweep]' (or pip install ray)") from None
+    ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+__all__ = ["SweepEngineMissing", "SweepPlan", "SweepReport", "run_sweep", "to_run"]

@@ -1,0 +1,64 @@
+"""One index of a sweep as one ``frugal run`` process, and what its ending means for the sweep.
+
+The run is a child process (its own JAX, its own XLA device count, its own lock on the run
+directory), tied to the process that started it (``FRUGAL_PARENT_PID``: on Linux the child is
+killed when its parent dies), so a Ray worker killed with -9 never leaves a run behind that still
+holds the directory. This module imports nothing heavy: a Ray worker runs it without JAX.
+The exit status then says what the sweep does next: done; failed (the run's own error, recorded
+in ``FAILED`` and never retried by the sweep); stopped (a signal: retried, and the run resumes from
+its last checkpoint); busy (another live process holds the directory: left to it).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+from frugalrl.devices import FLAG
+from frugalrl.errors import EXIT_LOCKED
+from frugalrl.runs.stops import PARENT_ENV
+
+
+class RunOutcome(NamedTuple):
+    idx: int
+    status: str  # "done" | "failed" | "stopped" | "busy"
+    message: str  # the run's last line on stderr (its one-line error, or its summary)
+    attempt: int
+
+
+def run_command(file: Path, idx: int, logs: Path, retry: bool) -> list[str]:
+    command = [sys.executable, "-m", "frugalrl.cli", "run", str(file), "--idx", str(idx), "--logs", str(logs)]
+    return [*command, "--no-progress", *(["--retry"] if retry else [])]
+
+
+def run_index(file: str, idx: int, logs: str, cpus: int, retry: bool, attempt: int) -> RunOutcome:
+    """Run config ``idx`` of grid ``file`` to its end in a child process seeing ``cpus`` XLA host
+    devices; the outcome says how it ended."""
+    flags = " ".join(flag for flag in os.environ.get("XLA_FLAGS", "").split() if not flag.startswith(FLAG))
+    env = {**os.environ, "XLA_FLAGS": f"{flags} {FLAG}={cpus}".strip(), PARENT_ENV: str(os.getpid())}
+    done = subprocess.run(
+        run_command(Path(file), idx, Path(logs), retry),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    return RunOutcome(idx, outcome_status(done.returncode), lines[-1] if lines else "", attempt)
+
+
+def outcome_status(returncode: int) -> str:
+    """What a ``frugal run`` exit status means for the sweep (see the module's docstring)."""
+    if returncode == 0:
+        return "done"
+    if returncode == EXIT_LOCKED:
+        return "busy"
+    if returncode < 0 or returncode >= 128:  # killed by a signal, or stopped by one after a checkpoint
+        return "stopped"
+    return "failed"
+
+
+__all__ = ["RunOutcome", "outcome_status", "run_command", "run_index"]

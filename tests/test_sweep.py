@@ -1,0 +1,173 @@
+"""frugal sweep --run: every unfinished index of a grid on Ray, each run exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from frugalrl.runs.rundir import RunDir
+
+GRID = {
+    "optimizer/lr": [1e-3, 3e-4, 1e-4],
+    "num_seeds": [1],
+    "total_steps": [3000],
+    "train": [{"learning_starts": [500]}],
+    "eval": [{"every": [1500], "episodes": [2]}],
+    "checkpoint": [{"every": [1000]}],
+}
+CSVS = ("result_Train.csv", "result_Test.csv", "metrics.csv")
+
+
+def frugal(*args: str, devices: int | None = None) -> subprocess.Popen:
+    """The ``frugal`` command in a process of its own (``devices``: its XLA host device count)."""
+    env = {**os.environ, "FRUGAL_XLA_CACHE": "off"}
+    for name in ("XLA_FLAGS", "RAY_ADDRESS"):  # Ray on this machine, started by the sweep itself
+        env.pop(name, None)
+    if devices:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    command = [sys.executable, "-m", "frugalrl.cli", *args]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen, code: int = 0) -> str:
+    out, err = process.communicate(timeout=900)
+    assert process.returncode == code, (out, err)
+    return out
+
+
+def csvs(run_dir: Path) -> dict[str, str]:
+    return {name: (run_dir / name).read_text() for name in CSVS}
+
+
+@pytest.fixture(scope="module")
+def alone(tmp_path_factory) -> tuple[Path, dict[int, dict[str, str]]]:
+    """The grid's runs each made alone by ``frugal run`` on one XLA device, as a sweep's tasks are."""
+    folder = tmp_path_factory.mktemp("alone")
+    grid = folder / "grid.json"
+    grid.write_text(json.dumps(GRID))
+    for idx in (1, 2, 3):
+        finish(frugal("run", str(grid), "--idx", str(idx), "--logs", str(folder / "logs"), "--no-progress", devices=1))
+    return grid, {idx: csvs(folder / "logs" / "grid" / str(idx)) for idx in (1, 2, 3)}
+
+
+def starts(run_dir: Path) -> int:
+    """How many processes trained in a run directory (each writes one header line)."""
+    return (run_dir / "log.txt").read_text().count(" - INFO: frugalrl ")
+
+
+def test_two_sweeps_at_once_run_each_index_once_like_a_run_alone_and_a_third_runs_only_what_is_left(alone, tmp_path):
+    grid, expected = alone
+    logs = tmp_path / "logs"
+    command = ("sweep", str(grid), "--run", "--idx", "1,3", "--logs", str(logs), "--no-progress")
+    outs = [finish(process) for process in [frugal(*command), frugal(*command)]]
+    assert all("grid: 2 runs finished, 0 not (none)" in out or "skipped (done)" in out for out in outs), outs
+    for idx in (1, 3):
+        run_dir = logs / "grid" / str(idx)
+        assert starts(run_dir) == 1, (run_dir / "log.txt").read_text()  # trained once, by one of the two
+        assert csvs(run_dir) == expected[idx]
+    assert not (logs / "grid" / "2").exists()
+    out = finish(frugal("sweep", str(grid), "--run", "--logs", str(logs), "--no-progress"))
+    assert "1: skipped (done)" in out and "3: skipped (done)" in out and "grid: 1 runs finished" in out
+    assert csvs(logs / "grid" / "2") == expected[2]
+    status = finish(frugal("status", str(grid), "--logs", str(logs)))
+    assert "3 of 3 runs finished" in status and "done: 1-3" in status
+
+
+def test_a_bad_config_is_recorded_failed_shown_by_status_and_skipped_until_retried(tmp_path):
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({**GRID, "optimizer/lr": [1e-3, -1.0], "total_steps": [1000]}))
+    logs = tmp_path / "logs"
+    out = finish(frugal("sweep", str(grid), "--run", "--logs", str(logs), "--no-progress"), code=1)
+    assert "2: failed: " in out and "optimizer/lr" in out and "grid: 1 runs finished, 1 not (2)" in out
+    record = RunDir(logs / "grid" / "2").failure()
+    assert record is not None and "optimizer/lr" in record["error"]
+    status = finish(frugal("status", str(grid), "--logs", str(logs)))
+    assert "failed: 2 " in status and "optimizer/lr" in status
+    out = finish(frugal("sweep", str(grid), "--run", "--logs", str(logs), "--no-progress"))
+    assert "2: skipped (failed: " in out  # not retried unless asked
+    out = finish(frugal("sweep", str(grid), "--run", "--retry", "--logs", str(logs), "--no-progress"), code=1)
+    assert "2: failed: " in out  # asked: tried again, and the config is still bad
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--idx", "4"], "goes past 3"), (["--idx", "2-x"], "neither an index"), (["--cpus-per-run", "0"], ">= 1")],
+)
+def test_a_bad_sweep_option_is_refused_in_one_line(args, message, tmp_path):
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps(GRID))
+    process = frugal("sweep", str(grid), "--run", *args, "--logs", str(tmp_path / "logs"))
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "logs").exists()
+
+
+LONG = {**GRID, "optimizer/lr": [1e-3, 3e-4], "total_steps": [30000], "checkpoint": [{"every": [2000]}]}
+
+
+def ray_cli(*args: str, env: dict[str, str]) -> None:
+    ray = Path(sys.executable).with_name("ray")
+    subprocess.run([str(ray), *args], env=env, check=True, capture_output=True, text=True, timeout=120)
+
+
+def training_runs() -> dict[int, int]:
+    """{pid: parent pid} of every ``frugal run`` process on this machine."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            command = (proc / "cmdline").read_bytes().split(b"\0")
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if b"frugalrl.cli" in command and b"run" in command:
+            found[int(proc.name)] = parent
+    return found
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_on_a_two_node_ray_cluster_is_retried_and_the_csvs_are_unchanged(tmp_path):
+    import signal
+    import time
+
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps(LONG))
+    for idx in (1, 2):  # undisturbed: each run alone on one XLA device, as a sweep's task runs it
+        finish(
+            frugal("run", str(grid), "--idx", str(idx), "--logs", str(tmp_path / "alone"), "--no-progress", devices=1)
+        )
+    # Ray >= 2.59 turns token auth on for a local head once a token exists; every process then needs it
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    address = "127.0.0.1:6391"
+    ray_cli("start", "--head", "--port", "6391", "--num-cpus", "1", "--include-dashboard", "false", env=env)
+    try:
+        ray_cli("start", "--address", address, "--num-cpus", "1", env=env)  # a second node on this machine
+        logs = tmp_path / "logs"
+        command = ["sweep", str(grid), "--run", "--address", address, "--logs", str(logs), "--no-progress"]
+        sweep = subprocess.Popen(
+            [sys.executable, "-m", "frugalrl.cli", *command],
+            env={**env, "FRUGAL_XLA_CACHE": "off"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 600
+        while not list((logs / "grid" / "1" / "checkpoints").glob("*/COMMITTED")):
+            assert time.monotonic() < deadline and sweep.poll() is None, "run 1 never reached a checkpoint"
+            time.sleep(0.2)
+        runs = training_runs()
+        victim = next(pid for pid in runs if b"--idx\x001\x00" in Path(f"/proc/{pid}/cmdline").read_bytes())
+        os.kill(runs[victim], signal.SIGKILL)  # the Ray worker running index 1; its run dies with it
+        out = finish(sweep)
+    finally:
+        ray_cli("stop", "--force", env=env)
+    assert "grid: 2 runs finished, 0 not (none)" in out
+    log = (logs / "grid" / "1" / "log.txt").read_text()
+    assert starts(logs / "grid" / "1") == 2 and "resuming from the checkpoint at step" in log, log  # retried
+    for idx in (1, 2):
+        assert csvs(logs / "grid" / str(idx)) == csvs(tmp_path / "alone" / "grid" / str(idx))
