@@ -403,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry", action="store_true", help="resume a run that failed from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("sweep", help="count (and list, and check) the combinations of a grid file")
+    p = sub.add_parser("sweep", help="count, list and check the combinations of a grid file; --run runs them on Ray")
     p.add_argument("file")
     p.add_argument("--list", action="store_true", help="print every index with its swept keys")
     p.add_argument("--check", action="store_true", help="validate every combination against the schema")

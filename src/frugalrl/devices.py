@@ -17,16 +17,17 @@ if TYPE_CHECKING:
     from jax.sharding import Mesh, PartitionSpec
 
 FLAG = "--xla_force_host_platform_device_count"
+CORES_ENV = "FRUGAL_CORES"  # the cores a run may use, when fewer than the machine's (a sweep's task)
 
 
 def use_all_cores(count: int | None = None) -> int:
-    """Ask XLA for ``count`` host devices (default: one per usable core) unless the user set a count;
-    returns the count asked for."""
+    """Ask XLA for ``count`` host devices (default: one per core the run may use: ``FRUGAL_CORES``,
+    else every usable core) unless the user set a count; returns the count asked for."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
-    cores = count or cores
+    cores = count or int(os.environ.get(CORES_ENV) or 0) or cores
     flags = os.environ.get("XLA_FLAGS", "")
     if FLAG not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} {FLAG}={cores}".strip()

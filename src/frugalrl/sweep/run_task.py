@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from frugalrl.devices import FLAG
+from frugalrl.devices import CORES_ENV, FLAG
 from frugalrl.errors import EXIT_LOCKED
 from frugalrl.runs.stops import PARENT_ENV
 
@@ -35,10 +35,10 @@ def run_command(file: Path, idx: int, logs: Path, retry: bool) -> list[str]:
 
 
 def run_index(file: str, idx: int, logs: str, cpus: int, retry: bool, attempt: int) -> RunOutcome:
-    """Run config ``idx`` of grid ``file`` to its end in a child process seeing ``cpus`` XLA host
-    devices; the outcome says how it ended."""
+    """Run config ``idx`` of grid ``file`` to its end in a child process on ``cpus`` cores (as many
+    XLA host devices, or the layout its checkpoint was written with); the outcome says how it ended."""
     flags = " ".join(flag for flag in os.environ.get("XLA_FLAGS", "").split() if not flag.startswith(FLAG))
-    env = {**os.environ, "XLA_FLAGS": f"{flags} {FLAG}={cpus}".strip(), PARENT_ENV: str(os.getpid())}
+    env = {**os.environ, "XLA_FLAGS": flags, CORES_ENV: str(cpus), PARENT_ENV: str(os.getpid())}
     done = subprocess.run(
         run_command(Path(file), idx, Path(logs), retry),
         env=env,
