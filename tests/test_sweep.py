@@ -171,3 +171,28 @@ def test_a_worker_killed_mid_run_on_a_two_node_ray_cluster_is_retried_and_the_cs
     assert starts(logs / "grid" / "1") == 2 and "resuming from the checkpoint at step" in log, log  # retried
     for idx in (1, 2):
         assert csvs(logs / "grid" / str(idx)) == csvs(tmp_path / "alone" / "grid" / str(idx))
+
+
+def test_the_packing_plan_groups_configs_that_differ_only_in_vmappable_values(tmp_path, capsys):
+    from frugalrl.cli import main
+    from frugalrl.config import load_grid, swept_keys
+    from frugalrl.config.packing import pack_groups
+
+    grid = tmp_path / "grid.json"
+    grid.write_text(
+        json.dumps(
+            {
+                "optimizer/lr": [1e-3, 1e-4],  # data: packs
+                "agent/tau": [1.0, 0.5, 0.1],  # 1 copies the target, less averages it: two programs
+                "train/train_every": [1, 4],  # control flow: never packs
+            }
+        )
+    )
+    groups = pack_groups(grid, list(range(1, 13)), swept_keys(load_grid(grid)))
+    assert [group.indices for group in groups] == [[1, 2], [3, 4, 5, 6], [7, 8], [9, 10, 11, 12]]
+    assert groups[1].varying == {"optimizer/lr": [0.0001, 0.001], "agent/tau": [0.1, 0.5]}
+    assert groups[1].shared == {"train/train_every": 1}
+    merl = Path(__file__).parents[1] / "configs" / "merl" / "MERL_mc_medqn.json"
+    assert main(["sweep", str(merl), "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert "180 runs in 12 programs" in out and out.count(": 15 runs, --idx ") == 12

@@ -139,7 +139,28 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(f"all {n} combinations are valid configs")
     if n > 1 and not args.run:
         print(f"run k of combination i is --idx i + k*{n}")
+    if args.plan:
+        return _sweep_plan(args, grid, n)
     return _sweep_run(args, n) if args.run else 0
+
+
+def _sweep_plan(args: argparse.Namespace, grid: dict[str, Any], size: int) -> int:
+    """The programs the sweep's indices would share (hyperparameter packing's groups)."""
+    from frugalrl.config import ConfigError, GridError, format_indices, parse_indices, swept_keys
+    from frugalrl.config.packing import pack_groups
+
+    try:
+        indices = parse_indices(args.idx, size * args.runs) if args.idx else list(range(1, size * args.runs + 1))
+        groups = pack_groups(args.file, indices, swept_keys(grid))
+    except (GridError, ConfigError) as error:
+        return _error(str(error), EXIT_CONFIG)
+    print(f"{len(indices)} runs in {len(groups)} programs (configs that differ only in vmappable keys share one)")
+    for number, group in enumerate(groups, 1):
+        varying = ", ".join(f"{key} {values}" for key, values in group.varying.items()) or "nothing"
+        shared = " ".join(f"{key}={value}" for key, value in group.shared.items())
+        print(f"program {number}: {len(group.indices)} runs, --idx {format_indices(group.indices)}")
+        print(f"  varying {varying}; shared {shared or '-'}")
+    return 0
 
 
 def _sweep_run(args: argparse.Namespace, size: int) -> int:
@@ -408,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="print every index with its swept keys")
     p.add_argument("--check", action="store_true", help="validate every combination against the schema")
     p.add_argument("--run", action="store_true", help="run every unfinished index on Ray (local, or --address)")
+    p.add_argument("--plan", action="store_true", help="print the programs hyperparameter packing would share")
     p.add_argument("--idx", help="with --run: indices to run, e.g. 1-180,361 (default: all of --runs runs)")
     p.add_argument("--runs", type=int, default=1, help="with --run: runs per combination (idx + k*N, k < runs)")
     p.add_argument("--logs", default="logs", help="root of run directories (default ./logs)")

@@ -32,6 +32,25 @@ class Field:
     nullable: bool = False
     item_kind: type | None = None  # for lists
     extra: dict[str, Any] = field(default_factory=dict)
+    # a number that enters the program as data, so configs differing in it can share one program
+    # (hyperparameter packing); the function gives the part of a value that still shapes the
+    # program (``lambda v: v > 0`` where 0 switches a loss off), or None where nothing does
+    vmappable: Callable[[Any], Any] | None = None
+
+
+def any_value(value: Any) -> None:
+    """For ``Field.vmappable``: every value of the key runs in the same program."""
+    return None
+
+
+def switched_on(value: Any) -> bool:
+    """For ``Field.vmappable``: 0 turns the term off (a different program), any other value is data."""
+    return value > 0
+
+
+def hard_copy(value: Any) -> bool:
+    """For ``Field.vmappable`` of tau: 1 copies the target, anything less averages it (another program)."""
+    return value >= 1.0
 
 
 def positive(value: Any) -> str | None:
@@ -101,7 +120,7 @@ SCHEMA: dict[str, Any] = {
             "torso; 'sac' / 'ddpg' for continuous actions in [-1, 1]",
             choices=("dqn", "recurrent_dqn", "sacd", "sac", "ddpg"),
         ),
-        "gamma": Field(0.99, float, "discount", check=unit_interval),
+        "gamma": Field(0.99, float, "discount", check=unit_interval, vmappable=any_value),
         "n_step": Field(1, int, "n-step returns (cut at episode ends)", check=positive),
         "double": Field(False, bool, "double DQN target (online argmax, target value)"),
         "atoms": Field(
@@ -113,9 +132,15 @@ SCHEMA: dict[str, Any] = {
         "huber_delta": Field(1.0, float, "Huber threshold", check=positive),
         "target_every": Field(500, int, "target update period", check=positive),
         "target_unit": Field("env_steps", str, "unit of target_every", choices=("env_steps", "grad_steps")),
-        "tau": Field(1.0, float, "target update rate: 1 = hard copy, < 1 = Polyak averaging", check=open_unit_interval),
-        "epsilon_start": Field(1.0, float, "exploration epsilon at step 0", check=unit_interval),
-        "epsilon_end": Field(0.05, float, "final exploration epsilon", check=unit_interval),
+        "tau": Field(
+            1.0,
+            float,
+            "target update rate: 1 = hard copy, < 1 = Polyak averaging",
+            check=open_unit_interval,
+            vmappable=hard_copy,
+        ),
+        "epsilon_start": Field(1.0, float, "exploration epsilon at step 0", check=unit_interval, vmappable=any_value),
+        "epsilon_end": Field(0.05, float, "final exploration epsilon", check=unit_interval, vmappable=any_value),
         "epsilon_decay_steps": Field(
             250_000, int, "env steps of the linear epsilon decay, counted from step 0", check=non_negative
         ),
@@ -138,7 +163,7 @@ SCHEMA: dict[str, Any] = {
             "optimizer; adamw_unscaled = Adam, then params shrink by weight_decay (the model-generalization code)",
             choices=("adam", "adamw_unscaled", "rmsprop"),
         ),
-        "lr": Field(2.5e-4, float, "learning rate", check=positive),
+        "lr": Field(2.5e-4, float, "learning rate", check=positive, vmappable=any_value),
         "eps": Field(None, float, "epsilon; default 1e-8 (adam) / 1e-8 (rmsprop)", nullable=True, check=positive),
         "b1": Field(0.9, float, "Adam beta1", check=unit_interval),
         "b2": Field(0.999, float, "Adam beta2", check=unit_interval),
@@ -362,8 +387,10 @@ SCHEMA: dict[str, Any] = {
             "from the replay (MeDQN(R)), or off",
             choices=("off", "uniform", "replay"),
         ),
-        "lambda_start": Field(0.01, float, "consolidation weight at step 0", check=non_negative),
-        "lambda_end": Field(1.0, float, "consolidation weight at the last step (linear)", check=non_negative),
+        "lambda_start": Field(0.01, float, "consolidation weight at step 0", check=non_negative, vmappable=any_value),
+        "lambda_end": Field(
+            1.0, float, "consolidation weight at the last step (linear)", check=non_negative, vmappable=any_value
+        ),
         "batch_size": Field(
             None, int, "states per optimizer step; null = replay/batch_size", nullable=True, check=positive
         ),
@@ -397,7 +424,11 @@ SCHEMA: dict[str, Any] = {
     },
     "distillation": {
         "coefficient": Field(
-            0.0, float, "alpha: weight of the distillation loss (QDagger: 3); 0 = off", check=non_negative
+            0.0,
+            float,
+            "alpha: weight of the distillation loss (QDagger: 3); 0 = off",
+            check=non_negative,
+            vmappable=switched_on,
         ),
         "temperature": Field(0.1, float, "tau of softmax(Q / tau) for teacher and student", check=positive),
         "kind": Field(
@@ -931,6 +962,21 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+def vmappable_keys() -> dict[str, Callable[[Any], Any]]:
+    """{path: the part of a value that shapes the program} of every key marked ``vmappable``."""
+    found = {}
+
+    def walk(schema: dict[str, Any], prefix: str) -> None:
+        for key, spec in schema.items():
+            if isinstance(spec, dict):
+                walk(spec, f"{prefix}{key}/")
+            elif spec.vmappable is not None:
+                found[f"{prefix}{key}"] = spec.vmappable
+
+    walk(SCHEMA, "")
+    return found
+
+
 def describe() -> list[tuple[str, Any, str]]:
     """(path, default, doc) for every key, for `frugal keys`."""
     rows = []
@@ -946,4 +992,4 @@ def describe() -> list[tuple[str, Any, str]]:
     return rows
 
 
-__all__ = ["ConfigError", "Field", "SCHEMA", "resolve", "describe", "flatten"]
+__all__ = ["ConfigError", "Field", "SCHEMA", "resolve", "describe", "flatten", "vmappable_keys"]
