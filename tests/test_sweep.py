@@ -107,7 +107,7 @@ def test_a_bad_sweep_option_is_refused_in_one_line(args, message, tmp_path):
     assert not (tmp_path / "logs").exists()
 
 
-LONG = {**GRID, "optimizer/lr": [1e-3, 3e-4], "total_steps": [30000], "checkpoint": [{"every": [2000]}]}
+LONG = {**GRID, "optimizer/lr": [1e-3, 3e-4], "total_steps": [300000], "checkpoint": [{"every": [20000]}]}
 
 
 def ray_cli(*args: str, env: dict[str, str]) -> None:
@@ -196,3 +196,27 @@ def test_the_packing_plan_groups_configs_that_differ_only_in_vmappable_values(tm
     assert main(["sweep", str(merl), "--plan"]) == 0
     out = capsys.readouterr().out
     assert "180 runs in 12 programs" in out and out.count(": 15 runs, --idx ") == 12
+
+
+@pytest.mark.slow
+def test_a_sweep_stopped_by_sigterm_has_its_runs_checkpoint_and_a_rerun_resumes_them_to_the_same_csvs(tmp_path):
+    import signal
+    import time
+
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({**LONG, "optimizer/lr": [1e-3]}))
+    finish(frugal("run", str(grid), "--logs", str(tmp_path / "alone"), "--no-progress", devices=1))
+    logs = tmp_path / "logs"
+    sweep = frugal("sweep", str(grid), "--run", "--logs", str(logs), "--no-progress")
+    deadline = time.monotonic() + 600
+    while not list((logs / "grid" / "1" / "checkpoints").glob("*/COMMITTED")):
+        assert time.monotonic() < deadline and sweep.poll() is None, "the run never reached a checkpoint"
+        time.sleep(0.2)
+    sweep.send_signal(signal.SIGTERM)
+    _, err = sweep.communicate(timeout=300)
+    assert sweep.returncode == 143 and "stopped by SIGTERM" in err, err
+    log = (logs / "grid" / "1" / "log.txt").read_text()
+    assert "stopped by SIGTERM after a checkpoint" in log, log  # the run checkpointed on its way out
+    finish(frugal("sweep", str(grid), "--run", "--logs", str(logs), "--no-progress"))
+    assert starts(logs / "grid" / "1") == 2
+    assert csvs(logs / "grid" / "1") == csvs(tmp_path / "alone" / "grid" / "1")

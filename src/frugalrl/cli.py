@@ -202,6 +202,8 @@ def _sweep_run(args: argparse.Namespace, size: int) -> int:
         f"({format_indices(failed) or 'none'}), {len(report.skipped)} skipped; "
         f"{report.seconds:.0f} s, {rate:,.0f} env steps/s over all runs"
     )
+    if report.stopped_by:
+        return _error(f"stopped by {report.stopped_by}; the runs checkpointed: rerun the same command to resume", 143)
     return 1 if failed else 0
 
 

@@ -22,6 +22,7 @@ from frugalrl.config import load_config
 from frugalrl.errors import ConfigError, GridError
 from frugalrl.runs.lock import live_holder
 from frugalrl.runs.rundir import RunDir
+from frugalrl.runs.stops import signal_name, stop_requests
 from frugalrl.sweep.run_task import RunOutcome, run_index
 
 
@@ -47,6 +48,7 @@ class SweepReport:
     skipped: dict[int, str] = field(default_factory=dict)  # {index: why}: done, running elsewhere, failed
     env_steps: int = 0  # of the runs finished by this sweep, all seeds
     seconds: float = 0.0
+    stopped_by: str | None = None  # the signal that stopped the sweep (its runs checkpointed)
 
     def count(self, status: str) -> int:
         return sum(outcome.status == status for outcome in self.outcomes.values())
@@ -125,24 +127,38 @@ def _run_tasks(
         return task.remote(file, idx, logs, plan.cpus_per_run, plan.retry_failed, attempt)
 
     pending, waiting = {submit(idx, 0): (idx, 0) for idx in indices}, {}
-    while pending or waiting:
-        for idx, attempt in list(waiting.items()):
-            if live_holder(sweep.run_dir(idx)) is None:  # its holder ended: finished, or to resume
-                pending[submit(idx, attempt)] = (idx, waiting.pop(idx))
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0) if pending else ([], [])
-        if not pending:
-            time.sleep(1.0)
-        for ref in ready:
-            idx, attempt = pending.pop(ref)
-            outcome = _outcome(ray, ref, idx, attempt)
-            if outcome.status == "busy":
-                waiting[idx] = attempt
-            elif outcome.status == "stopped" and attempt < plan.retries:
-                pending[submit(idx, attempt + 1)] = (idx, attempt + 1)
-            else:
-                _record(sweep, report, outcome)
-        if on_change is not None:
-            on_change(report, len(pending) + len(waiting), len(indices))
+    with stop_requests() as stops:
+        while (pending or waiting) and not stops:
+            _step(ray, sweep, plan, pending, waiting, report, submit)
+            if on_change is not None:
+                on_change(report, len(pending) + len(waiting), len(indices))
+        if stops:  # each run checkpoints and exits; a later sweep resumes it
+            report.stopped_by = signal_name(stops[0])
+            for ref in pending:
+                ray.cancel(ref)
+            for ref, (idx, attempt) in pending.items():
+                report.outcomes[idx] = _outcome(ray, ref, idx, attempt)
+
+
+def _step(
+    ray: Any, sweep: Sweep, plan: SweepPlan, pending: dict, waiting: dict, report: SweepReport, submit: Any
+) -> None:
+    """One look at the tasks: resubmit what may go on, record what ended."""
+    for idx, attempt in list(waiting.items()):
+        if live_holder(sweep.run_dir(idx)) is None:  # its holder ended: finished, or to resume
+            pending[submit(idx, attempt)] = (idx, waiting.pop(idx))
+    ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0) if pending else ([], [])
+    if not pending:
+        time.sleep(1.0)
+    for ref in ready:
+        idx, attempt = pending.pop(ref)
+        outcome = _outcome(ray, ref, idx, attempt)
+        if outcome.status == "busy":
+            waiting[idx] = attempt
+        elif outcome.status == "stopped" and attempt < plan.retries:
+            pending[submit(idx, attempt + 1)] = (idx, attempt + 1)
+        else:
+            _record(sweep, report, outcome)
 
 
 def _record(sweep: Sweep, report: SweepReport, outcome: RunOutcome) -> None:

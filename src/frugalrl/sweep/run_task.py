@@ -12,8 +12,11 @@ its last checkpoint); busy (another live process holds the directory: left to it
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -39,15 +42,19 @@ def run_index(file: str, idx: int, logs: str, cpus: int, retry: bool, attempt: i
     XLA host devices, or the layout its checkpoint was written with); the outcome says how it ended."""
     flags = " ".join(flag for flag in os.environ.get("XLA_FLAGS", "").split() if not flag.startswith(FLAG))
     env = {**os.environ, "XLA_FLAGS": flags, CORES_ENV: str(cpus), PARENT_ENV: str(os.getpid())}
-    done = subprocess.run(
-        run_command(Path(file), idx, Path(logs), retry),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    return RunOutcome(idx, outcome_status(done.returncode), lines[-1] if lines else "", attempt)
+    with tempfile.TemporaryFile("w+") as err:  # a file, not a pipe: the wait below may leave it unread
+        child = subprocess.Popen(
+            run_command(Path(file), idx, Path(logs), retry), env=env, stdout=subprocess.DEVNULL, stderr=err
+        )
+        try:
+            while child.poll() is None:  # short waits: Ray's cancel arrives between two of them
+                time.sleep(0.2)
+        except KeyboardInterrupt:  # the sweep was stopped (ray.cancel): the run checkpoints and exits
+            child.send_signal(signal.SIGTERM)
+            child.wait()
+        err.seek(0)
+        lines = [line for line in err.read().splitlines() if line.strip()]
+    return RunOutcome(idx, outcome_status(child.returncode), lines[-1] if lines else "", attempt)
 
 
 def outcome_status(returncode: int) -> str:
