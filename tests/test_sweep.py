@@ -220,3 +220,38 @@ def test_a_sweep_stopped_by_sigterm_has_its_runs_checkpoint_and_a_rerun_resumes_
     finish(frugal("sweep", str(grid), "--run", "--logs", str(logs), "--no-progress"))
     assert starts(logs / "grid" / "1") == 2
     assert csvs(logs / "grid" / "1") == csvs(tmp_path / "alone" / "grid" / "1")
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        (0, "done"),
+        (75, "busy"),
+        (-9, "stopped"),
+        (143, "stopped"),
+        (130, "stopped"),
+        (138, "stopped"),
+        (-11, "failed"),
+        (134, "failed"),
+        (1, "failed"),
+        (2, "failed"),
+        (74, "failed"),
+    ],
+)
+def test_a_runs_exit_status_says_whether_the_sweep_retries_it(code, status):
+    from frugalrl.sweep.run_task import outcome_status
+
+    assert outcome_status(code) == status  # stop signals are retried; crashes (SIGSEGV, SIGABRT) are failures
+
+
+def test_a_refused_run_removes_only_what_it_made_and_never_a_neighbours_folder(tmp_path):
+    from frugalrl.train.session import remove_unwritten
+
+    created = tmp_path / "logs"  # the first run of a sweep made logs/grid/1; a second made logs/grid/2
+    (created / "grid" / "1").mkdir(parents=True)
+    (created / "grid" / "1" / ".lock").write_text("held")
+    (created / "grid" / "2").mkdir()
+    remove_unwritten(created / "grid" / "2", created)
+    assert (created / "grid" / "1" / ".lock").exists() and not (created / "grid" / "2").exists()
+    remove_unwritten(created / "grid" / "1", created)
+    assert not created.exists()  # the last one out removes the folders the sweep made

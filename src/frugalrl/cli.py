@@ -144,13 +144,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return _sweep_run(args, n) if args.run else 0
 
 
+def _chosen(args: argparse.Namespace, size: int) -> list[int]:
+    """The indices of --idx (GridError for a bad list), or every index of --runs runs."""
+    from frugalrl.config import parse_indices
+
+    return parse_indices(args.idx, size * args.runs) if args.idx is not None else list(range(1, size * args.runs + 1))
+
+
 def _sweep_plan(args: argparse.Namespace, grid: dict[str, Any], size: int) -> int:
     """The programs the sweep's indices would share (hyperparameter packing's groups)."""
-    from frugalrl.config import ConfigError, GridError, format_indices, parse_indices, swept_keys
+    from frugalrl.config import ConfigError, GridError, format_indices, swept_keys
     from frugalrl.config.packing import pack_groups
 
     try:
-        indices = parse_indices(args.idx, size * args.runs) if args.idx else list(range(1, size * args.runs + 1))
+        indices = _chosen(args, size)
         groups = pack_groups(args.file, indices, swept_keys(grid))
     except (GridError, ConfigError) as error:
         return _error(str(error), EXIT_CONFIG)
@@ -164,13 +171,13 @@ def _sweep_plan(args: argparse.Namespace, grid: dict[str, Any], size: int) -> in
 
 
 def _sweep_run(args: argparse.Namespace, size: int) -> int:
-    from frugalrl.config import GridError, format_indices, parse_indices
-    from frugalrl.sweep.engine import SweepEngineMissing, SweepPlan, run_sweep
+    from frugalrl.config import GridError, format_indices
+    from frugalrl.sweep.engine import SweepEngineMissing, SweepPlan, SweepResourcesError, run_sweep
 
     if args.runs < 1 or args.cpus_per_run < 1 or args.gpus_per_run < 0 or args.retries < 0:
         return _error("--runs and --cpus-per-run must be >= 1, --gpus-per-run and --retries >= 0", EXIT_CONFIG)
     try:
-        indices = parse_indices(args.idx, size * args.runs) if args.idx else list(range(1, size * args.runs + 1))
+        indices = _chosen(args, size)
     except GridError as error:
         return _error(str(error), EXIT_CONFIG)
     plan = SweepPlan(
@@ -186,7 +193,7 @@ def _sweep_run(args: argparse.Namespace, size: int) -> int:
     bar = _SweepBar(not args.no_progress)
     try:
         report = run_sweep(plan, args.runs, bar.update)
-    except SweepEngineMissing as error:
+    except (SweepEngineMissing, SweepResourcesError) as error:
         return _error(str(error), EXIT_CONFIG)
     finally:
         bar.close()
@@ -202,8 +209,12 @@ def _sweep_run(args: argparse.Namespace, size: int) -> int:
         f"({format_indices(failed) or 'none'}), {len(report.skipped)} skipped; "
         f"{report.seconds:.0f} s, {rate:,.0f} env steps/s over all runs"
     )
+    for note in report.notes:
+        print(f"not recorded: {note}")
     if report.stopped_by:
-        return _error(f"stopped by {report.stopped_by}; the runs checkpointed: rerun the same command to resume", 143)
+        name = signal.Signals(report.stopped_by).name
+        message = f"stopped by {name}; the runs checkpointed: rerun the same command to resume"
+        return _error(message, 128 + report.stopped_by)
     return 1 if failed else 0
 
 
@@ -292,7 +303,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             for idx in by_state[state]:
                 print(f"  {idx}: {states[idx][1]}")
     unfinished = [idx for idx, (state, _) in states.items() if state not in ("done", "failed")]
-    if unfinished:  # what a sweep would still run (failed runs wait for --retry)
+    if unfinished:  # what a sweep would still run or wait for (failed runs wait for --retry)
         print(f"unfinished: {format_indices(unfinished)}")
     if other:
         print(f"holding another config than the grid's (analyze and plot refuse them): {format_indices(sorted(other))}")

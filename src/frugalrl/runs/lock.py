@@ -28,12 +28,16 @@ class RunLock:
         self.path = run_dir / LOCK_NAME
         self._handle: IO[str] | None = None
 
+    @property
+    def held(self) -> bool:
+        return self._handle is not None
+
     def acquire(self) -> None:
         """Hold the lock, or RunLockedError naming the process that holds it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+")
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock_soon(handle)
         except BlockingIOError:
             handle.seek(0)
             holder = _holder(handle.read())
@@ -58,12 +62,23 @@ class RunLock:
                 pass
 
 
+def _lock_soon(handle: IO[str], tries: int = 5, pause: float = 0.02) -> None:
+    """The exclusive lock, tried a few times over ~0.1 s: ``live_holder`` takes a shared one for an
+    instant, and a run starting in that instant should not be refused for it."""
+    for _ in range(tries - 1):
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            time.sleep(pause)
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 def live_holder(run_dir: Path) -> str | None:
     """Who holds the run directory's lock now ('PID 12 on host, since ...'), or None if nobody does.
 
-    Tries a shared lock without waiting: it fails only while a run holds the exclusive one. For the
-    instant it is held, a run starting on the directory is refused as if it were running (a sweep
-    counts that as someone else's run, never as a failure)."""
+    Tries a shared lock without waiting: it fails only while a run holds the exclusive one (a run
+    starting in the instant it is held retries its own lock for ~0.1 s)."""
     path = run_dir / LOCK_NAME
     try:
         handle = open(path)

@@ -60,10 +60,14 @@ def die_with_parent() -> None:
     if not expected:
         return
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):  # not Linux: a killed worker's run then ends on its own
         return
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    if prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        return
     if str(os.getppid()) != expected:  # the parent died before prctl: nobody waits for this run
+        os.write(2, b"frugal: error: the sweep task that started this run is gone; not starting\n")
         os._exit(128 + signal.SIGKILL)
 
 

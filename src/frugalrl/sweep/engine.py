@@ -10,6 +10,7 @@ run), and its ``FAILED`` record (a run that failed with an error is not retried 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ from frugalrl.config import load_config
 from frugalrl.errors import ConfigError, GridError
 from frugalrl.runs.lock import live_holder
 from frugalrl.runs.rundir import RunDir
-from frugalrl.runs.stops import signal_name, stop_requests
+from frugalrl.runs.stops import stop_requests
 from frugalrl.sweep.run_task import RunOutcome, run_index
 
 
@@ -48,18 +49,20 @@ class SweepReport:
     skipped: dict[int, str] = field(default_factory=dict)  # {index: why}: done, running elsewhere, failed
     env_steps: int = 0  # of the runs finished by this sweep, all seeds
     seconds: float = 0.0
-    stopped_by: str | None = None  # the signal that stopped the sweep (its runs checkpointed)
+    stopped_by: int | None = None  # the signal that stopped the sweep (its runs checkpointed)
+    notes: list[str] = field(default_factory=list)  # what the driver could not record
 
     def count(self, status: str) -> int:
         return sum(outcome.status == status for outcome in self.outcomes.values())
 
 
 def to_run(sweep: Sweep, indices: list[int], retry_failed: bool) -> tuple[list[int], dict[int, str]]:
-    """(indices to start, {index: why skipped}) from each run directory's state."""
+    """(indices to start, {index: why skipped}) from each run directory's state; a running one is
+    started too: its task finds the lock held and waits for the holder (see ``_step``)."""
     start, skipped = [], {}
     for idx in indices:
         state, detail = run_state(sweep.run_dir(idx))
-        if state == "done" or state == "running" or (state == "failed" and not retry_failed):
+        if state == "done" or (state == "failed" and not retry_failed):
             skipped[idx] = f"{state}{': ' + detail if detail else ''}"
         else:
             start.append(idx)
@@ -118,26 +121,29 @@ def _run_tasks(
     times, and one that another process holds ("busy") once that process lets go of it."""
     import ray
 
-    task = ray.remote(run_index).options(
-        num_cpus=plan.cpus_per_run, num_gpus=plan.gpus_per_run, max_retries=plan.retries
-    )
-    file, logs = str(plan.file.resolve()), str(plan.logs.resolve())
+    check_resources(ray, plan)
+    # retries are the driver's (a dead worker's task comes back as "stopped"), so --retries counts them all
+    task = ray.remote(run_index).options(num_cpus=plan.cpus_per_run, num_gpus=plan.gpus_per_run, max_retries=0)
+    file, logs, cwd = str(plan.file.resolve()), str(plan.logs.resolve()), os.getcwd()
 
     def submit(idx: int, attempt: int) -> Any:
-        return task.remote(file, idx, logs, plan.cpus_per_run, plan.retry_failed, attempt)
+        return task.remote(file, idx, logs, cwd, plan.cpus_per_run, plan.gpus_per_run, plan.retry_failed, attempt)
 
     pending, waiting = {submit(idx, 0): (idx, 0) for idx in indices}, {}
+    total = len(indices) + len(report.outcomes)  # the bad configs are already counted
     with stop_requests() as stops:
         while (pending or waiting) and not stops:
             _step(ray, sweep, plan, pending, waiting, report, submit)
             if on_change is not None:
-                on_change(report, len(pending) + len(waiting), len(indices))
+                on_change(report, len(pending) + len(waiting), total)
         if stops:  # each run checkpoints and exits; a later sweep resumes it
-            report.stopped_by = signal_name(stops[0])
+            report.stopped_by = stops[0]
             for ref in pending:
                 ray.cancel(ref)
             for ref, (idx, attempt) in pending.items():
-                report.outcomes[idx] = _outcome(ray, ref, idx, attempt)
+                _record(sweep, report, _outcome(ray, ref, idx, attempt))
+            for idx, attempt in waiting.items():
+                report.outcomes[idx] = RunOutcome(idx, "busy", "held by another process", attempt)
 
 
 def _step(
@@ -162,11 +168,28 @@ def _step(
 
 
 def _record(sweep: Sweep, report: SweepReport, outcome: RunOutcome) -> None:
-    if outcome.status == "failed":
-        record_failure(sweep, outcome)
-    if outcome.status == "done":
-        report.env_steps += env_steps_of(sweep, outcome.idx)
+    """Keep an index's last outcome: a failure gets its FAILED record, a finished run its steps."""
     report.outcomes[outcome.idx] = outcome
+    try:
+        if outcome.status == "failed":
+            record_failure(sweep, outcome)
+        if outcome.status == "done":
+            report.env_steps += env_steps_of(sweep, outcome.idx)
+    except (OSError, ConfigError, GridError) as error:  # a full disk, a grid edited mid-sweep: go on
+        report.notes.append(f"{outcome.idx}: {str(error).splitlines()[0]}")
+
+
+def check_resources(ray: Any, plan: SweepPlan) -> None:
+    """SweepResourcesError if no node of the cluster can hold one run (its task would wait forever)."""
+    nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+    fits = [n for n in nodes if n.get("CPU", 0) >= plan.cpus_per_run and n.get("GPU", 0) >= plan.gpus_per_run]
+    if not fits:
+        most = max((n.get("CPU", 0) for n in nodes), default=0)
+        gpus = max((n.get("GPU", 0) for n in nodes), default=0)
+        raise SweepResourcesError(
+            f"no node has --cpus-per-run {plan.cpus_per_run} CPUs and --gpus-per-run {plan.gpus_per_run} GPUs "
+            f"(the largest has {most:g} CPUs, {gpus:g} GPUs)"
+        )
 
 
 def _outcome(ray: Any, ref: Any, idx: int, attempt: int) -> RunOutcome:
@@ -177,7 +200,11 @@ def _outcome(ray: Any, ref: Any, idx: int, attempt: int) -> RunOutcome:
 
 
 class SweepEngineMissing(RuntimeError):
-    """Ray is not installed."""
+    """Ray is not installed, or its cluster cannot be reached."""
+
+
+class SweepResourcesError(RuntimeError):
+    """No node of the cluster can hold one run."""
 
 
 @contextmanager
@@ -188,11 +215,16 @@ def ray_session(address: str | None) -> Iterator[None]:
         import ray
     except ImportError:
         raise SweepEngineMissing("sweeps run on Ray: pip install 'frugalrl[sweep]' (or pip install ray)") from None
-    ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # "local": a new Ray for the sweep, never a cluster `ray start` left recorded on this machine
+    where = address or os.environ.get("RAY_ADDRESS") or "local"
+    try:
+        ray.init(address=where, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    except ConnectionError as error:
+        raise SweepEngineMissing(f"cannot reach the Ray cluster at {where}: {str(error).splitlines()[0]}") from None
     try:
         yield
     finally:
         ray.shutdown()
 
 
-__all__ = ["SweepEngineMissing", "SweepPlan", "SweepReport", "run_sweep", "to_run"]
+__all__ = ["SweepEngineMissing", "SweepPlan", "SweepReport", "SweepResourcesError", "run_sweep", "to_run"]

@@ -37,33 +37,58 @@ def run_command(file: Path, idx: int, logs: Path, retry: bool) -> list[str]:
     return [*command, "--no-progress", *(["--retry"] if retry else [])]
 
 
-def run_index(file: str, idx: int, logs: str, cpus: int, retry: bool, attempt: int) -> RunOutcome:
-    """Run config ``idx`` of grid ``file`` to its end in a child process on ``cpus`` cores (as many
-    XLA host devices, or the layout its checkpoint was written with); the outcome says how it ended."""
-    flags = " ".join(flag for flag in os.environ.get("XLA_FLAGS", "").split() if not flag.startswith(FLAG))
-    env = {**os.environ, "XLA_FLAGS": flags, CORES_ENV: str(cpus), PARENT_ENV: str(os.getpid())}
+def run_index(
+    file: str, idx: int, logs: str, cwd: str, cpus: int, gpus: float, retry: bool, attempt: int
+) -> RunOutcome:
+    """Run config ``idx`` of grid ``file`` to its end in a child process (in ``cwd``, where the
+    config's relative paths start) on ``cpus`` cores (as many XLA host devices, or the layout its
+    checkpoint was written with); the outcome says how it ended."""
     with tempfile.TemporaryFile("w+") as err:  # a file, not a pipe: the wait below may leave it unread
-        child = subprocess.Popen(
-            run_command(Path(file), idx, Path(logs), retry), env=env, stdout=subprocess.DEVNULL, stderr=err
-        )
+        child = None
         try:
+            child = subprocess.Popen(
+                run_command(Path(file), idx, Path(logs), retry),
+                cwd=cwd,
+                env=child_env(cpus, gpus),
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
             while child.poll() is None:  # short waits: Ray's cancel arrives between two of them
                 time.sleep(0.2)
-        except KeyboardInterrupt:  # the sweep was stopped (ray.cancel): the run checkpoints and exits
-            child.send_signal(signal.SIGTERM)
-            child.wait()
+        except BaseException as stop:  # cancelled (KeyboardInterrupt) or the worker told to exit
+            if child is not None:  # the run checkpoints and exits; it resumes when run again
+                child.send_signal(signal.SIGTERM)
+                child.wait()
+            if not isinstance(stop, KeyboardInterrupt):
+                raise
         err.seek(0)
         lines = [line for line in err.read().splitlines() if line.strip()]
-    return RunOutcome(idx, outcome_status(child.returncode), lines[-1] if lines else "", attempt)
+    status = outcome_status(child.returncode) if child is not None else "stopped"
+    return RunOutcome(idx, status, lines[-1] if lines else "", attempt)
+
+
+def child_env(cpus: int, gpus: float) -> dict[str, str]:
+    """The run's environment: its cores, its parent (to die with it), and, on a shared GPU, no
+    preallocation (JAX takes 75% of a GPU's memory up front otherwise)."""
+    flags = " ".join(flag for flag in os.environ.get("XLA_FLAGS", "").split() if not flag.startswith(FLAG))
+    env = {**os.environ, "XLA_FLAGS": flags, CORES_ENV: str(cpus), PARENT_ENV: str(os.getpid())}
+    if 0 < gpus < 1:
+        env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+    return env
+
+
+STOP_SIGNALS = {signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP}
 
 
 def outcome_status(returncode: int) -> str:
-    """What a ``frugal run`` exit status means for the sweep (see the module's docstring)."""
+    """What a ``frugal run`` exit status means for the sweep (see the module's docstring): killed or
+    stopped by a stop signal is "stopped" (retried); a crash (SIGSEGV, SIGABRT, ...) is "failed"."""
     if returncode == 0:
         return "done"
     if returncode == EXIT_LOCKED:
         return "busy"
-    if returncode < 0 or returncode >= 128:  # killed by a signal, or stopped by one after a checkpoint
+    signum = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else None
+    if signum in STOP_SIGNALS:
         return "stopped"
     return "failed"
 

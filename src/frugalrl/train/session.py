@@ -137,6 +137,19 @@ def first_missing(path: Path) -> Path | None:
     return missing
 
 
+def remove_unwritten(run_path: Path, created: Path) -> None:
+    """Remove a run directory this process made and never wrote, and the folders above it that it
+    made too, each only if empty: another run (of the same sweep) may be starting beside it."""
+    shutil.rmtree(run_path, ignore_errors=True)
+    folder = run_path.parent
+    while folder == created or created in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (or gone): another run's folder
+            return
+        folder = folder.parent
+
+
 def clear(run_path: Path) -> None:
     """Empty a run directory for ``--fresh``, all but its lock file (whose lock this process holds)."""
     for entry in run_path.iterdir():
@@ -539,8 +552,8 @@ class RunSession:
         """Release the run directory (the kernel does it too if this process dies); one this run made
         but never wrote a config into (a refused teacher, say) is removed: nothing left behind."""
         self.close_logs()
-        if self.created is not None and not self.rundir.config_path.exists():
-            shutil.rmtree(self.created, ignore_errors=True)
+        if self.lock.held and self.created is not None and not self.rundir.config_path.exists():
+            remove_unwritten(self.path, self.created)
         self.lock.release()
 
     def finish(self, final_returns: np.ndarray, total: int, run_seconds: float) -> Summary:
