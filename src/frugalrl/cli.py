@@ -92,7 +92,10 @@ def _train(args: argparse.Namespace, cfg: dict[str, Any], run_path: Path, stops:
 
     try:
         if args.fresh or not RunDir(run_path).finished():
-            summary = run(cfg, run_path, fresh=args.fresh, retry=args.retry, progress=not args.no_progress, stops=stops)
+            progress = not args.no_progress
+            summary = run(
+                cfg, run_path, fresh=args.fresh, retry=args.retry, progress=progress, stops=stops, unless_finished=True
+            )
             seeds_steps = f"{cfg['num_seeds']} seeds x {summary.env_steps} steps"
             print(
                 f"compile {summary.compile_seconds:.1f} s, run {summary.run_seconds:.1f} s ({seeds_steps})",

@@ -45,10 +45,21 @@ def run(
     progress: bool = True,
     echo: Any = None,
     stops: list[int] | None = None,
+    unless_finished: bool = False,
 ) -> Summary:
     """Train (or resume) a run of a resolved config in ``run_path``; ``retry``: resume one that failed;
-    ``stops``: the list stop signals are noted in (``runs.stops``), if they already are."""
-    session = RunSession(cfg, run_path, fresh=fresh, retry=retry, progress=progress, echo=echo, stops=stops)
+    ``stops``: the list stop signals are noted in (``runs.stops``), if they already are;
+    ``unless_finished``: RunAlreadyFinished instead if the run is finished once its lock is held."""
+    session = RunSession(
+        cfg,
+        run_path,
+        fresh=fresh,
+        retry=retry,
+        progress=progress,
+        echo=echo,
+        stops=stops,
+        unless_finished=unless_finished,
+    )
     try:
         return session.train(make_loop(session.cfg))
     finally:

@@ -258,7 +258,10 @@ class RunSession:
         progress: bool = True,
         echo: Any = None,
         stops: list[int] | None = None,
+        unless_finished: bool = False,
     ) -> None:
+        """``unless_finished``: RunAlreadyFinished if the run turns out finished once its lock is held
+        (the CLI looked before; another process may have finished it since)."""
         self.say: Callable[[str], None] = echo or (lambda text: print(text, file=sys.stderr))
         self.began = time.perf_counter()
         self.rundir = RunDir(run_path)
@@ -283,7 +286,7 @@ class RunSession:
         self.lock = RunLock(run_path)  # one writer per run directory, from here to close()
         try:
             self.lock.acquire()
-            if not fresh and self.rundir.finished():  # it ended between the caller's look and the lock
+            if unless_finished and not fresh and self.rundir.finished():  # finished since the caller looked
                 raise RunAlreadyFinished(str(run_path))
             self.cfg = prepare_config(cfg, self.rundir, fresh, retry)
         except BaseException:
