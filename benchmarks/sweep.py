@@ -1,11 +1,12 @@
-"""A grid's wall time: one ``frugal run`` process per index against ``frugal sweep --run`` on Ray.
+"""A grid's wall time three ways: one ``frugal run`` process per index, ``frugal sweep --run`` on Ray
+with packing off (one-core tasks, one per core), and the whole grid packed (``frugal sweep --run``).
 
-Runs a sample of a grid's indices (``--sample``, spread over its packing programs) twice into
-fresh log folders: one ``frugal run --idx I`` process after another, each on every core (what a user
-does today), and ``frugal sweep FILE --run --idx SAMPLE`` on Ray with one-core tasks, one per core.
-Each figure is the median of ``--repeats``, and the whole grid's time is scaled from the sample.
+The two unpacked ways time a sample (one index of each of the grid's programs by default, so every
+shape of run is in it) and scale each program's time by its size; each is the median of
+``--repeats``. The packed way runs the whole grid (``--packed-grid``), or takes the wall time of such
+a run measured before (``--packed-seconds``, with the command that measured it in the notes).
 
-    python benchmarks/sweep.py configs/merl/MERL_mc_medqn.json --sample 4 --repeats 3
+    python benchmarks/sweep.py configs/merl/MERL_mc_medqn.json --repeats 2 --packed-grid
 """
 
 from __future__ import annotations
@@ -34,46 +35,60 @@ def frugal(*args: str) -> float:
     return time.perf_counter() - started
 
 
-def sample_indices(file: str, count: int) -> list[int]:
-    """The first index of each of the first ``count`` packing programs: different shapes of run."""
+def sample(file: str, count: int) -> list[tuple[int, int]]:
+    """(index, its program's size): the first index of ``count`` programs spread over the grid."""
     groups = pack_groups(file, list(range(1, count_dict(load_grid(file)) + 1)), swept_keys(load_grid(file)))
     step = max(len(groups) // count, 1)
-    return [group.indices[0] for group in groups[::step][:count]]
+    return [(group.indices[0], len(group.indices)) for group in groups[::step][:count]]
 
 
-def one_process_per_index(file: str, indices: list[int]) -> float:
+def one_process_per_index(file: str, indices: list[int]) -> list[float]:
+    """Seconds of each index's ``frugal run``, one after another, each on every core."""
     with tempfile.TemporaryDirectory() as logs:
-        return sum(frugal("run", file, "--idx", str(idx), "--logs", logs, "--no-progress") for idx in indices)
+        return [frugal("run", file, "--idx", str(idx), "--logs", logs, "--no-progress") for idx in indices]
 
 
-def ray_sweep(file: str, indices: list[int]) -> float:
-    """Ray on this machine: one-core tasks, as many at once as there are cores."""
+def ray_unpacked(file: str, indices: list[int]) -> float:
+    """Ray on this machine, packing off: one-core tasks, as many at once as there are cores."""
     with tempfile.TemporaryDirectory() as logs:
         spec = format_indices(indices)
-        return frugal("sweep", file, "--run", "--idx", spec, "--logs", logs, "--no-progress", "--cpus-per-run", "1")
+        return frugal("sweep", file, "--run", "--idx", spec, "--logs", logs, "--no-progress", "--no-pack")
+
+
+def packed_grid(file: str) -> float:
+    with tempfile.TemporaryDirectory() as logs:
+        return frugal("sweep", file, "--run", "--logs", logs, "--no-progress")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("file")
-    parser.add_argument("--sample", type=int, default=4, help="indices timed (the grid's time is scaled)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sample", type=int, default=1000, help="programs sampled, one index each (default all)")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--packed-grid", action="store_true", help="also run the whole grid packed (once)")
+    parser.add_argument("--packed-seconds", type=float, help="the whole grid's packed wall time, measured before")
     args = parser.parse_args()
-    size, indices = count_dict(load_grid(args.file)), sample_indices(args.file, args.sample)
+    chosen = sample(args.file, args.sample)
+    indices, sizes = [idx for idx, _ in chosen], [size for _, size in chosen]
     alone = [one_process_per_index(args.file, indices) for _ in range(args.repeats)]
-    swept = [ray_sweep(args.file, indices) for _ in range(args.repeats)]
-    scale = size / len(indices)
+    # each program's time: its sampled index's median, times its size
+    alone_grid = sum(statistics.median(times[i] for times in alone) * size for i, size in enumerate(sizes))
+    ray = [ray_unpacked(args.file, indices) for _ in range(args.repeats)]
+    ray_grid = statistics.median(ray) * sum(sizes) / len(sizes)  # one batch: scaled by runs, not by program
+    packed = packed_grid(args.file) if args.packed_grid else args.packed_seconds
     result = {
         "machine": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "grid": args.file,
-        "indices": indices,
-        "one_process_per_index_s": statistics.median(alone),
-        "ray_one_core_tasks_s": statistics.median(swept),
-        "ratio": statistics.median(alone) / statistics.median(swept),
-        "grid_hours_one_process_per_index": statistics.median(alone) * scale / 3600,
-        "grid_hours_ray": statistics.median(swept) * scale / 3600,
-        "all_seconds": {"alone": alone, "ray": swept},
+        "runs": sum(sizes),
+        "sampled_indices": indices,
+        "one_process_per_index_grid_s": alone_grid,
+        "ray_unpacked_grid_s": ray_grid,
+        "packed_grid_s": packed,
+        "ratio_one_process_per_index_to_packed": alone_grid / packed if packed else None,
+        "ratio_ray_unpacked_to_packed": ray_grid / packed if packed else None,
+        "ratio_one_process_per_index_to_ray_unpacked": alone_grid / ray_grid,
+        "all_seconds": {"alone": alone, "ray_unpacked_sample": ray},
     }
     print(json.dumps(result, indent=1))
 

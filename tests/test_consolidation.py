@@ -66,10 +66,10 @@ def test_consolidation_is_mse_over_all_actions():
 
 
 def test_lambda_schedule_ends_where_it_should():
-    assert float(consolidation_lambda(0, 100_000, 0.01, 4.0)) == pytest.approx(0.01)
-    assert float(consolidation_lambda(100_000, 100_000, 0.01, 4.0)) == pytest.approx(4.0)
-    assert float(consolidation_lambda(50_000, 100_000, 0.01, 4.0)) == pytest.approx(2.005)
-    assert float(consolidation_lambda(250_000, 100_000, 0.01, 4.0)) == pytest.approx(4.0)  # clipped
+    assert float(consolidation_lambda(0, 100_000, 0.01, 4.0 - 0.01)) == pytest.approx(0.01)
+    assert float(consolidation_lambda(100_000, 100_000, 0.01, 4.0 - 0.01)) == pytest.approx(4.0)
+    assert float(consolidation_lambda(50_000, 100_000, 0.01, 4.0 - 0.01)) == pytest.approx(2.005)
+    assert float(consolidation_lambda(250_000, 100_000, 0.01, 4.0 - 0.01)) == pytest.approx(4.0)  # clipped
 
 
 # float32 values without subnormals: XLA on CPU flushes those to zero, so their box is not exact

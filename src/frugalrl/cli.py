@@ -37,10 +37,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, stops: list[int]) -> int:
+    from frugalrl.config.indices import parse_indices
     from frugalrl.devices import use_all_cores, use_compilation_cache
+    from frugalrl.errors import GridError
     from frugalrl.runs.checkpoint import recorded_devices
     from frugalrl.runs.stops import signal_name
 
+    try:
+        indices = parse_indices(str(args.idx), limit=sys.maxsize)
+    except GridError as error:
+        return _error(str(error), EXIT_CONFIG)
+    if len(indices) > 1:
+        return _run_packed(args, indices, stops)
+    args.idx = indices[0]
     # before anything touches JAX (loading a config builds the env): a run resumes on the device
     # layout its checkpoint was written with, whatever cores this process may use
     use_all_cores(recorded_devices(Path(args.logs) / Path(args.file).stem / str(args.idx) / "checkpoints"))
@@ -110,6 +119,62 @@ def _train(args: argparse.Namespace, cfg: dict[str, Any], run_path: Path, stops:
     return finished_summary(saved, run_path)
 
 
+def _run_packed(args: argparse.Namespace, indices: list[int], stops: list[int]) -> int:
+    """Several indices of one program (``frugal sweep FILE --plan``) trained as one packed program."""
+    from frugalrl.devices import use_all_cores, use_compilation_cache
+    from frugalrl.runs.checkpoint import recorded_devices
+
+    use_all_cores(recorded_devices(Path(args.logs) / Path(args.file).stem / str(indices[0]) / "checkpoints"))
+    use_compilation_cache()
+    from frugalrl.config.packing import program_key
+    from frugalrl.errors import CheckpointError, ConfigError, GridError, RunStopped, TrainingError
+    from frugalrl.train.packed import run_packed, unpackable
+
+    try:
+        cfgs = [load_config(args.file, idx) for idx in indices]
+    except (GridError, ConfigError) as error:
+        return _error(str(error), EXIT_CONFIG)
+    for idx, cfg in zip(indices, cfgs, strict=True):
+        if program_key(cfg) != program_key(cfgs[0]):
+            return _error(
+                f"--idx {indices[0]} and {idx} differ in more than vmappable keys, so they cannot share a program; "
+                f"'frugal sweep {args.file} --plan' lists the indices that can",
+                EXIT_CONFIG,
+            )
+        if (why := unpackable(cfg)) is not None:
+            return _error(f"--idx {idx} cannot be packed ({why}); run each index alone", EXIT_CONFIG)
+    paths = [Path(args.logs) / cfg["experiment"] / str(idx) for idx, cfg in zip(indices, cfgs, strict=True)]
+    try:
+        outcome = run_packed(
+            cfgs, paths, fresh=args.fresh, retry=args.retry, progress=not args.no_progress, stops=stops
+        )
+    except ConfigError as error:
+        return _error(str(error), EXIT_CONFIG)
+    except (TrainingError, CheckpointError) as error:
+        return _error(str(error), 1)
+    except RunStopped as stop:
+        message = f"stopped by {stop.signal_name} at step {stop.step}, after a checkpoint; rerun to resume"
+        return _error(message, stop.exit_status)
+    except OSError as error:
+        return _error(io_failure(error, paths[0]), EXIT_IO)
+    return _packed_report(indices, paths, outcome)
+
+
+def _packed_report(indices: list[int], paths: list[Path], outcome: dict[int, Any]) -> int:
+    """One line per index of a packed program; the exit status: 1 if any failed, 75 if all were busy."""
+    for position, (idx, path) in enumerate(zip(indices, paths, strict=True)):
+        result = outcome.get(position, "not run")
+        if isinstance(result, str):
+            print(f"{idx}: {result.splitlines()[0]} ({path})")
+        else:
+            mean, std = float(result.final_returns.mean()), float(result.final_returns.std())
+            print(f"{idx}: done, final greedy return {mean:.2f} ± {std:.2f} ({path})")
+    texts = [result for result in outcome.values() if isinstance(result, str)]
+    if any(text.startswith("failed") for text in texts):
+        return 1
+    return EXIT_LOCKED if texts and all(text.startswith("busy") for text in texts) else 0
+
+
 def io_failure(error: OSError, run_path: Path) -> str:
     """One line for a failed read or write of a run directory."""
     where = error.filename or run_path
@@ -177,8 +242,10 @@ def _sweep_run(args: argparse.Namespace, size: int) -> int:
     from frugalrl.config import GridError, format_indices
     from frugalrl.sweep.engine import SweepEngineMissing, SweepPlan, SweepResourcesError, run_sweep
 
-    if args.runs < 1 or args.cpus_per_run < 1 or args.gpus_per_run < 0 or args.retries < 0:
-        return _error("--runs and --cpus-per-run must be >= 1, --gpus-per-run and --retries >= 0", EXIT_CONFIG)
+    if min(args.runs, args.cpus_per_run, args.max_pack) < 1 or args.gpus_per_run < 0 or args.retries < 0:
+        return _error(
+            "--runs, --cpus-per-run and --max-pack must be >= 1, --gpus-per-run and --retries >= 0", EXIT_CONFIG
+        )
     try:
         indices = _chosen(args, size)
     except GridError as error:
@@ -192,6 +259,8 @@ def _sweep_run(args: argparse.Namespace, size: int) -> int:
         args.address,
         args.retry,
         args.retries,
+        pack=not args.no_pack,
+        max_pack=args.max_pack,
     )
     bar = _SweepBar(not args.no_progress)
     try:
@@ -434,7 +503,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="train config index IDX of a grid file (resumes if interrupted)")
     p.add_argument("file", help="JSON config grid")
-    p.add_argument("--idx", type=int, default=1, help="1-based config index; idx + k*N is run k (default 1)")
+    p.add_argument(
+        "--idx",
+        default="1",
+        help="1-based config index; idx + k*N is run k (default 1); several of one program (e.g. 1-15) run packed",
+    )
     p.add_argument("--logs", default="logs", help="root of run directories (default ./logs)")
     p.add_argument("--fresh", action="store_true", help="discard an earlier run in the same directory")
     p.add_argument("--retry", action="store_true", help="resume a run that failed from its last checkpoint")
@@ -454,6 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="a Ray cluster's HOST:PORT (default: RAY_ADDRESS, else Ray on this machine)")
     p.add_argument("--retry", action="store_true", help="also resume runs recorded as failed")
     p.add_argument("--retries", type=int, default=3, help="new attempts of a run whose worker was killed")
+    p.add_argument("--no-pack", action="store_true", help="one program per index (no hyperparameter packing)")
+    p.add_argument("--max-pack", type=int, default=32, help="configs packed into one program at most (default 32)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
     for name, func, text in (

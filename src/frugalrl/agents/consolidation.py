@@ -35,10 +35,11 @@ from frugalrl.replay import fifo
 from frugalrl.replay.fifo import Batch
 
 
-def consolidation_lambda(step: jax.Array, total_steps: int, lambda_start: float, lambda_end: float) -> jax.Array:
-    """λ_t = λ_start + (λ_end − λ_start) · t / T, clipped to [0, T]: λ(0) = λ_start, λ(T) = λ_end."""
+def consolidation_lambda(step: jax.Array, total_steps: int, lambda_start: Any, lambda_delta: Any) -> jax.Array:
+    """λ_t = λ_start + (λ_end − λ_start) · t / T, clipped to [0, T]: λ(0) = λ_start, λ(T) = λ_end.
+    ``lambda_delta`` = λ_end − λ_start, taken on the host (in float64, as for a packed program's lanes)."""
     frac = jnp.clip(jnp.asarray(step, jnp.float32) / max(total_steps, 1), 0.0, 1.0)
-    return lambda_start + frac * (lambda_end - lambda_start)
+    return lambda_start + frac * lambda_delta
 
 
 def consolidation_loss(network: Any, params: Any, target_params: Any, states: jax.Array) -> jax.Array:
@@ -108,9 +109,13 @@ class Consolidation:
             return uniform_states(state, key, self.batch_size, self.integer)
         return fifo.sample_obs(replay, key, count, self.batch_size)
 
-    def inputs(self, state: Any, replay: fifo.ReplayState, count: jax.Array, key: jax.Array) -> ConsolidationInputs:
-        """The loss term's inputs for one optimizer step at env step ``count``: fresh states and λ_t."""
-        weight = consolidation_lambda(count, self.total_steps, self.lambda_start, self.lambda_end)
+    def inputs(
+        self, state: Any, replay: fifo.ReplayState, count: jax.Array, key: jax.Array, schedule: Any = None
+    ) -> ConsolidationInputs:
+        """The loss term's inputs for one optimizer step at env step ``count``: fresh states and λ_t;
+        ``schedule``: (λ_start, λ_end − λ_start) of a packed program's lane instead of the config's."""
+        start, delta = schedule if schedule is not None else (self.lambda_start, self.lambda_end - self.lambda_start)
+        weight = consolidation_lambda(count, self.total_steps, start, delta)
         return ConsolidationInputs(self.draw(state, replay, count, key), weight)
 
 

@@ -12,6 +12,7 @@ Extra loss terms (consolidation, distillation) plug in through ``extra_losses``.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -92,6 +93,16 @@ class DQN:
         tied_lr = self.cfg["distillation"]["lr_low"] is not None or self.cfg["pretraining"]["lr"] is not None
         object.__setattr__(self, "optimizer", make_optimizer(self.cfg["optimizer"], adjustable_lr=tied_lr))
 
+    def with_lr(self, lr: jax.Array) -> DQN:
+        """This agent with the learning rate ``lr`` (a packed program's lane value; the optimizer's
+        state keeps its layout, so a packed run checkpoints as it would alone)."""
+        tied_lr = self.cfg["distillation"]["lr_low"] is not None or self.cfg["pretraining"]["lr"] is not None
+        if tied_lr:
+            raise ValueError("a learning rate tied to QDagger's lambda lives in the optimizer state: not packable")
+        lane = copy.copy(self)
+        object.__setattr__(lane, "optimizer", make_optimizer({**self.cfg["optimizer"], "lr": lr}))
+        return lane
+
     # -- state -------------------------------------------------------------------------------
     def init(self, key: jax.Array) -> DQNState:
         obs = jnp.zeros(self.spec.obs_shape, jnp.float32)
@@ -99,12 +110,15 @@ class DQN:
         return DQNState(params, params, self.optimizer.init(params))
 
     # -- acting ------------------------------------------------------------------------------
-    def epsilon(self, step: jax.Array) -> jax.Array:
-        """Linear decay from epsilon_start to epsilon_end over epsilon_decay_steps, from step 0."""
+    def epsilon(self, step: jax.Array, start: Any = None, delta: Any = None) -> jax.Array:
+        """Linear decay from epsilon_start to epsilon_end over epsilon_decay_steps, from step 0;
+        ``start`` and ``delta`` (end - start): a packed program's per-lane values instead."""
         a = self.cfg["agent"]
+        if start is None:
+            start, delta = a["epsilon_start"], a["epsilon_end"] - a["epsilon_start"]
         duration = max(a["epsilon_decay_steps"], 1)
         frac = jnp.clip(step / duration, 0.0, 1.0)
-        return a["epsilon_start"] + frac * (a["epsilon_end"] - a["epsilon_start"])
+        return start + frac * delta
 
     def policy_action(self, q_values: jax.Array, key: jax.Array, epsilon: jax.Array) -> jax.Array:
         """The exploring policy on Q-values: epsilon-greedy, or a Boltzmann draw on Q / temperature

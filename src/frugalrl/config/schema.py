@@ -43,16 +43,6 @@ def any_value(value: Any) -> None:
     return None
 
 
-def switched_on(value: Any) -> bool:
-    """For ``Field.vmappable``: 0 turns the term off (a different program), any other value is data."""
-    return value > 0
-
-
-def hard_copy(value: Any) -> bool:
-    """For ``Field.vmappable`` of tau: 1 copies the target, anything less averages it (another program)."""
-    return value >= 1.0
-
-
 def positive(value: Any) -> str | None:
     return None if value > 0 else "must be > 0"
 
@@ -120,7 +110,7 @@ SCHEMA: dict[str, Any] = {
             "torso; 'sac' / 'ddpg' for continuous actions in [-1, 1]",
             choices=("dqn", "recurrent_dqn", "sacd", "sac", "ddpg"),
         ),
-        "gamma": Field(0.99, float, "discount", check=unit_interval, vmappable=any_value),
+        "gamma": Field(0.99, float, "discount", check=unit_interval),
         "n_step": Field(1, int, "n-step returns (cut at episode ends)", check=positive),
         "double": Field(False, bool, "double DQN target (online argmax, target value)"),
         "atoms": Field(
@@ -137,7 +127,6 @@ SCHEMA: dict[str, Any] = {
             float,
             "target update rate: 1 = hard copy, < 1 = Polyak averaging",
             check=open_unit_interval,
-            vmappable=hard_copy,
         ),
         "epsilon_start": Field(1.0, float, "exploration epsilon at step 0", check=unit_interval, vmappable=any_value),
         "epsilon_end": Field(0.05, float, "final exploration epsilon", check=unit_interval, vmappable=any_value),
@@ -428,7 +417,6 @@ SCHEMA: dict[str, Any] = {
             float,
             "alpha: weight of the distillation loss (QDagger: 3); 0 = off",
             check=non_negative,
-            vmappable=switched_on,
         ),
         "temperature": Field(0.1, float, "tau of softmax(Q / tau) for teacher and student", check=positive),
         "kind": Field(

@@ -124,9 +124,8 @@ def restore_latest(
             return state, meta
         except Exception as error:  # any unreadable checkpoint: fall back to the one before
             problems.append(f"{path}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
-            log.warning("checkpoint %s is unusable (%s); trying the one before it", path, problems[-1])
-            if warn is not None:
-                warn(f"checkpoint {path} is unusable ({problems[-1]}); trying the one before it")
+            message = f"checkpoint {path} is unusable ({problems[-1]}); trying the one before it"
+            (warn or log.warning)(message)  # a run's warn: into its own log.txt and onto the screen
     if steps:
         raise CheckpointError(
             "no checkpoint could be restored:\n  "

@@ -190,8 +190,9 @@ class RunDir:
         return bool(lines) and FINISHED_PREFIX in lines[-1]
 
     def logger(self) -> logging.Logger:
-        """A logger writing to log.txt (appending, so a resumed run keeps its history)."""
-        log = logging.getLogger("frugalrl")
+        """A logger writing to log.txt (appending, so a resumed run keeps its history); one per run
+        directory, so that the runs of a packed program each keep their own log."""
+        log = logging.getLogger(f"frugalrl.run:{self.path.resolve()}")
         for handler in list(log.handlers):
             log.removeHandler(handler)
             handler.close()

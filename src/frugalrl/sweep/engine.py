@@ -39,6 +39,8 @@ class SweepPlan:
     address: str | None = None
     retry_failed: bool = False  # resume runs recorded as failed (frugal run --retry)
     retries: int = 3  # new attempts of a run whose process or worker was killed
+    pack: bool = True  # configs of one program run as one packed program (train/packed.py)
+    max_pack: int = 32  # configs in one packed program at most
 
 
 @dataclass
@@ -109,15 +111,40 @@ def run_sweep(plan: SweepPlan, runs: int, on_change: OnChange | None = None) -> 
     with ray_session(plan.address):  # first: Ray forks its processes before JAX starts threads here
         for idx, error in refuse_bad_configs(sweep, indices).items():
             report.outcomes[idx] = RunOutcome(idx, "failed", error, 0)
-        _run_tasks(plan, sweep, [idx for idx in indices if idx not in report.outcomes], report, on_change)
+        packs = plan_packs(sweep, [idx for idx in indices if idx not in report.outcomes], plan)
+        _run_tasks(plan, sweep, packs, report, on_change)
     report.seconds = time.perf_counter() - started
     return report
 
 
+def plan_packs(sweep: Sweep, indices: list[int], plan: SweepPlan) -> list[tuple[int, ...]]:
+    """The tasks: indices of one program (``config/packing.py``) at the same checkpoint step packed
+    together, ``plan.max_pack`` at most; every other index alone."""
+    if not plan.pack:
+        return [(idx,) for idx in indices]
+    from frugalrl.config import load_grid, swept_keys
+    from frugalrl.config.packing import pack_groups
+    from frugalrl.runs.checkpoint import complete_steps
+    from frugalrl.train.packed import unpackable
+
+    packs: list[tuple[int, ...]] = []
+    for group in pack_groups(sweep.file, indices, swept_keys(load_grid(sweep.file))):
+        by_step: dict[Any, list[int]] = {}
+        for idx in group.indices:
+            if unpackable(load_config(sweep.file, idx)) is not None:
+                packs.append((idx,))
+                continue
+            steps = complete_steps(RunDir(sweep.run_dir(idx)).checkpoints)
+            by_step.setdefault(steps[-1] if steps else None, []).append(idx)
+        for members in by_step.values():
+            packs += [tuple(members[i : i + plan.max_pack]) for i in range(0, len(members), plan.max_pack)]
+    return sorted(packs)
+
+
 def _run_tasks(
-    plan: SweepPlan, sweep: Sweep, indices: list[int], report: SweepReport, on_change: OnChange | None
+    plan: SweepPlan, sweep: Sweep, packs: list[tuple[int, ...]], report: SweepReport, on_change: OnChange | None
 ) -> None:
-    """Submit every index; resubmit a run stopped by a signal (it resumes) up to ``plan.retries``
+    """Submit every task; resubmit a run stopped by a signal (it resumes) up to ``plan.retries``
     times, and one that another process holds ("busy") once that process lets go of it."""
     import ray
 
@@ -126,22 +153,28 @@ def _run_tasks(
     task = ray.remote(run_index).options(num_cpus=plan.cpus_per_run, num_gpus=plan.gpus_per_run, max_retries=0)
     file, logs, cwd = str(plan.file.resolve()), str(plan.logs.resolve()), os.getcwd()
 
-    def submit(idx: int, attempt: int) -> Any:
-        return task.remote(file, idx, logs, cwd, plan.cpus_per_run, plan.gpus_per_run, plan.retry_failed, attempt)
+    def submit(pack: tuple[int, ...], attempt: int) -> Any:
+        ref = task.remote(file, list(pack), logs, cwd, plan.cpus_per_run, plan.gpus_per_run, plan.retry_failed, attempt)
+        pending[ref] = (pack, attempt)
 
-    pending, waiting = {submit(idx, 0): (idx, 0) for idx in indices}, {}
-    total = len(indices) + len(report.outcomes)  # the bad configs are already counted
+    pending: dict[Any, tuple[tuple[int, ...], int]] = {}
+    waiting: dict[int, int] = {}
+    for pack in packs:
+        submit(pack, 0)
+    total = sum(map(len, packs)) + len(report.outcomes)  # the bad configs are already counted
     with stop_requests() as stops:
         while (pending or waiting) and not stops:
             _step(ray, sweep, plan, pending, waiting, report, submit)
             if on_change is not None:
-                on_change(report, len(pending) + len(waiting), total)
+                on_change(report, sum(len(pack) for pack, _ in pending.values()) + len(waiting), total)
         if stops:  # each run checkpoints and exits; a later sweep resumes it
             report.stopped_by = stops[0]
             for ref in pending:
                 ray.cancel(ref)
-            for ref, (idx, attempt) in pending.items():
-                _record(sweep, report, _outcome(ray, ref, idx, attempt))
+            for ref, (pack, attempt) in pending.items():
+                outcome = _outcome(ray, ref, pack[0], attempt)
+                for idx in pack:
+                    _record(sweep, report, outcome._replace(idx=idx))
             for idx, attempt in waiting.items():
                 report.outcomes[idx] = RunOutcome(idx, "busy", "held by another process", attempt)
 
@@ -150,21 +183,53 @@ def _step(
     ray: Any, sweep: Sweep, plan: SweepPlan, pending: dict, waiting: dict, report: SweepReport, submit: Any
 ) -> None:
     """One look at the tasks: resubmit what may go on, record what ended."""
-    for idx, attempt in list(waiting.items()):
+    for idx in list(waiting):
         if live_holder(sweep.run_dir(idx)) is None:  # its holder ended: finished, or to resume
-            pending[submit(idx, attempt)] = (idx, waiting.pop(idx))
+            submit((idx,), waiting.pop(idx))
     ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0) if pending else ([], [])
     if not pending:
         time.sleep(1.0)
     for ref in ready:
-        idx, attempt = pending.pop(ref)
-        outcome = _outcome(ray, ref, idx, attempt)
-        if outcome.status == "busy":
-            waiting[idx] = attempt
+        pack, attempt = pending.pop(ref)
+        outcome = _outcome(ray, ref, pack[0], attempt)
+        if len(pack) > 1:
+            _settle_pack(sweep, plan, pack, outcome, waiting, report, submit)
+        elif outcome.status == "busy":
+            waiting[pack[0]] = attempt
         elif outcome.status == "stopped" and attempt < plan.retries:
-            pending[submit(idx, attempt + 1)] = (idx, attempt + 1)
+            submit(pack, attempt + 1)
         else:
             _record(sweep, report, outcome)
+
+
+def _settle_pack(
+    sweep: Sweep,
+    plan: SweepPlan,
+    pack: tuple[int, ...],
+    outcome: RunOutcome,
+    waiting: dict,
+    report: SweepReport,
+    submit: Any,
+) -> None:
+    """After a packed program's task: each run as its directory says. Finished and failed runs are
+    recorded, one another process holds is waited for; the rest (the program was stopped, or could
+    not run them) go on: packed again if it was stopped, else each alone."""
+    left = []
+    for idx in pack:
+        state, detail = run_state(sweep.run_dir(idx))
+        if state == "done":
+            _record(sweep, report, outcome._replace(idx=idx, status="done", message=""))
+        elif state == "failed":
+            _record(sweep, report, outcome._replace(idx=idx, status="failed", message=detail))
+        elif state == "running":
+            waiting[idx] = outcome.attempt
+        else:
+            left.append(idx)
+    if outcome.status == "stopped" and outcome.attempt < plan.retries and len(left) > 1:
+        submit(tuple(left), outcome.attempt + 1)
+        return
+    for idx in left:  # alone, each on its own merits (a run that fails alone is recorded then)
+        submit((idx,), outcome.attempt + 1 if outcome.status == "stopped" else outcome.attempt)
 
 
 def _record(sweep: Sweep, report: SweepReport, outcome: RunOutcome) -> None:

@@ -32,22 +32,25 @@ class RunOutcome(NamedTuple):
     attempt: int
 
 
-def run_command(file: Path, idx: int, logs: Path, retry: bool) -> list[str]:
-    command = [sys.executable, "-m", "frugalrl.cli", "run", str(file), "--idx", str(idx), "--logs", str(logs)]
+def run_command(file: Path, indices: list[int], logs: Path, retry: bool) -> list[str]:
+    """``frugal run`` of one index, or of several that share a program (run packed)."""
+    idx = ",".join(map(str, indices))
+    command = [sys.executable, "-m", "frugalrl.cli", "run", str(file), "--idx", idx, "--logs", str(logs)]
     return [*command, "--no-progress", *(["--retry"] if retry else [])]
 
 
 def run_index(
-    file: str, idx: int, logs: str, cwd: str, cpus: int, gpus: float, retry: bool, attempt: int
+    file: str, indices: list[int], logs: str, cwd: str, cpus: int, gpus: float, retry: bool, attempt: int
 ) -> RunOutcome:
-    """Run config ``idx`` of grid ``file`` to its end in a child process (in ``cwd``, where the
-    config's relative paths start) on ``cpus`` cores (as many XLA host devices, or the layout its
-    checkpoint was written with); the outcome says how it ended."""
+    """Run config ``indices`` of grid ``file`` to their end in a child process (in ``cwd``, where
+    the config's relative paths start) on ``cpus`` cores (as many XLA host devices, or the layout
+    its checkpoint was written with): one index, or several packed into one program. The outcome
+    (of the first index; a packed program's runs are read from their directories) says how it ended."""
     with tempfile.TemporaryFile("w+") as err:  # a file, not a pipe: the wait below may leave it unread
         child = None
         try:
             child = subprocess.Popen(
-                run_command(Path(file), idx, Path(logs), retry),
+                run_command(Path(file), indices, Path(logs), retry),
                 cwd=cwd,
                 env=child_env(cpus, gpus),
                 stdout=subprocess.DEVNULL,
@@ -64,7 +67,7 @@ def run_index(
         err.seek(0)
         lines = [line for line in err.read().splitlines() if line.strip()]
     status = outcome_status(child.returncode) if child is not None else "stopped"
-    return RunOutcome(idx, status, lines[-1] if lines else "", attempt)
+    return RunOutcome(indices[0], status, lines[-1] if lines else "", attempt)
 
 
 def child_env(cpus: int, gpus: float) -> dict[str, str]:

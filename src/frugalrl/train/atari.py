@@ -461,7 +461,7 @@ class AtariLoop(HostLoop):
         cfg, session = self.cfg, self.session
         returns, unfinished = evaluate_games(self.policy, agent_state, self.eval_envs, cfg, at)
         session.write_evaluations(evaluation_rows(cfg["env"]["name"], cfg["agent"]["name"], session.seeds, at, returns))
-        session.log.info("step %d: greedy return %.2f ± %.2f over seeds", at, returns.mean(), returns.mean(1).std())
+        session.note_evaluation(at, returns)
         if unfinished.any():  # e.g. a greedy Breakout agent that never presses FIRE after a lost life
             cap = min(self.eval_envs.params.max_steps_in_episode, cfg["eval"]["max_episode_steps"])
             per_seed = unfinished.sum(1).tolist()

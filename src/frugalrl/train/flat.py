@@ -232,7 +232,7 @@ class FlatLoop:
         returns = self.greedy_returns(agent_state, self.eval_keys_for(at))
         cfg, session = self.cfg, self.session
         session.write_evaluations(evaluation_rows(cfg["env"]["name"], cfg["agent"]["name"], session.seeds, at, returns))
-        session.log.info("step %d: greedy return %.2f ± %.2f over seeds", at, returns.mean(), returns.mean(1).std())
+        session.note_evaluation(at, returns)
         return returns.mean(1)
 
     def evaluate(self, carry: Any, step: int) -> tuple[Any, np.ndarray]:

@@ -371,7 +371,7 @@ class HostLoop:
         session.write_evaluations(
             evaluation_rows(cfg["env"]["name"], cfg["agent"]["name"], session.seeds, step, returns)
         )
-        session.log.info("step %d: greedy return %.2f ± %.2f over seeds", step, returns.mean(), returns.mean(1).std())
+        session.note_evaluation(step, returns)
         self.write_metrics(step)
         return carry, returns.mean(1)
 

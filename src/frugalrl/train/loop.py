@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from frugalrl.agents.consolidation import make_consolidation
 from frugalrl.agents.distillation import batch_inputs
+from frugalrl.agents.hparams import LaneHParams
 from frugalrl.agents.jsrl import JumpStart
 from frugalrl.agents.losses import LossInputs, RegularizerInputs
 from frugalrl.agents.protocols import ValueAgent
@@ -52,6 +53,7 @@ class Carry(NamedTuple):
     jsrl: Any = ()  # JSRLState: per-seed roll-in lengths (JSRL's teacher-guided exploration)
     priorities: Any = ()  # per-seed prioritized-replay priorities (replay/prioritized)
     resets: Any = ()  # ResetState: resets so far and the grad_step of the last (reset/every)
+    hparams: Any = ()  # LaneHParams of a packed program (train/packed.py); never checkpointed
 
 
 class StepOut(NamedTuple):
@@ -165,14 +167,20 @@ def with_teacher(carry: Any, cfg: dict[str, Any], teacher_params: Any) -> Any:
     return carry
 
 
-def acting_epsilon(agent: ValueAgent, cfg: dict[str, Any], steps: jax.Array) -> jax.Array:
-    """Epsilon at env steps ``steps``: 1 during the random warm-up, then the agent's schedule.
+def acting_epsilon(agent: ValueAgent, cfg: dict[str, Any], steps: jax.Array, hparams: Any = ()) -> jax.Array:
+    """Epsilon at env steps ``steps``: 1 during the random warm-up, then the agent's schedule;
+    [steps], or [steps, lanes] from a packed program's ``LaneHParams``.
 
     The schedule also counts offline pretraining's gradient steps, as the reincarnation code's
     global step counter did: a student pretrained for at least ``epsilon_decay_steps`` starts
     the online phase at ``epsilon_end``.
     """
-    scheduled = agent.epsilon(steps + cfg["pretraining"]["steps"])
+    counted_steps = steps + cfg["pretraining"]["steps"]
+    if isinstance(hparams, LaneHParams):
+        steps, counted_steps = steps[:, None], counted_steps[:, None]
+        scheduled = agent.epsilon(counted_steps, hparams.epsilon_start, hparams.epsilon_delta)
+    else:
+        scheduled = agent.epsilon(counted_steps)
     return jnp.where(steps < cfg["train"]["random_steps"], 1.0, scheduled)
 
 
@@ -194,6 +202,7 @@ class BlockData(NamedTuple):
     teacher: Any = ()  # per-seed teacher parameters (distillation)
     distill_lambda: Any = ()  # [seeds] QDagger's lambda
     rehearsal: Any = None  # the teacher's replay (no seed axis), when rehearsal mixes it in
+    hparams: Any = ()  # LaneHParams of a packed program, () otherwise
 
 
 PIXEL_TORSOS = ("nature_cnn", "impala_cnn")
@@ -273,7 +282,9 @@ def make_td_batch(
     sample = jax.vmap(sampler.sample, in_axes=(0, 0, None, 0, None))
     reprioritize = jax.vmap(sampler.reprioritize, in_axes=(0, 0, None, 0, 0))
     td_target, update = seed_vmap(agent.td_target, unrolled=unrolled), seed_vmap(agent.update, unrolled=unrolled)
-    consolidation_inputs = jax.vmap(consolidation.inputs, in_axes=(0, 0, None, 0)) if consolidation else None
+    consolidation_inputs = jax.vmap(consolidation.inputs, in_axes=(0, 0, None, 0, 0)) if consolidation else None
+    # a packed program: each lane's own learning rate (the agent rebuilt with it, inside the vmap)
+    lane_update = jax.vmap(lambda lr, *args: agent.with_lr(lr).update(*args))
     split2, split3 = jax.vmap(jax.random.split), jax.vmap(lambda key: jax.random.split(key, 3))
 
     def fixed_inputs(sample: Any, data: BlockData) -> LossInputs:
@@ -291,6 +302,7 @@ def make_td_batch(
         return inputs
 
     def td_batch(state: Learning, data: BlockData) -> tuple[Learning, Any]:
+        hp = data.hparams
         keys = split3(state.key)
         drawn = sample(data.replay, keys[:, 1], data.count, state.priorities, data.rehearsal)
         target, inputs = td_target(state.agent, drawn.batch), fixed_inputs(drawn, data)
@@ -301,9 +313,13 @@ def make_td_batch(
             if consolidation is not None:
                 draw_keys = split2(epoch_key)
                 epoch_key = draw_keys[:, 1]
-                states = consolidation_inputs(data.consolidation, data.replay, data.count, draw_keys[:, 0])
+                schedule = (hp.lambda_start, hp.lambda_delta) if hp else None
+                states = consolidation_inputs(data.consolidation, data.replay, data.count, draw_keys[:, 0], schedule)
                 step_inputs = inputs._replace(consolidation=states)
-            agent_state, metrics = update(agent_state, drawn.batch, epoch_key, target, step_inputs)
+            if hp:
+                agent_state, metrics = lane_update(hp.lr, agent_state, drawn.batch, epoch_key, target, step_inputs)
+            else:
+                agent_state, metrics = update(agent_state, drawn.batch, epoch_key, target, step_inputs)
             grad_step = grad_step + 1
             if by_grad_steps:
                 agent_state = tree_select(grad_step % period == 0, agent.sync_target(agent_state), agent_state)
@@ -333,7 +349,8 @@ def make_acting(agent: ValueAgent, env: Any, env_params: Any, spec: EnvSpec, cfg
     k, stale_obs = train.train_every, train.stale_obs_after_terminal
     consolidation = make_consolidation(cfg, spec)
     jump_start = JumpStart.from_config(cfg, teacher_q) if jump_starting(cfg) and teacher_q is not None else None
-    act = jax.vmap(agent.act, in_axes=(0, 0, 0, None))
+    act_shared = jax.vmap(agent.act, in_axes=(0, 0, 0, None))  # one epsilon for every seed
+    act_per_lane = jax.vmap(agent.act)  # a packed program's lanes: each its own epsilon
     env_step_fn = jax.vmap(env.step, in_axes=(0, 0, 0, None))
     add_block = jax.vmap(fifo.add_block, in_axes=(0, None, 1, 0))
     on_add = jax.vmap(prioritized.on_add, in_axes=(0, None, None)) if ReplaySection.of(cfg).prioritized else None
@@ -344,6 +361,7 @@ def make_acting(agent: ValueAgent, env: Any, env_params: Any, spec: EnvSpec, cfg
 
     def env_step(c: Carry, inputs: tuple[jax.Array, ...]) -> tuple[Carry, tuple[StepOut, Any]]:
         act_key, env_key, epsilon, guide = inputs
+        act = act_per_lane if isinstance(c.hparams, LaneHParams) else act_shared
         action = act(c.agent, c.obs, act_key, epsilon)
         if jump_start is not None:  # the teacher acts in the roll-in (if it guides it), then with probability guide
             action, draw_keys = guide_act(c.teacher, c.jsrl, c.obs, action, c.episode_length, act_key, guide)
@@ -374,7 +392,7 @@ def make_acting(agent: ValueAgent, env: Any, env_params: Any, spec: EnvSpec, cfg
         guide = jump_start.guide_probability(steps) if jump_start is not None else jnp.zeros(k)
         first = c.env_step
         # unroll=1: unrolling the env step multiplies compile time (18 s vs 3 s at 10) for no gain
-        inputs = (step_keys[:, 0], step_keys[:, 1], acting_epsilon(agent, cfg, steps), guide)
+        inputs = (step_keys[:, 0], step_keys[:, 1], acting_epsilon(agent, cfg, steps, c.hparams), guide)
         c, (out, transitions) = jax.lax.scan(env_step, c._replace(key=keys[:, 0]), inputs)
         replay = add_block(c.replay, first, transitions, to_storage(c.obs, spec))
         if on_add is not None:
@@ -422,7 +440,7 @@ def make_segment(
         start = c.env_step
         c, steps = act_for_block(c)
         state = Learning(c.agent, c.key, c.grad_step, c.priorities)
-        data = BlockData(c.replay, c.env_step, c.source, c.teacher, c.distill_lambda, teacher_data)
+        data = BlockData(c.replay, c.env_step, c.source, c.teacher, c.distill_lambda, teacher_data, c.hparams)
         state, metrics = branch(start, state, data)
         c = c._replace(agent=state.agent, key=state.key, grad_step=state.grad_step, priorities=state.priorities)
         return c, (steps, metrics)

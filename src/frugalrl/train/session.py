@@ -13,6 +13,7 @@ training, an evaluation, and what a checkpoint must hold besides its state (``Lo
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -306,7 +307,7 @@ class RunSession:
             self.rundir.failed_path.unlink()
         self.rundir.write_config(self.cfg)
         self.log = self.rundir.logger()
-        sys.unraisablehook = _log_unraisable
+        sys.unraisablehook = functools.partial(_log_unraisable, self.log)
         self.log.info("frugalrl %s, jax %s, devices %s", __version__, jax.__version__, jax.local_devices())
         self.log.info("config %s", json.dumps(self.cfg, sort_keys=True))
         self.log.info("XLA compilation cache: %s", jax.config.jax_compilation_cache_dir or "off")
@@ -407,6 +408,10 @@ class RunSession:
             self.dropped[seed] = {"step": step, "error": message}
         self.rundir.write_dropped(self.dropped)
         self.warn(f"dropped seed(s) {bad} at step {step} (their returns are NaN from here on): {message}")
+
+    def note_evaluation(self, at: int, returns: np.ndarray) -> None:
+        """log.txt's line for an evaluation at env step ``at`` (``returns``: [seeds, episodes])."""
+        self.log.info("step %d: greedy return %.2f ± %.2f over seeds", at, returns.mean(), returns.mean(1).std())
 
     def dropped_lanes(self) -> np.ndarray:
         """[seeds] True for the lanes of dropped seeds."""
@@ -578,13 +583,11 @@ class RunSession:
         )
 
 
-def _log_unraisable(unraisable: Any) -> None:
+def _log_unraisable(log: logging.Logger, unraisable: Any) -> None:
     """Errors Python can only ignore (a callback of orbax's into its closed event loop after a failed
     write, one per pending array): a line in log.txt each, not a traceback each on the screen."""
     try:
-        logging.getLogger("frugalrl").info(
-            "ignored in a background callback: %s: %s", type(unraisable.exc_value).__name__, unraisable.exc_value
-        )
+        log.info("ignored in a background callback: %s: %s", type(unraisable.exc_value).__name__, unraisable.exc_value)
     except OSError:  # log.txt cannot be written either (a full disk): the run already said why it stopped
         pass
 

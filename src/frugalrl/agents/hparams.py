@@ -1,0 +1,53 @@
+"""Per-lane hyperparameters: the values a packed program takes as data instead of constants.
+
+A packed program (``train/packed.py``) runs several configs of one sweep that differ only in
+keys the schema marks ``vmappable``; their lanes sit side by side on the seed axis and each lane
+reads its config's values from a ``LaneHParams``. Differences such as ``lambda_end -
+lambda_start`` are taken on the host in float64 and stored as float32, exactly the constants an
+alone run's program folds in, so a lane computes what the same config computes alone.
+A run that is not packed carries ``()`` instead and its program holds the constants.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+PACKED_KEYS = (
+    "optimizer/lr",
+    "agent/epsilon_start",
+    "agent/epsilon_end",
+    "consolidation/lambda_start",
+    "consolidation/lambda_end",
+)
+
+
+class LaneHParams(NamedTuple):
+    """[lanes] float32 each."""
+
+    lr: jax.Array
+    epsilon_start: jax.Array
+    epsilon_delta: jax.Array  # epsilon_end - epsilon_start
+    lambda_start: jax.Array
+    lambda_delta: jax.Array  # lambda_end - lambda_start
+
+
+def lane_hparams(cfgs: list[dict[str, Any]], lanes_per_config: int) -> LaneHParams:
+    """The per-lane values of ``cfgs``' lanes, config after config, ``lanes_per_config`` each."""
+
+    def per_lane(value: Any) -> np.ndarray:
+        values = np.repeat(np.array([value(cfg) for cfg in cfgs], np.float64), lanes_per_config)
+        return values.astype(np.float32)
+
+    return LaneHParams(
+        lr=per_lane(lambda c: c["optimizer"]["lr"]),
+        epsilon_start=per_lane(lambda c: c["agent"]["epsilon_start"]),
+        epsilon_delta=per_lane(lambda c: c["agent"]["epsilon_end"] - c["agent"]["epsilon_start"]),
+        lambda_start=per_lane(lambda c: c["consolidation"]["lambda_start"]),
+        lambda_delta=per_lane(lambda c: c["consolidation"]["lambda_end"] - c["consolidation"]["lambda_start"]),
+    )
+
+
+__all__ = ["PACKED_KEYS", "LaneHParams", "lane_hparams"]

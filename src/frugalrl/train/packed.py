@@ -1,0 +1,307 @@
+"""Hyperparameter packing: several configs of one sweep as one program, one run directory each.
+
+Configs that differ only in keys the schema marks ``vmappable`` (``config/packing.py``) share a
+program. Their seed lanes sit side by side on the seed axis (config after config, each config's
+lanes in its own order) and each lane reads its config's values from a ``LaneHParams`` in the carry
+(``agents/hparams.py``). A lane's keys are the ones it has alone (they come from the config's seed
+and run and the lane only), so each lane computes what its config computes alone.
+
+Every config keeps its own ``RunSession``: its lock, ``config.json``, ``log.txt``, CSVs, ``FAILED``
+record and checkpoints, which hold that config's lanes only, in the layout of a run alone. So
+``status``, ``analyze`` and ``plot`` cannot tell a packed run from one run alone, and either can
+resume the other's checkpoint. ``PackedSession`` is the session the loop sees: it sends each lane's
+rows to its config's session. A NaN fails only its own config; the others go on.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from frugalrl import envs
+from frugalrl.agents.hparams import LaneHParams, lane_hparams
+from frugalrl.config.schema import EPISODIC_AGENTS
+from frugalrl.devices import idle_devices_note, seed_mesh
+from frugalrl.errors import DivergedError, RunAlreadyFinished, RunFailedError, RunLockedError, TrainingError
+from frugalrl.runs.stops import stop_requests
+from frugalrl.train.flat import FlatLoop
+from frugalrl.train.loop import seed_keys
+from frugalrl.train.resets import resetting
+from frugalrl.train.session import RunSession, Summary
+
+
+def unpackable(cfg: dict[str, Any]) -> str | None:
+    """Why a config runs alone even beside configs of its program, or None if it can be packed."""
+    if cfg["agent"]["name"] != "dqn" or cfg["agent"]["name"] in EPISODIC_AGENTS:
+        return f"agent {cfg['agent']['name']}: only DQN's flat loop is packed"
+    if envs.host_family(cfg["env"]["name"]) is not None:
+        return f"{cfg['env']['name']} is stepped on the host"
+    if cfg["model"]["kind"] != "none":
+        return "model-based agents are not packed"
+    if cfg["teacher"]["run"] is not None or cfg["pretraining"]["steps"] or cfg["pretraining"]["lr"] is not None:
+        return "runs with a teacher or pretraining are not packed"
+    if resetting(cfg):
+        return "runs with resets are not packed"
+    return None
+
+
+def lane_slice(tree: Any, position: int, lanes: int) -> Any:
+    """Config ``position``'s lanes of a packed carry (or its shapes), as a run alone holds them."""
+    if hasattr(tree, "hparams"):
+        tree = tree._replace(hparams=())
+
+    def one(leaf: Any) -> Any:
+        if np.ndim(leaf) == 0:
+            return leaf  # shared counters
+        if isinstance(leaf, jax.ShapeDtypeStruct):
+            return jax.ShapeDtypeStruct((lanes,) + leaf.shape[1:], leaf.dtype)
+        return leaf[position * lanes : (position + 1) * lanes]
+
+    return jax.tree.map(one, tree)
+
+
+def join_lanes(states: list[Any]) -> Any:
+    """The packed carry of the configs' own carries (restored from their checkpoints)."""
+    return jax.tree.map(lambda *leaves: leaves[0] if np.ndim(leaves[0]) == 0 else np.concatenate(leaves), *states)
+
+
+class PackedFlatLoop(FlatLoop):
+    """The flat loop of a packed program: every config's lanes, their keys and hyperparameters."""
+
+    def __init__(self, cfgs: list[dict[str, Any]]) -> None:
+        lanes = cfgs[0]["num_seeds"]
+        super().__init__({**cfgs[0], "num_seeds": lanes * len(cfgs)})
+        self.keys = jax.numpy.concatenate([seed_keys(c["seed"], int(c.get("run", 0)), lanes) for c in cfgs])
+        self.hparams = LaneHParams(*map(jax.numpy.asarray, lane_hparams(cfgs, lanes)))
+
+    def _init(self, keys: jax.Array) -> Any:
+        return super()._init(keys)._replace(hparams=self.hparams)
+
+    def resume(self, carry: Any, meta: dict[str, Any]) -> Any:
+        return super().resume(carry._replace(hparams=self.hparams), meta)
+
+
+class _FanOutLog:
+    """``log.info`` and friends into every live run's log.txt."""
+
+    def __init__(self, packed: PackedSession) -> None:
+        self.packed = packed
+
+    def __getattr__(self, level: str) -> Callable[..., None]:
+        return lambda *args: [getattr(s.log, level)(*args) for s in self.packed.live_sessions()]
+
+
+class PackedSession(RunSession):
+    """The session a packed program's loop sees: one ``RunSession`` per config behind it.
+
+    Rows carry lane numbers (``seeds``) until ``write_*`` sends each to its config's session
+    with that config's seed number; the segment driver (``RunSession._segments``) is the same.
+    """
+
+    def __init__(self, sessions: list[RunSession], say: Callable[[str], None]) -> None:
+        self.sessions, self.say = sessions, say
+        self.lanes = sessions[0].num_seeds
+        self.cfg = {**sessions[0].cfg, "num_seeds": self.lanes * len(sessions)}
+        self.num_seeds = self.cfg["num_seeds"]
+        self.seeds = list(range(self.num_seeds))  # lane numbers
+        self.live = list(range(len(sessions)))
+        self.failures: dict[int, DivergedError] = {}
+        self.stops = sessions[0].stops
+        self.progress = False
+        self.log = _FanOutLog(self)
+        self.compile_seconds = 0.0
+
+    def live_sessions(self) -> list[RunSession]:
+        return [self.sessions[i] for i in self.live]
+
+    def _split(self, rows: Iterable[list[Any]]) -> dict[int, list[list[Any]]]:
+        """{position: its rows}, each row's lane number replaced by the config's seed number."""
+        split: dict[int, list[list[Any]]] = {}
+        for row in rows:
+            position, lane = divmod(int(row[2]), self.lanes)
+            if position in self.live:
+                split.setdefault(position, []).append([*row[:2], self.sessions[position].seeds[lane], *row[3:]])
+        return split
+
+    # -- what the loop says and writes ------------------------------------------------------
+    def _note(self, level: str, message: str) -> None:
+        for session in self.live_sessions():
+            session._note(level, message)  # held back until its log.txt exists; sessions say nothing
+        self.say(message)
+
+    def mesh(self) -> Any:
+        mesh = seed_mesh(self.num_seeds)
+        if note := idle_devices_note(self.num_seeds, mesh):
+            self.warn(note)
+        for session in self.sessions:
+            session.seed_devices = mesh.size
+        return mesh
+
+    def compile(self, what: str, lower: Callable[[], Any]) -> Any:
+        began = time.perf_counter()
+        compiled = lower().compile()
+        took = time.perf_counter() - began
+        self.compile_seconds += took
+        for session in self.live_sessions():
+            session.compile_seconds += took
+            session.log.info("compiled %s in %.2f s (packed: %d configs)", what, took, len(self.sessions))
+        return compiled
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            for session in self.live_sessions():
+                session.phase_seconds[name] += time.perf_counter() - began
+
+    def write_episodes(self, rows: Iterable[list[Any]]) -> None:
+        for position, own in self._split(rows).items():
+            self.sessions[position].write_episodes(own)
+
+    def write_evaluations(self, rows: Iterable[list[Any]]) -> None:
+        for position, own in self._split(rows).items():
+            self.sessions[position].write_evaluations(own)
+
+    def write_metrics(self, step: int, names: Iterable[str], means: dict[str, np.ndarray]) -> None:
+        names = list(names)
+        for position in self.live:
+            own = slice(position * self.lanes, (position + 1) * self.lanes)
+            self.sessions[position].write_metrics(step, names, {n: v[own] for n, v in means.items()})
+
+    def note_evaluation(self, at: int, returns: np.ndarray) -> None:
+        for position in self.live:
+            self.sessions[position].note_evaluation(at, returns[position * self.lanes : (position + 1) * self.lanes])
+
+    def check_finite(self, finite: np.ndarray, step: int, since: int | None = None, what: str = "loss") -> None:
+        """Each config's lanes checked by its own session: a config that diverged is recorded as
+        failed and leaves the program's writes; DivergedError only when none is left."""
+        for position in list(self.live):
+            session = self.sessions[position]
+            try:
+                session.check_finite(finite[position * self.lanes : (position + 1) * self.lanes], step, since, what)
+            except DivergedError as error:
+                session.rundir.mark_failed(str(error), error.step, error.seeds)
+                session.log.error("FAILED at step %d: %s", error.step, error)
+                self.say(f"{session.path}: FAILED at step {error.step}: {error}")
+                self.failures[position] = error
+                self.live.remove(position)
+        if not self.live:
+            raise next(reversed(self.failures.values()))
+
+    @property
+    def dropped(self) -> dict[int, Any]:  # type: ignore[override]
+        return {lane: True for lane in np.nonzero(self.dropped_lanes())[0]}
+
+    def dropped_lanes(self) -> np.ndarray:
+        return np.concatenate([session.dropped_lanes() for session in self.sessions])
+
+    def flush(self) -> None:
+        for session in self.live_sessions():
+            session.flush()
+
+    def save(self, step: int, state: Any, extra: dict[str, Any]) -> None:
+        """One checkpoint per live config, of its own lanes."""
+        for position in self.live:
+            self.sessions[position].save(step, lane_slice(state, position, self.lanes), extra)
+
+    # -- the run ----------------------------------------------------------------------------
+    def _train(self, loop: FlatLoop) -> list[Summary | None]:  # type: ignore[override]
+        shapes = loop.prepare(self)
+        for session in self.sessions:
+            session.start()
+        restored = [session.restore(lane_slice(shapes, 0, self.lanes)) for session in self.sessions]
+        steps = {None if r is None else int(r[1]["step"]) for r in restored}
+        if len(steps) > 1:
+            at = sorted(steps, key=str)
+            raise TrainingError(f"packed runs must start at one step; their checkpoints are at {at}")
+        step = steps.pop() or 0
+        if restored[0] is None:
+            state = loop.fresh()
+        else:
+            state = loop.resume(join_lanes([r[0] for r in restored]), restored[0][1])
+        try:
+            for session in self.sessions:
+                session.open_logs(loop.train_columns, loop.test_columns)
+            state = loop.start(state, resumed=restored[0] is not None)
+            run_began, compiled = time.perf_counter(), self.compile_seconds
+            state, final_returns = self._segments(loop, state, step)
+            jax.block_until_ready(state)
+        finally:
+            for session in self.sessions:
+                session.close_logs()
+        run_seconds = time.perf_counter() - run_began - (self.compile_seconds - compiled)
+        return [
+            self.sessions[p].finish(final_returns[p * self.lanes : (p + 1) * self.lanes], loop.total, run_seconds)
+            if p in self.live
+            else None
+            for p in range(len(self.sessions))
+        ]
+
+
+def run_packed(
+    cfgs: list[dict[str, Any]],
+    paths: list[Path],
+    *,
+    fresh: bool = False,
+    retry: bool = False,
+    progress: bool = True,
+    stops: list[int] | None = None,
+    say: Callable[[str], None] | None = None,
+) -> dict[int, Summary | str]:
+    """Train (or resume) the runs of ``cfgs`` (one program: see ``config/packing.py``) in ``paths``.
+
+    Returns {position: its Summary, or why it did not run in the program ("busy: ...", "finished",
+    "failed: ...")}. A run held by another process, finished or recorded as failed (unless
+    ``retry``) is left out; the others must all be new or all checkpointed at one step.
+    """
+    say = say or (lambda text: print(text, file=sys.stderr))
+    stops = [] if stops is None else stops
+    sessions: dict[int, RunSession] = {}
+    outcome: dict[int, Summary | str] = {}
+    try:
+        for position, (cfg, path) in enumerate(zip(cfgs, paths, strict=True)):
+            try:
+                sessions[position] = RunSession(
+                    cfg,
+                    path,
+                    fresh=fresh,
+                    retry=retry,
+                    progress=False,
+                    echo=lambda _: None,
+                    stops=stops,
+                    unless_finished=True,
+                )
+            except RunLockedError as error:
+                outcome[position] = f"busy: {error}"
+            except RunAlreadyFinished:
+                outcome[position] = "finished"
+            except RunFailedError as error:
+                outcome[position] = f"failed: {error}"
+        if not sessions:
+            return outcome
+        order = sorted(sessions)
+        packed = PackedSession([sessions[p] for p in order], say)
+        packed.progress = progress
+        with stop_requests(stops):
+            try:
+                summaries = packed._train(PackedFlatLoop([sessions[p].cfg for p in order]))
+            except DivergedError:  # every config diverged: each is recorded as failed
+                summaries = [None] * len(order)
+        for position, summary in zip(order, summaries, strict=True):
+            outcome[position] = summary if summary is not None else f"failed: {packed.failures[order.index(position)]}"
+        return outcome
+    finally:
+        for session in sessions.values():
+            session.close()
+
+
+__all__ = ["PackedFlatLoop", "PackedSession", "join_lanes", "lane_slice", "run_packed", "unpackable"]

@@ -1,0 +1,154 @@
+"""Hyperparameter packing: configs of one program trained as one, each in its own run directory,
+with the results it has alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+# lr, epsilon_end and lambda_end vary (data in one program); MeDQN(U) on a 32-transition buffer
+GRID = {
+    "env": [{"name": ["MountainCar-v0"], "max_episode_steps": [200]}],
+    "consolidation": [{"source": ["uniform"], "lambda_start": [0.01], "lambda_end": [4, 1]}],
+    "train": [{"epochs_per_batch": [2], "random_steps": [300], "learning_starts": [300]}],
+    "total_steps": [2000],
+    "num_seeds": [2],
+    "network": [{"name": ["mlp"], "hidden": [[32, 32]]}],
+    "replay": [{"capacity": [32], "td_batch": ["all"], "batch_size": [32]}],
+    "agent": [{"name": ["dqn"], "target_every": [100], "epsilon_end": [0.01, 0.2], "epsilon_decay_steps": [800]}],
+    "optimizer": [{"name": ["adam"], "lr": [1e-2, 1e-3], "max_grad_norm": [5.0]}],
+    "eval": [{"every": [1000], "episodes": [2]}],
+    "checkpoint": [{"every": [1000]}],
+}
+RESULTS = ("result_Train.csv", "result_Test.csv")
+
+
+def frugal(*args: str, cwd: Path) -> str:
+    """``frugal`` in a process of its own on one XLA device; its stdout (it must succeed)."""
+    env = {**os.environ, "FRUGAL_XLA_CACHE": "off", "FRUGAL_CORES": "1"}
+    env.pop("XLA_FLAGS", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "frugalrl.cli", *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def assert_same_results(left: Path, right: Path) -> float:
+    """Result CSVs byte-identical; metrics.csv the same rows and columns, its values within float32
+    rounding. Returns the largest relative difference of a metric."""
+    for name in RESULTS:
+        assert (left / name).read_text() == (right / name).read_text(), (left, name)
+    a, b = pd.read_csv(left / "metrics.csv"), pd.read_csv(right / "metrics.csv")
+    assert list(a.columns) == list(b.columns) and a[["seed", "step"]].equals(b[["seed", "step"]])
+    values_a, values_b = a.drop(columns=["seed", "step"]).to_numpy(), b.drop(columns=["seed", "step"]).to_numpy()
+    np.testing.assert_allclose(values_a, values_b, rtol=1e-5, atol=1e-6)
+    return float(np.max(np.abs(values_a - values_b) / np.maximum(np.abs(values_b), 1e-12)))
+
+
+@pytest.fixture(scope="module")
+def alone(tmp_path_factory) -> Path:
+    """The grid's eight configs each run alone by ``frugal run``."""
+    folder = tmp_path_factory.mktemp("alone")
+    (folder / "grid.json").write_text(json.dumps(GRID))
+    for idx in range(1, 9):
+        frugal("run", "grid.json", "--idx", str(idx), "--no-progress", cwd=folder)
+    return folder / "logs" / "grid"
+
+
+def test_the_packing_plan_puts_the_whole_grid_in_one_program(tmp_path):
+    (tmp_path / "grid.json").write_text(json.dumps(GRID))
+    out = frugal("sweep", "grid.json", "--plan", cwd=tmp_path)
+    assert "8 runs in 1 programs" in out and "--idx 1-8" in out
+
+
+def test_a_packed_program_writes_each_config_the_results_it_has_alone(alone, tmp_path):
+    (tmp_path / "grid.json").write_text(json.dumps(GRID))
+    out = frugal("run", "grid.json", "--idx", "1-8", "--no-progress", cwd=tmp_path)
+    assert out.count(": done, final greedy return") == 8, out
+    for idx in range(1, 9):
+        packed = tmp_path / "logs" / "grid" / str(idx)
+        assert_same_results(packed, alone / str(idx))
+        config = json.loads((packed / "config.json").read_text())
+        assert config["num_seeds"] == 2 and config["config_idx"] == idx  # its own config, as alone
+        log = (packed / "log.txt").read_text()
+        assert "packed: 8 configs" in log and log.count("greedy return") == 2  # its own log: its evaluations only
+    status = frugal("status", "grid.json", cwd=tmp_path)
+    assert "8 of 8 runs finished" in status and "done: 1-8" in status
+
+
+def test_a_packed_checkpoint_resumes_alone_or_packed_to_the_same_results(alone, tmp_path):
+    from frugalrl.config import load_config
+    from frugalrl.errors import RunStopped
+    from frugalrl.train.packed import run_packed
+
+    (tmp_path / "grid.json").write_text(json.dumps(GRID))
+    cfgs = [load_config(tmp_path / "grid.json", idx) for idx in (1, 2, 3)]
+    paths = [tmp_path / "logs" / "grid" / str(idx) for idx in (1, 2, 3)]
+    with pytest.raises(RunStopped):  # a stop signal from the start: the first checkpoint (step 1000), then out
+        run_packed(cfgs, paths, progress=False, stops=[signal.SIGTERM])
+    for path in paths:
+        assert (path / "checkpoints" / "1000").is_dir() and not (path / "checkpoints" / "2000").exists()
+    frugal("run", "grid.json", "--idx", "1", "--no-progress", cwd=tmp_path)  # one resumed alone
+    frugal("run", "grid.json", "--idx", "2,3", "--no-progress", cwd=tmp_path)  # two resumed packed
+    for idx, path in zip((1, 2, 3), paths, strict=True):
+        assert "resuming from the checkpoint at step 1000" in (path / "log.txt").read_text()
+        assert_same_results(path, alone / str(idx))
+
+
+def test_a_config_that_diverges_fails_alone_and_its_neighbours_finish(alone, tmp_path):
+    grid = {**GRID, "optimizer": [{"name": ["adam"], "lr": [1e-2, 1e38], "max_grad_norm": [5.0]}]}
+    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    env = {**os.environ, "FRUGAL_XLA_CACHE": "off", "FRUGAL_CORES": "1"}
+    command = [sys.executable, "-m", "frugalrl.cli", "run", "grid.json", "--idx", "1,2", "--no-progress"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 1 and "2: failed: " in done.stdout and "1: done" in done.stdout, done
+    record = json.loads((tmp_path / "logs" / "grid" / "2" / "FAILED").read_text())
+    assert "became NaN or inf" in record["error"]
+    assert_same_results(tmp_path / "logs" / "grid" / "1", alone / "1")
+    status = frugal("status", "grid.json", cwd=tmp_path)
+    assert "done: 1" in status and "failed: 2 " in status
+
+
+def test_indices_of_different_programs_are_refused_in_one_line(tmp_path):
+    (tmp_path / "grid.json").write_text(json.dumps({**GRID, "train/train_every": [1, 2]}))
+    env = {**os.environ, "FRUGAL_CORES": "1"}
+    command = [sys.executable, "-m", "frugalrl.cli", "run", "grid.json", "--idx", "1,2", "--no-progress"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "cannot share a program" in done.stderr and "--plan" in done.stderr
+    assert not (tmp_path / "logs").exists()
+
+
+def test_lane_hyperparameters_take_differences_on_the_host_in_float64():
+    from frugalrl.agents.hparams import lane_hparams
+
+    cfgs = [
+        {
+            "optimizer": {"lr": lr},
+            "agent": {"epsilon_start": 1.0, "epsilon_end": 0.01},
+            "consolidation": {"lambda_start": 0.01, "lambda_end": end},
+        }
+        for lr, end in ((1e-3, 4.0), (3e-4, 2.0))
+    ]
+    hp = lane_hparams(cfgs, 3)
+    assert hp.lr.dtype == np.float32 and hp.lr.tolist() == np.float32([1e-3] * 3 + [3e-4] * 3).tolist()
+    assert hp.lambda_delta[0] == np.float32(4.0 - 0.01) and hp.lambda_delta[5] == np.float32(2.0 - 0.01)
+    assert hp.epsilon_delta[0] == np.float32(0.01 - 1.0)
+
+
+def test_every_vmappable_key_is_one_a_packed_program_reads_per_lane():
+    """A key marked vmappable but closed over as a constant would give every packed config the
+    first config's value: the schema's marks and the lanes' values must be the same keys."""
+    from frugalrl.agents.hparams import PACKED_KEYS
+    from frugalrl.config.schema import vmappable_keys
+
+    assert set(vmappable_keys()) == set(PACKED_KEYS)
