@@ -105,7 +105,12 @@ def test_a_packed_checkpoint_resumes_alone_or_packed_to_the_same_results(alone, 
 
 
 def test_a_config_that_diverges_fails_alone_and_its_neighbours_finish(alone, tmp_path):
-    grid = {**GRID, "optimizer": [{"name": ["adam"], "lr": [1e-2, 1e38], "max_grad_norm": [5.0]}]}
+    grid = {  # idx 1 is the alone grid's idx 1; idx 2 the same with lr 1e38
+        **GRID,
+        "consolidation": [{"source": ["uniform"], "lambda_start": [0.01], "lambda_end": [4]}],
+        "agent": [{"name": ["dqn"], "target_every": [100], "epsilon_end": [0.01], "epsilon_decay_steps": [800]}],
+        "optimizer": [{"name": ["adam"], "lr": [1e-2, 1e38], "max_grad_norm": [5.0]}],
+    }
     (tmp_path / "grid.json").write_text(json.dumps(grid))
     env = {**os.environ, "FRUGAL_XLA_CACHE": "off", "FRUGAL_CORES": "1"}
     command = [sys.executable, "-m", "frugalrl.cli", "run", "grid.json", "--idx", "1,2", "--no-progress"]
@@ -121,7 +126,8 @@ def test_a_config_that_diverges_fails_alone_and_its_neighbours_finish(alone, tmp
 def test_indices_of_different_programs_are_refused_in_one_line(tmp_path):
     (tmp_path / "grid.json").write_text(json.dumps({**GRID, "train/train_every": [1, 2]}))
     env = {**os.environ, "FRUGAL_CORES": "1"}
-    command = [sys.executable, "-m", "frugalrl.cli", "run", "grid.json", "--idx", "1,2", "--no-progress"]
+    # idx 9 is idx 1 with train_every 2 (the grid's last key varies slowest): another program
+    command = [sys.executable, "-m", "frugalrl.cli", "run", "grid.json", "--idx", "1,9", "--no-progress"]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "cannot share a program" in done.stderr and "--plan" in done.stderr
