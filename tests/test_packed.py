@@ -158,3 +158,22 @@ def test_every_vmappable_key_is_one_a_packed_program_reads_per_lane():
     from frugalrl.config.schema import vmappable_keys
 
     assert set(vmappable_keys()) == set(PACKED_KEYS)
+
+
+def test_runs_checkpointed_at_their_end_finish_packed_without_training_again(tmp_path):
+    """Killed after the final checkpoint, before the log's last line: the rerun only reads back."""
+    grid = {**GRID, "checkpoint": [{"every": [1000], "final": [True]}]}
+    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    frugal("run", "grid.json", "--idx", "1,2", "--no-progress", cwd=tmp_path)
+    runs = [tmp_path / "logs" / "grid" / str(idx) for idx in (1, 2)]
+    before = [{name: (run / name).read_text() for name in RESULTS} for run in runs]
+    for run in runs:  # as if killed just before writing the 'Time elapsed' line
+        lines = (run / "log.txt").read_text().splitlines(keepends=True)
+        (run / "log.txt").write_text("".join(lines[:-1]))
+    out = frugal("run", "grid.json", "--idx", "1,2", "--no-progress", cwd=tmp_path)
+    assert out.count(": done, final greedy return") == 2, out
+    for run, results in zip(runs, before, strict=True):
+        assert {name: (run / name).read_text() for name in RESULTS} == results
+        log = (run / "log.txt").read_text()
+        assert "resuming from the checkpoint at step 2000" in log
+        assert "compiled" not in log.split("resuming from the checkpoint at step 2000")[1]  # nothing to run

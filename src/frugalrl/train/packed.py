@@ -27,19 +27,18 @@ import numpy as np
 
 from frugalrl import envs
 from frugalrl.agents.hparams import LaneHParams, lane_hparams
-from frugalrl.config.schema import EPISODIC_AGENTS
 from frugalrl.devices import idle_devices_note, seed_mesh
 from frugalrl.errors import DivergedError, RunAlreadyFinished, RunFailedError, RunLockedError, TrainingError
 from frugalrl.runs.stops import stop_requests
 from frugalrl.train.flat import FlatLoop
 from frugalrl.train.loop import seed_keys
 from frugalrl.train.resets import resetting
-from frugalrl.train.session import RunSession, Summary
+from frugalrl.train.session import RunSession, Summary, last_evaluation
 
 
 def unpackable(cfg: dict[str, Any]) -> str | None:
     """Why a config runs alone even beside configs of its program, or None if it can be packed."""
-    if cfg["agent"]["name"] != "dqn" or cfg["agent"]["name"] in EPISODIC_AGENTS:
+    if cfg["agent"]["name"] != "dqn":
         return f"agent {cfg['agent']['name']}: only DQN's flat loop is packed"
     if envs.host_family(cfg["env"]["name"]) is not None:
         return f"{cfg['env']['name']} is stepped on the host"
@@ -228,17 +227,21 @@ class PackedSession(RunSession):
             state = loop.fresh()
         else:
             state = loop.resume(join_lanes([r[0] for r in restored]), restored[0][1])
+        run_began, compiled, final_returns = time.perf_counter(), self.compile_seconds, None
         try:
             for session in self.sessions:
                 session.open_logs(loop.train_columns, loop.test_columns)
-            state = loop.start(state, resumed=restored[0] is not None)
-            run_began, compiled = time.perf_counter(), self.compile_seconds
-            state, final_returns = self._segments(loop, state, step)
-            jax.block_until_ready(state)
+            if step < loop.total:  # checkpointed at their end: nothing to compile or run
+                state = loop.start(state, resumed=restored[0] is not None)
+                run_began, compiled = time.perf_counter(), self.compile_seconds
+                state, final_returns = self._segments(loop, state, step)
+                jax.block_until_ready(state)
         finally:
             for session in self.sessions:
                 session.close_logs()
         run_seconds = time.perf_counter() - run_began - (self.compile_seconds - compiled)
+        if final_returns is None:  # resumed at the end: each run's last evaluation, read back
+            final_returns = np.concatenate([last_evaluation(s.path, s.seeds) for s in self.sessions])
         return [
             self.sessions[p].finish(final_returns[p * self.lanes : (p + 1) * self.lanes], loop.total, run_seconds)
             if p in self.live
