@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -177,3 +178,27 @@ def test_runs_checkpointed_at_their_end_finish_packed_without_training_again(tmp
         log = (run / "log.txt").read_text()
         assert "resuming from the checkpoint at step 2000" in log
         assert "compiled" not in log.split("resuming from the checkpoint at step 2000")[1]  # nothing to run
+
+
+def test_a_program_stopped_between_its_runs_checkpoints_resumes_all_from_the_step_they_share(tmp_path):
+    """Killed after run 1's checkpoint at 2000 and before run 2's: both go on from 1000, the step
+    they share (run 1's newer one is removed, like its CSV rows after 1000), to the same results."""
+    from frugalrl.config import load_config
+    from frugalrl.errors import RunStopped
+    from frugalrl.train.packed import run_packed
+
+    grid = {**GRID, "total_steps": [3000]}
+    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    frugal("run", "grid.json", "--idx", "1,2", "--logs", "whole", "--no-progress", cwd=tmp_path)
+    cfgs = [load_config(tmp_path / "grid.json", idx) for idx in (1, 2)]
+    paths = [tmp_path / "logs" / "grid" / str(idx) for idx in (1, 2)]
+    for _ in range(2):  # stopped after the checkpoint at 1000, then after the one at 2000
+        with pytest.raises(RunStopped):
+            run_packed(cfgs, paths, progress=False, stops=[signal.SIGTERM])
+    shutil.rmtree(paths[1] / "checkpoints" / "2000")  # run 2's save at 2000 never happened
+    frugal("run", "grid.json", "--idx", "1,2", "--no-progress", cwd=tmp_path)
+    for idx, path in zip((1, 2), paths, strict=True):
+        log = (path / "log.txt").read_text()
+        assert log.count("resuming from the checkpoint at step 1000") == 2  # after each stop
+        assert_same_results(path, tmp_path / "whole" / "grid" / str(idx))  # as the program undisturbed
+    assert "removed the checkpoint at step 2000" in (paths[0] / "log.txt").read_text()

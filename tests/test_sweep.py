@@ -144,16 +144,16 @@ def training_runs() -> dict[int, int]:
 
 
 @pytest.mark.slow
-def test_a_worker_killed_mid_run_on_a_two_node_ray_cluster_is_retried_and_the_csvs_are_unchanged(tmp_path):
+@pytest.mark.parametrize("packed", [False, True], ids=["one run per worker", "packed"])
+def test_a_worker_killed_mid_run_on_a_two_node_ray_cluster_is_retried_and_the_csvs_are_unchanged(tmp_path, packed):
     import signal
     import time
 
     grid = tmp_path / "grid.json"
     grid.write_text(json.dumps(LONG))
-    for idx in (1, 2):  # undisturbed: each run alone on one XLA device, as a sweep's task runs it
-        finish(
-            frugal("run", str(grid), "--idx", str(idx), "--logs", str(tmp_path / "alone"), "--no-progress", devices=1)
-        )
+    # undisturbed: as a sweep's task runs them, on one XLA device: each alone, or both in one program
+    for spec in ("1,2",) if packed else ("1", "2"):
+        finish(frugal("run", str(grid), "--idx", spec, "--logs", str(tmp_path / "alone"), "--no-progress", devices=1))
     # Ray >= 2.59 turns token auth on for a local head once a token exists; every process then needs it
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
@@ -163,7 +163,8 @@ def test_a_worker_killed_mid_run_on_a_two_node_ray_cluster_is_retried_and_the_cs
         ray_cli("start", "--address", address, "--num-cpus", "1", env=env)  # a second node on this machine
         logs = tmp_path / "logs"
         command = ["sweep", str(grid), "--run", "--address", address, "--logs", str(logs), "--no-progress"]
-        command.append("--no-pack")  # one run per worker: the killed worker holds one run
+        if not packed:
+            command.append("--no-pack")  # one run per worker: the killed worker holds one run
         sweep = subprocess.Popen(
             [sys.executable, "-m", "frugalrl.cli", *command],
             env={**env, "FRUGAL_XLA_CACHE": "off"},
@@ -176,7 +177,8 @@ def test_a_worker_killed_mid_run_on_a_two_node_ray_cluster_is_retried_and_the_cs
             assert time.monotonic() < deadline and sweep.poll() is None, "run 1 never reached a checkpoint"
             time.sleep(0.2)
         runs = training_runs()
-        victim = next(pid for pid in runs if b"--idx\x001\x00" in Path(f"/proc/{pid}/cmdline").read_bytes())
+        index = b"--idx\x001,2\x00" if packed else b"--idx\x001\x00"
+        victim = next(pid for pid in runs if index in Path(f"/proc/{pid}/cmdline").read_bytes())
         os.kill(runs[victim], signal.SIGKILL)  # the Ray worker running index 1; its run dies with it
         out = finish(sweep)
     finally:

@@ -26,6 +26,8 @@ from frugalrl.runs.rundir import RunDir
 from frugalrl.runs.stops import stop_requests
 from frugalrl.sweep.run_task import RunOutcome, run_index
 
+STOPPED_GRACE_S = 10.0  # how long a stopped program's runs may take to exit and free their locks
+
 
 @dataclass(frozen=True)
 class SweepPlan:
@@ -118,7 +120,7 @@ def run_sweep(plan: SweepPlan, runs: int, on_change: OnChange | None = None) -> 
 
 
 def plan_packs(sweep: Sweep, indices: list[int], plan: SweepPlan) -> list[tuple[int, ...]]:
-    """The tasks: indices of one program (``config/packing.py``) at the same checkpoint step packed
+    """The tasks: indices of one program (``config/packing.py``), new or all checkpointed, packed
     together, ``plan.max_pack`` at most; every other index alone."""
     if not plan.pack:
         return [(idx,) for idx in indices]
@@ -134,8 +136,8 @@ def plan_packs(sweep: Sweep, indices: list[int], plan: SweepPlan) -> list[tuple[
             if unpackable(load_config(sweep.file, idx)) is not None:
                 packs.append((idx,))
                 continue
-            steps = complete_steps(RunDir(sweep.run_dir(idx)).checkpoints)
-            by_step.setdefault(steps[-1] if steps else None, []).append(idx)
+            # new runs apart from checkpointed ones; these resume from the newest step they share
+            by_step.setdefault(bool(complete_steps(RunDir(sweep.run_dir(idx)).checkpoints)), []).append(idx)
         for members in by_step.values():
             packs += [tuple(members[i : i + plan.max_pack]) for i in range(0, len(members), plan.max_pack)]
     return sorted(packs)
@@ -214,6 +216,10 @@ def _settle_pack(
     """After a packed program's task: each run as its directory says. Finished and failed runs are
     recorded, one another process holds is waited for; the rest (the program was stopped, or could
     not run them) go on: packed again if it was stopped, else each alone."""
+    if outcome.status == "stopped":  # a killed worker's run is killed with it: let its locks go first
+        deadline = time.monotonic() + STOPPED_GRACE_S
+        while any(live_holder(sweep.run_dir(idx)) for idx in pack) and time.monotonic() < deadline:
+            time.sleep(0.1)
     left = []
     for idx in pack:
         state, detail = run_state(sweep.run_dir(idx))

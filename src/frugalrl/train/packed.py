@@ -29,6 +29,7 @@ from frugalrl import envs
 from frugalrl.agents.hparams import LaneHParams, lane_hparams
 from frugalrl.devices import idle_devices_note, seed_mesh
 from frugalrl.errors import DivergedError, RunAlreadyFinished, RunFailedError, RunLockedError, TrainingError
+from frugalrl.runs import checkpoint
 from frugalrl.runs.stops import stop_requests
 from frugalrl.train.flat import FlatLoop
 from frugalrl.train.loop import seed_keys
@@ -213,16 +214,26 @@ class PackedSession(RunSession):
             self.sessions[position].save(step, lane_slice(state, position, self.lanes), extra)
 
     # -- the run ----------------------------------------------------------------------------
+    def common_step(self) -> int | None:
+        """The newest checkpoint step every run has (None: all are new). A program stopped between
+        two of its runs' checkpoints resumes each from the step they share; runs that share none
+        (or new beside checkpointed ones) cannot start as one program and are refused."""
+        held = [set(checkpoint.complete_steps(session.rundir.checkpoints)) for session in self.sessions]
+        if not any(held):
+            return None
+        shared = set.intersection(*held)
+        if not shared:
+            found = {str(session.path): sorted(steps) for session, steps in zip(self.sessions, held, strict=True)}
+            raise TrainingError(f"packed runs must resume from a checkpoint step they all have; they hold {found}")
+        return max(shared)
+
     def _train(self, loop: FlatLoop) -> list[Summary | None]:  # type: ignore[override]
         shapes = loop.prepare(self)
         for session in self.sessions:
             session.start()
-        restored = [session.restore(lane_slice(shapes, 0, self.lanes)) for session in self.sessions]
-        steps = {None if r is None else int(r[1]["step"]) for r in restored}
-        if len(steps) > 1:
-            at = sorted(steps, key=str)
-            raise TrainingError(f"packed runs must start at one step; their checkpoints are at {at}")
-        step = steps.pop() or 0
+        at = self.common_step()
+        restored = [session.restore(lane_slice(shapes, 0, self.lanes), at) for session in self.sessions]
+        step = at or 0
         if restored[0] is None:
             state = loop.fresh()
         else:

@@ -431,14 +431,20 @@ class RunSession:
         return ([math.nan if i in columns and row[2] in self.dropped else v for i, v in enumerate(row)] for row in rows)
 
     # -- checkpoints ------------------------------------------------------------------------
-    def restore(self, shapes: Any) -> tuple[Any, dict[str, Any]] | None:
-        """The newest complete checkpoint's state and meta, or None for a new run."""
-        restored = checkpoint.restore_latest(self.rundir.checkpoints, shapes, warn=self.warn)
+    def restore(self, shapes: Any, at: int | None = None) -> tuple[Any, dict[str, Any]] | None:
+        """The newest complete checkpoint's state and meta, or None for a new run; ``at``: the one of
+        that step (a packed program's common step), the newer ones then removed like the CSV rows
+        after it: they belong to a start that is being redone."""
+        directory = self.rundir.checkpoints
+        restored = checkpoint.restore_latest(directory, shapes, at=at, warn=self.warn)
         if restored is not None:
             meta = restored[1]
             self.check_layout(meta)
-            if int(meta["step"]) == checkpoint.complete_steps(self.rundir.checkpoints)[-1]:
-                checkpoint.prune(self.rundir.checkpoints, self.cfg["checkpoint"]["keep"])
+            for newer in [step for step in checkpoint.complete_steps(directory) if step > int(meta["step"])]:
+                shutil.rmtree(directory / str(newer))
+                self.log.info("removed the checkpoint at step %d: resuming from step %s", newer, meta["step"])
+            if int(meta["step"]) == checkpoint.complete_steps(directory)[-1]:
+                checkpoint.prune(directory, self.cfg["checkpoint"]["keep"])
             self.digests = meta.get("digests", {})
             self.dropped = {int(seed): record for seed, record in meta.get("dropped", {}).items()}
             self.rundir.write_dropped(self.dropped)  # as it was at the checkpoint
