@@ -144,15 +144,10 @@ class PackedSession(RunSession):
             session.seed_devices = mesh.size
         return mesh
 
-    def compile(self, what: str, lower: Callable[[], Any]) -> Any:
-        began = time.perf_counter()
-        compiled = lower().compile()
-        took = time.perf_counter() - began
+    def note_compile(self, what: str, took: float) -> None:
         self.compile_seconds += took
         for session in self.live_sessions():
-            session.compile_seconds += took
-            session.log.info("compiled %s in %.2f s (packed: %d configs)", what, took, len(self.sessions))
-        return compiled
+            session.note_compile(f"{what} (packed: {len(self.sessions)} configs)", took)
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:

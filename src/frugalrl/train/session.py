@@ -343,10 +343,12 @@ class RunSession:
         """``lower().compile()``, its time counted as compile time (never as run time) and logged."""
         began = time.perf_counter()
         compiled = lower().compile()
-        took = time.perf_counter() - began
+        self.note_compile(what, time.perf_counter() - began)
+        return compiled
+
+    def note_compile(self, what: str, took: float) -> None:
         self.compile_seconds += took
         self.log.info("compiled %s in %.2f s", what, took)
-        return compiled
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
