@@ -202,3 +202,22 @@ def test_a_program_stopped_between_its_runs_checkpoints_resumes_all_from_the_ste
         assert log.count("resuming from the checkpoint at step 1000") == 2  # after each stop
         assert_same_results(path, tmp_path / "whole" / "grid" / str(idx))  # as the program undisturbed
     assert "removed the checkpoint at step 2000" in (paths[0] / "log.txt").read_text()
+
+
+def test_a_program_stopped_while_saving_its_first_checkpoints_starts_anew(alone, tmp_path):
+    """Killed after run 1's first checkpoint and before run 2's: they share no step, so both start
+    anew (run 1's checkpoint removed) and end as alone."""
+    from frugalrl.config import load_config
+    from frugalrl.errors import RunStopped
+    from frugalrl.train.packed import run_packed
+
+    (tmp_path / "grid.json").write_text(json.dumps(GRID))
+    cfgs = [load_config(tmp_path / "grid.json", idx) for idx in (1, 2)]
+    paths = [tmp_path / "logs" / "grid" / str(idx) for idx in (1, 2)]
+    with pytest.raises(RunStopped):
+        run_packed(cfgs, paths, progress=False, stops=[signal.SIGTERM])
+    shutil.rmtree(paths[1] / "checkpoints" / "1000")  # run 2's first save never happened
+    frugal("run", "grid.json", "--idx", "1,2", "--no-progress", cwd=tmp_path)
+    assert "removed the checkpoint at step 1000: the packed program starts anew" in (paths[0] / "log.txt").read_text()
+    for idx, path in zip((1, 2), paths, strict=True):
+        assert_same_results(path, alone / str(idx))

@@ -15,6 +15,7 @@ rows to its config's session. A NaN fails only its own config; the others go on.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -210,17 +211,24 @@ class PackedSession(RunSession):
 
     # -- the run ----------------------------------------------------------------------------
     def common_step(self) -> int | None:
-        """The newest checkpoint step every run has (None: all are new). A program stopped between
-        two of its runs' checkpoints resumes each from the step they share; runs that share none
-        (or new beside checkpointed ones) cannot start as one program and are refused."""
+        """The newest checkpoint step every run has, or None to start them all anew. A program
+        stopped between two of its runs' checkpoint saves resumes each from the step they share
+        (all anew if it was its first checkpoint: the first runs' are removed); runs that share no
+        step otherwise cannot start as one program and are refused."""
         held = [set(checkpoint.complete_steps(session.rundir.checkpoints)) for session in self.sessions]
-        if not any(held):
-            return None
         shared = set.intersection(*held)
-        if not shared:
-            found = {str(session.path): sorted(steps) for session, steps in zip(self.sessions, held, strict=True)}
-            raise TrainingError(f"packed runs must resume from a checkpoint step they all have; they hold {found}")
-        return max(shared)
+        if shared:
+            return max(shared)
+        first = self.cfg["checkpoint"]["every"]
+        if all(step <= first for steps in held for step in steps):  # nothing beyond a first checkpoint
+            for session, steps in zip(self.sessions, held, strict=True):
+                for step in steps:
+                    shutil.rmtree(session.rundir.checkpoints / str(step))
+                    session.log.info("removed the checkpoint at step %d: the packed program starts anew", step)
+                session.rundir.write_dropped({})
+            return None
+        found = {str(session.path): sorted(steps) for session, steps in zip(self.sessions, held, strict=True)}
+        raise TrainingError(f"packed runs must resume from a checkpoint step they all have; they hold {found}")
 
     def _train(self, loop: FlatLoop) -> list[Summary | None]:  # type: ignore[override]
         shapes = loop.prepare(self)
