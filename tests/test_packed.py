@@ -27,27 +27,43 @@ GRID = {
     "agent": [{"name": ["dqn"], "target_every": [100], "epsilon_end": [0.01, 0.2], "epsilon_decay_steps": [800]}],
     "optimizer": [{"name": ["adam"], "lr": [1e-2, 1e-3], "max_grad_norm": [5.0]}],
     "eval": [{"every": [1000], "episodes": [2]}],
-    "checkpoint": [{"every": [1000]}],
+    "checkpoint": [{"every": [1000], "final": [True]}],
 }
 RESULTS = ("result_Train.csv", "result_Test.csv")
 
 
-def frugal(*args: str, cwd: Path) -> str:
-    """``frugal`` in a process of its own on one XLA device; its stdout (it must succeed)."""
-    env = {**os.environ, "FRUGAL_XLA_CACHE": "off", "FRUGAL_CORES": "1"}
+def frugal_env(cores: int) -> dict[str, str]:
+    """A ``frugal`` process's environment: ``cores`` XLA devices (not this process's two)."""
+    env = {**os.environ, "FRUGAL_XLA_CACHE": "off", "FRUGAL_CORES": str(cores)}
     env.pop("XLA_FLAGS", None)
+    return env
+
+
+def frugal(*args: str, cwd: Path, cores: int = 1) -> str:
+    """``frugal`` in a process of its own on ``cores`` XLA devices; its stdout (it must succeed)."""
     done = subprocess.run(
-        [sys.executable, "-m", "frugalrl.cli", *args], cwd=cwd, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "frugalrl.cli", *args], cwd=cwd, env=frugal_env(cores), capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
-def assert_same_results(left: Path, right: Path) -> float:
-    """Result CSVs byte-identical; metrics.csv the same rows and columns, its values within float32
-    rounding. Returns the largest relative difference of a metric."""
+def checksums(run: Path) -> dict[str, str]:
+    """{checkpoint step: the checksum of its whole state (every parameter, optimizer moment, replay
+    slot, key and env state)}."""
+    found = (json.loads(meta.read_text()) for meta in (run / "checkpoints").glob("*/meta.json"))
+    return {meta["step"]: meta["checksum"] for meta in found}
+
+
+def assert_same_results(left: Path, right: Path, same_state: bool = True) -> float:
+    """Result CSVs byte-identical; with ``same_state`` every checkpoint's state too (the CSVs alone
+    say little: these short MountainCar runs end every episode at -200); metrics.csv the same rows
+    and columns, its values within float32 rounding (the loss means are reduced by other code in a
+    packed program). Returns the largest relative difference of a metric."""
     for name in RESULTS:
         assert (left / name).read_text() == (right / name).read_text(), (left, name)
+    if same_state:
+        assert checksums(left) and checksums(left) == checksums(right), (left, right)
     a, b = pd.read_csv(left / "metrics.csv"), pd.read_csv(right / "metrics.csv")
     assert list(a.columns) == list(b.columns) and a[["seed", "step"]].equals(b[["seed", "step"]])
     values_a, values_b = a.drop(columns=["seed", "step"]).to_numpy(), b.drop(columns=["seed", "step"]).to_numpy()
@@ -62,6 +78,17 @@ def alone(tmp_path_factory) -> Path:
     (folder / "grid.json").write_text(json.dumps(GRID))
     for idx in range(1, 9):
         frugal("run", "grid.json", "--idx", str(idx), "--no-progress", cwd=folder)
+    return folder / "logs" / "grid"
+
+
+@pytest.fixture(scope="module")
+def alone_on_two(tmp_path_factory) -> Path:
+    """Configs 1-3 each run alone on two devices: the layout of this process (conftest), where the
+    tests below stop packed programs from within."""
+    folder = tmp_path_factory.mktemp("alone_on_two")
+    (folder / "grid.json").write_text(json.dumps(GRID))
+    for idx in range(1, 4):
+        frugal("run", "grid.json", "--idx", str(idx), "--no-progress", cwd=folder, cores=2)
     return folder / "logs" / "grid"
 
 
@@ -86,7 +113,7 @@ def test_a_packed_program_writes_each_config_the_results_it_has_alone(alone, tmp
     assert "8 of 8 runs finished" in status and "done: 1-8" in status
 
 
-def test_a_packed_checkpoint_resumes_alone_or_packed_to_the_same_results(alone, tmp_path):
+def test_a_packed_checkpoint_resumes_alone_or_packed_to_the_same_results(alone_on_two, tmp_path):
     from frugalrl.config import load_config
     from frugalrl.errors import RunStopped
     from frugalrl.train.packed import run_packed
@@ -102,7 +129,7 @@ def test_a_packed_checkpoint_resumes_alone_or_packed_to_the_same_results(alone, 
     frugal("run", "grid.json", "--idx", "2,3", "--no-progress", cwd=tmp_path)  # two resumed packed
     for idx, path in zip((1, 2, 3), paths, strict=True):
         assert "resuming from the checkpoint at step 1000" in (path / "log.txt").read_text()
-        assert_same_results(path, alone / str(idx))
+        assert_same_results(path, alone_on_two / str(idx))
 
 
 def test_a_config_that_diverges_fails_alone_and_its_neighbours_finish(alone, tmp_path):
@@ -113,9 +140,8 @@ def test_a_config_that_diverges_fails_alone_and_its_neighbours_finish(alone, tmp
         "optimizer": [{"name": ["adam"], "lr": [1e-2, 1e38], "max_grad_norm": [5.0]}],
     }
     (tmp_path / "grid.json").write_text(json.dumps(grid))
-    env = {**os.environ, "FRUGAL_XLA_CACHE": "off", "FRUGAL_CORES": "1"}
     command = [sys.executable, "-m", "frugalrl.cli", "run", "grid.json", "--idx", "1,2", "--no-progress"]
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=tmp_path, env=frugal_env(1), capture_output=True, text=True)
     assert done.returncode == 1 and "2: failed: " in done.stdout and "1: done" in done.stdout, done
     record = json.loads((tmp_path / "logs" / "grid" / "2" / "FAILED").read_text())
     assert "became NaN or inf" in record["error"]
@@ -189,7 +215,7 @@ def test_a_program_stopped_between_its_runs_checkpoints_resumes_all_from_the_ste
 
     grid = {**GRID, "total_steps": [3000]}
     (tmp_path / "grid.json").write_text(json.dumps(grid))
-    frugal("run", "grid.json", "--idx", "1,2", "--logs", "whole", "--no-progress", cwd=tmp_path)
+    frugal("run", "grid.json", "--idx", "1,2", "--logs", "whole", "--no-progress", cwd=tmp_path, cores=2)
     cfgs = [load_config(tmp_path / "grid.json", idx) for idx in (1, 2)]
     paths = [tmp_path / "logs" / "grid" / str(idx) for idx in (1, 2)]
     for _ in range(2):  # stopped after the checkpoint at 1000, then after the one at 2000
@@ -204,7 +230,7 @@ def test_a_program_stopped_between_its_runs_checkpoints_resumes_all_from_the_ste
     assert "removed the checkpoint at step 2000" in (paths[0] / "log.txt").read_text()
 
 
-def test_a_program_stopped_while_saving_its_first_checkpoints_starts_anew(alone, tmp_path):
+def test_a_program_stopped_while_saving_its_first_checkpoints_starts_anew(alone_on_two, tmp_path):
     """Killed after run 1's first checkpoint and before run 2's: they share no step, so both start
     anew (run 1's checkpoint removed) and end as alone."""
     from frugalrl.config import load_config
@@ -220,4 +246,51 @@ def test_a_program_stopped_while_saving_its_first_checkpoints_starts_anew(alone,
     frugal("run", "grid.json", "--idx", "1,2", "--no-progress", cwd=tmp_path)
     assert "removed the checkpoint at step 1000: the packed program starts anew" in (paths[0] / "log.txt").read_text()
     for idx, path in zip((1, 2), paths, strict=True):
-        assert_same_results(path, alone / str(idx))
+        assert_same_results(path, alone_on_two / str(idx))
+
+
+def test_the_exact_layout_puts_each_config_where_its_run_alone_has_it():
+    from frugalrl.train.packed import LaneLayout
+
+    exact = LaneLayout(configs=3, lanes=4, devices=2, kind="exact")  # each device: 2 lanes of every config
+    assert exact.of(1).tolist() == [2, 3, 8, 9]
+    assert exact.owners()[8].tolist() == [1, 2]  # device 1's first lane of config 1 is its third seed
+    per_config = [np.arange(4) + 10 * p for p in range(3)]
+    joined = exact.join(per_config)
+    assert joined.tolist() == [0, 1, 10, 11, 20, 21, 2, 3, 12, 13, 22, 23]
+    assert all((joined[exact.of(p)] == per_config[p]).all() for p in range(3))
+    assert LaneLayout(3, 4, 2, "wide").of(1).tolist() == [4, 5, 6, 7]
+
+
+def test_config_map_runs_each_config_at_the_shapes_of_its_share():
+    """The function sees one config's lanes at a time; its outputs come back on their lane axes."""
+    import jax.numpy as jnp
+
+    from frugalrl.train.packed import config_map
+
+    seen = []
+
+    def segment(carry, step):
+        seen.append(carry.shape)
+        steps = jnp.broadcast_to(carry * step, (2, 3, carry.shape[0]))  # [blocks, k, lanes]
+        return (carry + 1, step + 1), (steps, carry.sum() + jnp.zeros((2, carry.shape[0])))  # metrics [blocks, lanes]
+
+    carry = jnp.arange(6.0)  # 3 configs of 2 lanes
+    (after, step), (steps, metrics) = config_map(segment, 3, ((0, 0), (2, 1)))(carry, jnp.int32(5))
+    assert seen == [(2,)] and step.shape == () and int(step) == 6
+    assert after.tolist() == (carry + 1).tolist() and steps.shape == (2, 3, 6)
+    assert steps[1, 2].tolist() == (carry * 5).tolist()
+    assert metrics[0].tolist() == [1.0, 1.0, 5.0, 5.0, 9.0, 9.0]  # each config's own sum
+
+
+def test_packed_on_two_devices_exact_has_the_bits_alone_has_and_wide_its_results(alone_on_two, tmp_path):
+    """Two devices, one lane of each config on each: exact gives every checkpoint the state of the
+    run alone; wide (one vmap over 8 lanes) the same result CSVs, its state only close."""
+    (tmp_path / "grid.json").write_text(json.dumps(GRID))
+    for layout in ("exact", "wide"):
+        args = ("run", "grid.json", "--idx", "1-4", "--logs", layout, "--pack-layout", layout, "--no-progress")
+        frugal(*args, cwd=tmp_path, cores=2)
+        for idx in ("1", "2"):
+            packed, alone = tmp_path / layout / "grid" / idx, alone_on_two / idx
+            assert json.loads((packed / "checkpoints" / "2000" / "meta.json").read_text())["seed_devices"] == 2
+            assert_same_results(packed, alone, same_state=layout == "exact")

@@ -146,7 +146,13 @@ def _run_packed(args: argparse.Namespace, indices: list[int], stops: list[int]) 
     paths = [Path(args.logs) / cfg["experiment"] / str(idx) for idx, cfg in zip(indices, cfgs, strict=True)]
     try:
         outcome = run_packed(
-            cfgs, paths, fresh=args.fresh, retry=args.retry, progress=not args.no_progress, stops=stops
+            cfgs,
+            paths,
+            fresh=args.fresh,
+            retry=args.retry,
+            progress=not args.no_progress,
+            stops=stops,
+            layout=args.pack_layout,
         )
     except ConfigError as error:
         return _error(str(error), EXIT_CONFIG)
@@ -261,6 +267,7 @@ def _sweep_run(args: argparse.Namespace, size: int) -> int:
         args.retries,
         pack=not args.no_pack,
         max_pack=args.max_pack,
+        pack_layout=args.pack_layout,
     )
     bar = _SweepBar(not args.no_progress)
     try:
@@ -498,6 +505,12 @@ NORMALIZE_HELP = (
 )
 
 
+PACK_LAYOUT_HELP = (
+    "packed lanes: exact (configs one after another per device: the bits of each run alone; "
+    "the default on a CPU) or wide (one vmap over all lanes: faster on an accelerator, its default)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="frugal", description="frugalrl: efficient deep RL research in JAX")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -512,6 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="discard an earlier run in the same directory")
     p.add_argument("--retry", action="store_true", help="resume a run that failed from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--pack-layout", choices=("exact", "wide"), help=PACK_LAYOUT_HELP)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("sweep", help="count, list and check the combinations of a grid file; --run runs them on Ray")
     p.add_argument("file")
@@ -529,6 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=3, help="new attempts of a run whose worker was killed")
     p.add_argument("--no-pack", action="store_true", help="one program per index (no hyperparameter packing)")
     p.add_argument("--max-pack", type=int, default=32, help="configs packed into one program at most (default 32)")
+    p.add_argument("--pack-layout", choices=("exact", "wide"), help=PACK_LAYOUT_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
     for name, func, text in (

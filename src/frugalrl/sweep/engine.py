@@ -43,6 +43,12 @@ class SweepPlan:
     retries: int = 3  # new attempts of a run whose process or worker was killed
     pack: bool = True  # configs of one program run as one packed program (train/packed.py)
     max_pack: int = 32  # configs in one packed program at most
+    pack_layout: str | None = None  # "exact" | "wide" (train/packed.py LaneLayout); None: by platform
+
+    def run_flags(self) -> list[str]:
+        """The arguments each task's ``frugal run`` gets beside its indices."""
+        layout = ["--pack-layout", self.pack_layout] if self.pack_layout else []
+        return (["--retry"] if self.retry_failed else []) + layout
 
 
 @dataclass
@@ -156,7 +162,7 @@ def _run_tasks(
     file, logs, cwd = str(plan.file.resolve()), str(plan.logs.resolve()), os.getcwd()
 
     def submit(pack: tuple[int, ...], attempt: int) -> Any:
-        ref = task.remote(file, list(pack), logs, cwd, plan.cpus_per_run, plan.gpus_per_run, plan.retry_failed, attempt)
+        ref = task.remote(file, list(pack), logs, cwd, plan.cpus_per_run, plan.gpus_per_run, plan.run_flags(), attempt)
         pending[ref] = (pack, attempt)
 
     pending: dict[Any, tuple[tuple[int, ...], int]] = {}

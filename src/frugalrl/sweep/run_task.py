@@ -32,25 +32,26 @@ class RunOutcome(NamedTuple):
     attempt: int
 
 
-def run_command(file: Path, indices: list[int], logs: Path, retry: bool) -> list[str]:
-    """``frugal run`` of one index, or of several that share a program (run packed)."""
+def run_command(file: Path, indices: list[int], logs: Path, flags: list[str]) -> list[str]:
+    """``frugal run`` of one index, or of several that share a program (run packed), with ``flags``."""
     idx = ",".join(map(str, indices))
     command = [sys.executable, "-m", "frugalrl.cli", "run", str(file), "--idx", idx, "--logs", str(logs)]
-    return [*command, "--no-progress", *(["--retry"] if retry else [])]
+    return [*command, "--no-progress", *flags]
 
 
 def run_index(
-    file: str, indices: list[int], logs: str, cwd: str, cpus: int, gpus: float, retry: bool, attempt: int
+    file: str, indices: list[int], logs: str, cwd: str, cpus: int, gpus: float, flags: list[str], attempt: int
 ) -> RunOutcome:
     """Run config ``indices`` of grid ``file`` to their end in a child process (in ``cwd``, where
     the config's relative paths start) on ``cpus`` cores (as many XLA host devices, or the layout
-    its checkpoint was written with): one index, or several packed into one program. The outcome
+    its checkpoint was written with): one index, or several packed into one program; ``flags``:
+    more arguments of ``frugal run`` (``--retry``, ``--pack-layout``). The outcome
     (of the first index; a packed program's runs are read from their directories) says how it ended."""
     with tempfile.TemporaryFile("w+") as err:  # a file, not a pipe: the wait below may leave it unread
         child = None
         try:
             child = subprocess.Popen(
-                run_command(Path(file), indices, Path(logs), retry),
+                run_command(Path(file), indices, Path(logs), flags),
                 cwd=cwd,
                 env=child_env(cpus, gpus),
                 stdout=subprocess.DEVNULL,

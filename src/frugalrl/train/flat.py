@@ -113,7 +113,7 @@ class FlatLoop:
     def start(self, carry: Any, resumed: bool) -> Any:
         session, cfg = self.session, self.cfg
         evaluate = jax.shard_map(
-            make_evaluate(self.agent, self.env, self.env_params, self.spec, cfg),
+            self.per_device(make_evaluate(self.agent, self.env, self.env_params, self.spec, cfg), 0),
             mesh=self.mesh,
             in_specs=(PartitionSpec("seed"), PartitionSpec("seed")),
             out_specs=PartitionSpec("seed"),
@@ -138,6 +138,11 @@ class FlatLoop:
             self.evaluate_returns(carry.agent, 0)  # a starting point only: lambda and JSRL's roll-ins start from theirs
         return carry
 
+    def per_device(self, fn: Any, lane_axes: Any) -> Any:
+        """What each device runs of ``fn`` (a function of its share of the lanes; ``lane_axes``: the
+        lane axis of each of its outputs): ``fn`` itself, one program over all its lanes."""
+        return fn
+
     def compiled_segment(self, mode: str, carry: Any) -> Any:
         """(the segment for this learning mode, compiled on first use; the extra arguments it takes)."""
         if mode not in self.compiled_segments:
@@ -153,6 +158,7 @@ class FlatLoop:
                 teacher_q=self.reincarnation.teacher_q() if self.reincarnation else None,
                 rehearsal_count=self.reincarnation.teacher.count if self.reincarnation else 0,
             )
+            body = self.per_device(body, (0, (2, 1)))  # lanes: the carry's axis 0, the steps' 2, the metrics' 1
             # the teacher's replay, when rehearsal mixes it in: one copy, replicated over the seed devices
             in_specs = (self.carry_specs,) + tuple(jax.tree.map(lambda _: PartitionSpec(), data) for data in rehearsal)
             out_specs = (self.carry_specs, (PartitionSpec(None, None, "seed"), PartitionSpec(None, "seed")))

@@ -20,16 +20,25 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 
 from frugalrl import envs
 from frugalrl.agents.hparams import LaneHParams, lane_hparams
 from frugalrl.devices import idle_devices_note, seed_mesh
-from frugalrl.errors import DivergedError, RunAlreadyFinished, RunFailedError, RunLockedError, TrainingError
+from frugalrl.errors import (
+    ConfigError,
+    DivergedError,
+    RunAlreadyFinished,
+    RunFailedError,
+    RunLockedError,
+    TrainingError,
+)
 from frugalrl.runs import checkpoint
 from frugalrl.runs.stops import stop_requests
 from frugalrl.train.flat import FlatLoop
@@ -53,37 +62,141 @@ def unpackable(cfg: dict[str, Any]) -> str | None:
     return None
 
 
-def lane_slice(tree: Any, position: int, lanes: int) -> Any:
+@dataclass(frozen=True)
+class LaneLayout:
+    """Where each config's lanes sit on a packed program's seed axis.
+
+    "wide": one vmapped program over every lane, config after config (PureJaxRL's hyperparameter
+    axis); its lanes' last bits can differ from the run alone (XLA's elementwise code runs a vector
+    loop and a scalar remainder, and the lane count decides which lanes fall where).
+    "exact": every device holds each config's share of a run alone (device, then config, then seed)
+    and runs its configs one after another (``lax.map``) at the shapes the run alone has: the same
+    bits as alone, for what the configs' per-device programs cost one after another.
+    """
+
+    configs: int
+    lanes: int  # per config
+    devices: int
+    kind: str  # "wide" | "exact"
+
+    def of(self, position: int) -> np.ndarray:
+        """The program's lane numbers of config ``position``'s lanes, in its seeds' order."""
+        if self.kind == "wide":
+            return position * self.lanes + np.arange(self.lanes)
+        share = self.lanes // self.devices
+        device, seed = np.divmod(np.arange(self.lanes), share)
+        return device * self.configs * share + position * share + seed
+
+    def owners(self) -> np.ndarray:
+        """[lanes of the program, 2]: each lane's config position and its lane within the config."""
+        owners = np.empty((self.configs * self.lanes, 2), np.int64)
+        for position in range(self.configs):
+            owners[self.of(position)] = np.stack([np.full(self.lanes, position), np.arange(self.lanes)], 1)
+        return owners
+
+    def join(self, per_config: list[np.ndarray]) -> np.ndarray:
+        """The program's array of the configs' own arrays (lanes on axis 0)."""
+        joined = np.concatenate(per_config)
+        order = np.concatenate([self.of(p) for p in range(self.configs)])
+        out = np.empty_like(joined)
+        out[order] = joined
+        return out
+
+
+def pack_layout(kind: str | None) -> str:
+    """The packed lanes' layout: ``kind``, or by default "exact" on a CPU (where packing saves start-up
+    and compilation, not arithmetic) and "wide" on an accelerator (where lanes side by side are cheap)."""
+    if kind not in (None, "exact", "wide"):
+        raise ConfigError(f"pack layout {kind!r}: choose 'exact' or 'wide'")
+    return kind or ("exact" if jax.default_backend() == "cpu" else "wide")
+
+
+def lane_slice(tree: Any, layout: LaneLayout, position: int) -> Any:
     """Config ``position``'s lanes of a packed carry (or its shapes), as a run alone holds them."""
     if hasattr(tree, "hparams"):
         tree = tree._replace(hparams=())
+    lanes = layout.of(position)
 
     def one(leaf: Any) -> Any:
         if np.ndim(leaf) == 0:
             return leaf  # shared counters
         if isinstance(leaf, jax.ShapeDtypeStruct):
-            return jax.ShapeDtypeStruct((lanes,) + leaf.shape[1:], leaf.dtype)
-        return leaf[position * lanes : (position + 1) * lanes]
+            return jax.ShapeDtypeStruct((layout.lanes,) + leaf.shape[1:], leaf.dtype)
+        return np.asarray(leaf)[lanes]
 
     return jax.tree.map(one, tree)
 
 
-def join_lanes(states: list[Any]) -> Any:
+def join_lanes(states: list[Any], layout: LaneLayout) -> Any:
     """The packed carry of the configs' own carries (restored from their checkpoints)."""
-    return jax.tree.map(lambda *leaves: leaves[0] if np.ndim(leaves[0]) == 0 else np.concatenate(leaves), *states)
+    return jax.tree.map(lambda *leaves: leaves[0] if np.ndim(leaves[0]) == 0 else layout.join(leaves), *states)
+
+
+def config_map(fn: Callable[..., Any], configs: int, lane_axes: Any) -> Callable[..., Any]:
+    """``fn`` on each config's share of a device's lanes in turn (``lax.map``), at the shapes a run
+    alone has there. Inputs hold the configs' shares one after another on axis 0; outputs are put
+    back the same way on each one's lane axis (``lane_axes``: a prefix of the outputs); scalars
+    (shared counters) are the same for every config and come back once."""
+
+    def split(leaf: jax.Array) -> jax.Array:
+        return leaf.reshape(configs, -1, *leaf.shape[1:])
+
+    def put_back(axis: int, outputs: Any) -> Any:
+        def one(leaf: jax.Array) -> jax.Array:
+            if leaf.ndim == 1:
+                return leaf[0]
+            moved = jax.numpy.moveaxis(leaf, 0, axis)  # the config axis just before the lane axis
+            return moved.reshape(*moved.shape[:axis], -1, *moved.shape[axis + 2 :])
+
+        return jax.tree.map(one, outputs)
+
+    def mapped(*args: Any) -> Any:
+        leaves, structure = jax.tree.flatten(args)
+        shared = [leaf.ndim == 0 for leaf in leaves]
+
+        def one(own: list[jax.Array]) -> Any:
+            mine = iter(own)
+            return fn(
+                *jax.tree.unflatten(structure, [x if s else next(mine) for x, s in zip(leaves, shared, strict=True)])
+            )
+
+        outputs = jax.lax.map(one, [split(x) for x, s in zip(leaves, shared, strict=True) if not s])
+        return jax.tree.map(put_back, lane_axes, outputs)
+
+    return mapped
 
 
 class PackedFlatLoop(FlatLoop):
     """The flat loop of a packed program: every config's lanes, their keys and hyperparameters."""
 
-    def __init__(self, cfgs: list[dict[str, Any]]) -> None:
+    def __init__(self, cfgs: list[dict[str, Any]], layout: str) -> None:
         lanes = cfgs[0]["num_seeds"]
         super().__init__({**cfgs[0], "num_seeds": lanes * len(cfgs)})
-        self.keys = jax.numpy.concatenate([seed_keys(c["seed"], int(c.get("run", 0)), lanes) for c in cfgs])
-        self.hparams = LaneHParams(*map(jax.numpy.asarray, lane_hparams(cfgs, lanes)))
+        # exact: each device holds the share a run alone gives it, so the alone runs' device count
+        devices = seed_mesh(lanes if layout == "exact" else lanes * len(cfgs)).size
+        self.layout = LaneLayout(len(cfgs), lanes, devices, layout)
+        keys = [np.asarray(seed_keys(c["seed"], int(c.get("run", 0)), lanes)) for c in cfgs]
+        self.keys = jax.numpy.asarray(self.layout.join(keys))
+        per_config = [lane_hparams([c], lanes) for c in cfgs]
+        self.hparams = LaneHParams(
+            *(jax.numpy.asarray(self.layout.join(list(v))) for v in zip(*per_config, strict=True))
+        )
+
+    def per_device(self, fn: Any, lane_axes: Any) -> Any:
+        if self.layout.kind == "wide":
+            return fn
+        return config_map(fn, self.layout.configs, lane_axes)
 
     def _init(self, keys: jax.Array) -> Any:
         return super()._init(keys)._replace(hparams=self.hparams)
+
+    def fresh(self) -> Any:
+        if self.layout.kind == "wide":
+            return super().fresh()
+        # each config's carry made as its run alone makes it: the same bits
+        own = [super(PackedFlatLoop, self)._init(self.keys[self.layout.of(p)]) for p in range(self.layout.configs)]
+        carry = join_lanes(jax.tree.map(np.asarray, own), self.layout)._replace(hparams=self.hparams)
+        return jax.device_put(carry, self.carry_sharding)
 
     def resume(self, carry: Any, meta: dict[str, Any]) -> Any:
         return super().resume(carry._replace(hparams=self.hparams), meta)
@@ -126,7 +239,7 @@ class PackedSession(RunSession):
         """{position: its rows}, each row's lane number replaced by the config's seed number."""
         split: dict[int, list[list[Any]]] = {}
         for row in rows:
-            position, lane = divmod(int(row[2]), self.lanes)
+            position, lane = self.owners[int(row[2])]
             if position in self.live:
                 split.setdefault(position, []).append([*row[:2], self.sessions[position].seeds[lane], *row[3:]])
         return split
@@ -138,8 +251,8 @@ class PackedSession(RunSession):
         self.say(message)
 
     def mesh(self) -> Any:
-        mesh = seed_mesh(self.num_seeds)
-        if note := idle_devices_note(self.num_seeds, mesh):
+        mesh = Mesh(np.array(jax.local_devices()[: self.layout.devices]), ("seed",))
+        if note := idle_devices_note(self.lanes if self.layout.kind == "exact" else self.num_seeds, mesh):
             self.warn(note)
         for session in self.sessions:
             session.seed_devices = mesh.size
@@ -170,12 +283,12 @@ class PackedSession(RunSession):
     def write_metrics(self, step: int, names: Iterable[str], means: dict[str, np.ndarray]) -> None:
         names = list(names)
         for position in self.live:
-            own = slice(position * self.lanes, (position + 1) * self.lanes)
+            own = self.layout.of(position)
             self.sessions[position].write_metrics(step, names, {n: v[own] for n, v in means.items()})
 
     def note_evaluation(self, at: int, returns: np.ndarray) -> None:
         for position in self.live:
-            self.sessions[position].note_evaluation(at, returns[position * self.lanes : (position + 1) * self.lanes])
+            self.sessions[position].note_evaluation(at, returns[self.layout.of(position)])
 
     def check_finite(self, finite: np.ndarray, step: int, since: int | None = None, what: str = "loss") -> None:
         """Each config's lanes checked by its own session: a config that diverged is recorded as
@@ -183,7 +296,7 @@ class PackedSession(RunSession):
         for position in list(self.live):
             session = self.sessions[position]
             try:
-                session.check_finite(finite[position * self.lanes : (position + 1) * self.lanes], step, since, what)
+                session.check_finite(finite[self.layout.of(position)], step, since, what)
             except DivergedError as error:
                 session.rundir.mark_failed(str(error), error.step, error.seeds)
                 session.log.error("FAILED at step %d: %s", error.step, error)
@@ -198,7 +311,7 @@ class PackedSession(RunSession):
         return {lane: True for lane in np.nonzero(self.dropped_lanes())[0]}
 
     def dropped_lanes(self) -> np.ndarray:
-        return np.concatenate([session.dropped_lanes() for session in self.sessions])
+        return self.layout.join([session.dropped_lanes() for session in self.sessions])
 
     def flush(self) -> None:
         for session in self.live_sessions():
@@ -207,7 +320,7 @@ class PackedSession(RunSession):
     def save(self, step: int, state: Any, extra: dict[str, Any]) -> None:
         """One checkpoint per live config, of its own lanes."""
         for position in self.live:
-            self.sessions[position].save(step, lane_slice(state, position, self.lanes), extra)
+            self.sessions[position].save(step, lane_slice(state, self.layout, position), extra)
 
     # -- the run ----------------------------------------------------------------------------
     def common_step(self) -> int | None:
@@ -230,17 +343,19 @@ class PackedSession(RunSession):
         found = {str(session.path): sorted(steps) for session, steps in zip(self.sessions, held, strict=True)}
         raise TrainingError(f"packed runs must resume from a checkpoint step they all have; they hold {found}")
 
-    def _train(self, loop: FlatLoop) -> list[Summary | None]:  # type: ignore[override]
+    def _train(self, loop: PackedFlatLoop) -> list[Summary | None]:  # type: ignore[override]
+        self.layout = loop.layout
+        self.owners = loop.layout.owners()
         shapes = loop.prepare(self)
         for session in self.sessions:
             session.start()
         at = self.common_step()
-        restored = [session.restore(lane_slice(shapes, 0, self.lanes), at) for session in self.sessions]
+        restored = [session.restore(lane_slice(shapes, self.layout, 0), at) for session in self.sessions]
         step = at or 0
         if restored[0] is None:
             state = loop.fresh()
         else:
-            state = loop.resume(join_lanes([r[0] for r in restored]), restored[0][1])
+            state = loop.resume(join_lanes([r[0] for r in restored], self.layout), restored[0][1])
         run_began, compiled, final_returns = time.perf_counter(), self.compile_seconds, None
         try:
             for session in self.sessions:
@@ -255,9 +370,9 @@ class PackedSession(RunSession):
                 session.close_logs()
         run_seconds = time.perf_counter() - run_began - (self.compile_seconds - compiled)
         if final_returns is None:  # resumed at the end: each run's last evaluation, read back
-            final_returns = np.concatenate([last_evaluation(s.path, s.seeds) for s in self.sessions])
+            final_returns = self.layout.join([last_evaluation(s.path, s.seeds) for s in self.sessions])
         return [
-            self.sessions[p].finish(final_returns[p * self.lanes : (p + 1) * self.lanes], loop.total, run_seconds)
+            self.sessions[p].finish(final_returns[self.layout.of(p)], loop.total, run_seconds)
             if p in self.live
             else None
             for p in range(len(self.sessions))
@@ -273,15 +388,18 @@ def run_packed(
     progress: bool = True,
     stops: list[int] | None = None,
     say: Callable[[str], None] | None = None,
+    layout: str | None = None,
 ) -> dict[int, Summary | str]:
     """Train (or resume) the runs of ``cfgs`` (one program: see ``config/packing.py``) in ``paths``.
 
     Returns {position: its Summary, or why it did not run in the program ("busy: ...", "finished",
     "failed: ...")}. A run held by another process, finished or recorded as failed (unless
     ``retry``) is left out; the others must all be new or all checkpointed at one step.
+    ``layout``: "exact" or "wide" (``LaneLayout``); by default "exact" on a CPU, else "wide".
     """
     say = say or (lambda text: print(text, file=sys.stderr))
     stops = [] if stops is None else stops
+    layout = pack_layout(layout)
     sessions: dict[int, RunSession] = {}
     outcome: dict[int, Summary | str] = {}
     try:
@@ -310,7 +428,7 @@ def run_packed(
         packed.progress = progress
         with stop_requests(stops):
             try:
-                summaries = packed._train(PackedFlatLoop([sessions[p].cfg for p in order]))
+                summaries = packed._train(PackedFlatLoop([sessions[p].cfg for p in order], layout))
             except DivergedError:  # every config diverged: each is recorded as failed
                 summaries = [None] * len(order)
         for position, summary in zip(order, summaries, strict=True):
@@ -321,4 +439,14 @@ def run_packed(
             session.close()
 
 
-__all__ = ["PackedFlatLoop", "PackedSession", "join_lanes", "lane_slice", "run_packed", "unpackable"]
+__all__ = [
+    "LaneLayout",
+    "PackedFlatLoop",
+    "PackedSession",
+    "config_map",
+    "join_lanes",
+    "lane_slice",
+    "pack_layout",
+    "run_packed",
+    "unpackable",
+]
