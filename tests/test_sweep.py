@@ -216,6 +216,15 @@ def test_the_packing_plan_groups_configs_that_differ_only_in_vmappable_values(tm
     assert "180 runs in 12 programs" in out and out.count(": 15 runs, --idx ") == 12
 
 
+def test_a_listing_piped_into_a_reader_that_stops_early_ends_without_a_traceback():
+    """``frugal sweep FILE --list | head``: the reader closes the pipe; frugal stops quietly."""
+    merl = Path(__file__).parents[1] / "configs" / "merl" / "MERL_mc_medqn.json"
+    process = frugal("sweep", str(merl), "--list")
+    process.stdout.close()  # before it writes a line: every write fails
+    err = process.stderr.read()
+    assert process.wait(timeout=60) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
 @pytest.mark.slow
 def test_a_sweep_stopped_by_sigterm_has_its_runs_checkpoint_and_a_rerun_resumes_them_to_the_same_csvs(tmp_path):
     import signal

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -235,12 +236,17 @@ def _sweep_plan(args: argparse.Namespace, grid: dict[str, Any], size: int) -> in
         groups = pack_groups(args.file, indices, swept_keys(grid))
     except (GridError, ConfigError) as error:
         return _error(str(error), EXIT_CONFIG)
+    from frugalrl.train.packed import unpackable
+
     print(f"{len(indices)} runs in {len(groups)} programs (configs that differ only in vmappable keys share one)")
     for number, group in enumerate(groups, 1):
         varying = ", ".join(f"{key} {values}" for key, values in group.varying.items()) or "nothing"
         shared = " ".join(f"{key}={value}" for key, value in group.shared.items())
+        alone = unpackable(load_config(args.file, group.indices[0])) if len(group.indices) > 1 else None
         print(f"program {number}: {len(group.indices)} runs, --idx {format_indices(group.indices)}")
         print(f"  varying {varying}; shared {shared or '-'}")
+        if alone is not None:  # the same for every config of the program
+            print(f"  not packed ({alone}): the sweep runs each of them alone")
     return 0
 
 
@@ -609,6 +615,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except KeyboardInterrupt:  # before a run holds its directory (importing JAX, reading the config)
         return _error("interrupted", 130)
+    except BrokenPipeError:  # the reader went away (``frugal sweep FILE --list | head``): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 141
 
 
 if __name__ == "__main__":
