@@ -6,7 +6,7 @@ shape of run is in it) and scale each program's time by its size; each is the me
 ``--repeats``. The packed way runs the whole grid (``--packed-grid``), or takes the wall time of such
 a run measured before (``--packed-seconds``, with the command that measured it in the notes).
 
-    python benchmarks/sweep.py configs/merl/MERL_mc_medqn.json --repeats 2 --packed-grid
+    python benchmarks/sweep.py configs/merl/MERL_mc_medqn.json --repeats 2 --packed-grid --cpus-per-run 2
 """
 
 from __future__ import annotations
@@ -55,9 +55,9 @@ def ray_unpacked(file: str, indices: list[int]) -> float:
         return frugal("sweep", file, "--run", "--idx", spec, "--logs", logs, "--no-progress", "--no-pack")
 
 
-def packed_grid(file: str) -> float:
+def packed_grid(file: str, cpus_per_run: int) -> float:
     with tempfile.TemporaryDirectory() as logs:
-        return frugal("sweep", file, "--run", "--logs", logs, "--no-progress")
+        return frugal("sweep", file, "--run", "--logs", logs, "--no-progress", "--cpus-per-run", str(cpus_per_run))
 
 
 def main() -> None:
@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--packed-grid", action="store_true", help="also run the whole grid packed (once)")
     parser.add_argument("--packed-seconds", type=float, help="the whole grid's packed wall time, measured before")
+    parser.add_argument("--cpus-per-run", type=int, default=1, help="cores of each packed task (--packed-grid)")
     args = parser.parse_args()
     chosen = sample(args.file, args.sample)
     indices, sizes = [idx for idx, _ in chosen], [size for _, size in chosen]
@@ -75,7 +76,7 @@ def main() -> None:
     alone_grid = sum(statistics.median(times[i] for times in alone) * size for i, size in enumerate(sizes))
     ray = [ray_unpacked(args.file, indices) for _ in range(args.repeats)]
     ray_grid = statistics.median(ray) * sum(sizes) / len(sizes)  # one batch: scaled by runs, not by program
-    packed = packed_grid(args.file) if args.packed_grid else args.packed_seconds
+    packed = packed_grid(args.file, args.cpus_per_run) if args.packed_grid else args.packed_seconds
     result = {
         "machine": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
