@@ -73,10 +73,6 @@ def assert_same_results(left: Path, right: Path, same_state: bool = True) -> flo
     return float(np.max(np.abs(values_a - values_b) / np.maximum(np.abs(values_b), 1e-12)))
 
 
-# the tests that compare with the runs alone share one pytest-xdist worker: the eight runs once
-ALONE_GROUP = pytest.mark.xdist_group("packed_alone")
-
-
 @pytest.fixture(scope="module")
 def alone(tmp_path_factory) -> Path:
     """The grid's eight configs each run alone by ``frugal run`` on two devices: the layout of this
@@ -94,7 +90,6 @@ def test_the_packing_plan_puts_the_whole_grid_in_one_program(tmp_path):
     assert "8 runs in 1 programs" in out and "--idx 1-8" in out
 
 
-@ALONE_GROUP
 def test_a_packed_program_writes_each_config_the_results_it_has_alone(alone, tmp_path):
     (tmp_path / "grid.json").write_text(json.dumps(GRID))
     out = frugal("run", "grid.json", "--idx", "1-8", "--no-progress", cwd=tmp_path, cores=2)
@@ -111,7 +106,6 @@ def test_a_packed_program_writes_each_config_the_results_it_has_alone(alone, tmp
     assert "8 of 8 runs finished" in status and "done: 1-8" in status
 
 
-@ALONE_GROUP
 def test_a_packed_checkpoint_resumes_alone_or_packed_to_the_same_results(alone, tmp_path):
     from frugalrl.config import load_config
     from frugalrl.errors import RunStopped
@@ -231,7 +225,6 @@ def test_a_program_stopped_between_its_runs_checkpoints_resumes_all_from_the_ste
     assert "removed the checkpoint at step 2000" in (paths[0] / "log.txt").read_text()
 
 
-@ALONE_GROUP
 def test_a_program_stopped_while_saving_its_first_checkpoints_starts_anew(alone, tmp_path):
     """Killed after run 1's first checkpoint and before run 2's: they share no step, so both start
     anew (run 1's checkpoint removed) and end as alone."""
@@ -285,7 +278,6 @@ def test_config_map_runs_each_config_at_the_shapes_of_its_share():
     assert metrics[0].tolist() == [1.0, 1.0, 5.0, 5.0, 9.0, 9.0]  # each config's own sum
 
 
-@ALONE_GROUP
 def test_the_wide_layout_gives_each_config_the_results_it_has_alone_and_a_state_close_to_it(alone, tmp_path):
     """One vmap over the 8 lanes of 4 configs, split over two devices: the same result CSVs and
     metrics within rounding; the state's last bits are not promised (docs/notes/sweeps.md)."""
