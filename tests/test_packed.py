@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-# lr, epsilon_end and lambda_end vary (data in one program); MeDQN(U) on a 32-transition buffer
+# lr, epsilon_end with the softmax temperature, and lambda_end vary (data in one program); MeDQN(U)
+# on a 32-transition buffer, exploring by softmax
+AGENT = {"name": ["dqn"], "target_every": [100], "epsilon_decay_steps": [800], "exploration": ["softmax"]}
 GRID = {
     "env": [{"name": ["MountainCar-v0"], "max_episode_steps": [200]}],
     "consolidation": [{"source": ["uniform"], "lambda_start": [0.01], "lambda_end": [4, 1]}],
@@ -24,7 +26,10 @@ GRID = {
     "num_seeds": [2],
     "network": [{"name": ["mlp"], "hidden": [[32, 32]]}],
     "replay": [{"capacity": [32], "td_batch": ["all"], "batch_size": [32]}],
-    "agent": [{"name": ["dqn"], "target_every": [100], "epsilon_end": [0.01, 0.2], "epsilon_decay_steps": [800]}],
+    "agent": [
+        {**AGENT, "epsilon_end": [0.01], "softmax_temperature": [0.05]},
+        {**AGENT, "epsilon_end": [0.2], "softmax_temperature": [1.0]},
+    ],
     "optimizer": [{"name": ["adam"], "lr": [1e-2, 1e-3], "max_grad_norm": [5.0]}],
     "eval": [{"every": [1000], "episodes": [2]}],
     "checkpoint": [{"every": [1000], "final": [True]}],
@@ -127,7 +132,7 @@ def test_a_packed_checkpoint_resumes_alone_or_packed_to_the_same_results(alone, 
 
 def test_a_config_that_diverges_fails_alone_and_its_neighbours_finish(tmp_path):
     """On one device (the others' layout: two): the neighbour ends as it does alone there."""
-    grid = {  # idx 1 is the alone grid's idx 1; idx 2 the same with lr 1e38
+    grid = {  # idx 2 is idx 1 with lr 1e38
         **GRID,
         "consolidation": [{"source": ["uniform"], "lambda_start": [0.01], "lambda_end": [4]}],
         "agent": [{"name": ["dqn"], "target_every": [100], "epsilon_end": [0.01], "epsilon_decay_steps": [800]}],
@@ -162,7 +167,7 @@ def test_lane_hyperparameters_take_differences_on_the_host_in_float64():
     cfgs = [
         {
             "optimizer": {"lr": lr},
-            "agent": {"epsilon_start": 1.0, "epsilon_end": 0.01},
+            "agent": {"epsilon_start": 1.0, "epsilon_end": 0.01, "softmax_temperature": end / 10},
             "consolidation": {"lambda_start": 0.01, "lambda_end": end},
         }
         for lr, end in ((1e-3, 4.0), (3e-4, 2.0))
@@ -171,6 +176,7 @@ def test_lane_hyperparameters_take_differences_on_the_host_in_float64():
     assert hp.lr.dtype == np.float32 and hp.lr.tolist() == np.float32([1e-3] * 3 + [3e-4] * 3).tolist()
     assert hp.lambda_delta[0] == np.float32(4.0 - 0.01) and hp.lambda_delta[5] == np.float32(2.0 - 0.01)
     assert hp.epsilon_delta[0] == np.float32(0.01 - 1.0)
+    assert hp.softmax_temperature.tolist() == np.float32([0.4] * 3 + [0.2] * 3).tolist()
 
 
 def test_every_vmappable_key_is_one_a_packed_program_reads_per_lane():

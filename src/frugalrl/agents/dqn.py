@@ -120,12 +120,17 @@ class DQN:
         frac = jnp.clip(step / duration, 0.0, 1.0)
         return start + frac * delta
 
-    def policy_action(self, q_values: jax.Array, key: jax.Array, epsilon: jax.Array) -> jax.Array:
+    def policy_action(
+        self, q_values: jax.Array, key: jax.Array, epsilon: jax.Array, temperature: Any = None
+    ) -> jax.Array:
         """The exploring policy on Q-values: epsilon-greedy, or a Boltzmann draw on Q / temperature
-        (``agent/exploration`` softmax) that a uniform action still replaces with probability ``epsilon``."""
+        (``agent/exploration`` softmax) that a uniform action still replaces with probability ``epsilon``;
+        ``temperature``: a packed program's lane value instead of the config's."""
         if self.cfg["agent"]["exploration"] == "softmax":
             key, pick_key = jax.random.split(key)
-            choice = jax.random.categorical(pick_key, q_values / self.cfg["agent"]["softmax_temperature"], axis=-1)
+            if temperature is None:
+                temperature = self.cfg["agent"]["softmax_temperature"]
+            choice = jax.random.categorical(pick_key, q_values / temperature, axis=-1)
             return self.uniform_or(choice, key, epsilon)
         return self.uniform_or(jnp.argmax(q_values, axis=-1), key, epsilon)
 
@@ -136,9 +141,11 @@ class DQN:
         random_action = jnp.minimum((pick * self.spec.num_actions).astype(jnp.int32), self.spec.num_actions - 1)
         return jnp.where(coin < epsilon, random_action, action).astype(jnp.int32)
 
-    def act(self, state: DQNState, obs: jax.Array, key: jax.Array, epsilon: jax.Array) -> jax.Array:
+    def act(
+        self, state: DQNState, obs: jax.Array, key: jax.Array, epsilon: jax.Array, temperature: Any = None
+    ) -> jax.Array:
         """The exploring action for one observation (epsilon-greedy or softmax, ``agent/exploration``)."""
-        return self.policy_action(self.q.apply(state.params, obs), key, epsilon)
+        return self.policy_action(self.q.apply(state.params, obs), key, epsilon, temperature)
 
     def evaluation_act(self, state: DQNState, obs: jax.Array, key: jax.Array, epsilon: jax.Array) -> jax.Array:
         """Greedy, or uniform with the evaluation's epsilon (softmax exploration is for training only)."""

@@ -19,6 +19,7 @@ PACKED_KEYS = (
     "optimizer/lr",
     "agent/epsilon_start",
     "agent/epsilon_end",
+    "agent/softmax_temperature",
     "consolidation/lambda_start",
     "consolidation/lambda_end",
 )
@@ -30,6 +31,7 @@ class LaneHParams(NamedTuple):
     lr: jax.Array
     epsilon_start: jax.Array
     epsilon_delta: jax.Array  # epsilon_end - epsilon_start
+    softmax_temperature: jax.Array
     lambda_start: jax.Array
     lambda_delta: jax.Array  # lambda_end - lambda_start
 
@@ -45,6 +47,7 @@ def lane_hparams(cfgs: list[dict[str, Any]], lanes_per_config: int) -> LaneHPara
         lr=per_lane(lambda c: c["optimizer"]["lr"]),
         epsilon_start=per_lane(lambda c: c["agent"]["epsilon_start"]),
         epsilon_delta=per_lane(lambda c: c["agent"]["epsilon_end"] - c["agent"]["epsilon_start"]),
+        softmax_temperature=per_lane(lambda c: c["agent"]["softmax_temperature"]),
         lambda_start=per_lane(lambda c: c["consolidation"]["lambda_start"]),
         lambda_delta=per_lane(lambda c: c["consolidation"]["lambda_end"] - c["consolidation"]["lambda_start"]),
     )

@@ -143,7 +143,9 @@ SCHEMA: dict[str, Any] = {
             "mixes in uniform actions, so set it to 0 for pure softmax)",
             choices=("epsilon", "softmax"),
         ),
-        "softmax_temperature": Field(1.0, float, "softmax exploration's temperature", check=positive),
+        "softmax_temperature": Field(
+            1.0, float, "softmax exploration's temperature", check=positive, vmappable=any_value
+        ),
     },
     "optimizer": {
         "name": Field(

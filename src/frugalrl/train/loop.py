@@ -350,7 +350,7 @@ def make_acting(agent: ValueAgent, env: Any, env_params: Any, spec: EnvSpec, cfg
     consolidation = make_consolidation(cfg, spec)
     jump_start = JumpStart.from_config(cfg, teacher_q) if jump_starting(cfg) and teacher_q is not None else None
     act_shared = jax.vmap(agent.act, in_axes=(0, 0, 0, None))  # one epsilon for every seed
-    act_per_lane = jax.vmap(agent.act)  # a packed program's lanes: each its own epsilon
+    act_per_lane = jax.vmap(agent.act)  # a packed program's lanes (DQN): each its own epsilon, temperature
     env_step_fn = jax.vmap(env.step, in_axes=(0, 0, 0, None))
     add_block = jax.vmap(fifo.add_block, in_axes=(0, None, 1, 0))
     on_add = jax.vmap(prioritized.on_add, in_axes=(0, None, None)) if ReplaySection.of(cfg).prioritized else None
@@ -361,8 +361,10 @@ def make_acting(agent: ValueAgent, env: Any, env_params: Any, spec: EnvSpec, cfg
 
     def env_step(c: Carry, inputs: tuple[jax.Array, ...]) -> tuple[Carry, tuple[StepOut, Any]]:
         act_key, env_key, epsilon, guide = inputs
-        act = act_per_lane if isinstance(c.hparams, LaneHParams) else act_shared
-        action = act(c.agent, c.obs, act_key, epsilon)
+        if isinstance(c.hparams, LaneHParams):
+            action = act_per_lane(c.agent, c.obs, act_key, epsilon, c.hparams.softmax_temperature)
+        else:
+            action = act_shared(c.agent, c.obs, act_key, epsilon)
         if jump_start is not None:  # the teacher acts in the roll-in (if it guides it), then with probability guide
             action, draw_keys = guide_act(c.teacher, c.jsrl, c.obs, action, c.episode_length, act_key, guide)
         next_obs, env_state, reward, terminated, truncated, info = env_step_fn(env_key, c.env_state, action, env_params)

@@ -29,7 +29,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from frugalrl import envs
-from frugalrl.agents.hparams import LaneHParams, lane_hparams
+from frugalrl.agents.hparams import lane_hparams
 from frugalrl.devices import idle_devices_note, seed_mesh
 from frugalrl.errors import (
     ConfigError,
@@ -178,9 +178,7 @@ class PackedFlatLoop(FlatLoop):
         keys = [np.asarray(seed_keys(c["seed"], int(c.get("run", 0)), lanes)) for c in cfgs]
         self.keys = jax.numpy.asarray(self.layout.join(keys))
         per_config = [lane_hparams([c], lanes) for c in cfgs]
-        self.hparams = LaneHParams(
-            *(jax.numpy.asarray(self.layout.join(list(v))) for v in zip(*per_config, strict=True))
-        )
+        self.hparams = jax.tree.map(lambda *v: jax.numpy.asarray(self.layout.join(list(v))), *per_config)
 
     def per_device(self, fn: Any, lane_axes: Any) -> Any:
         if self.layout.kind == "wide":
