@@ -81,11 +81,23 @@ def assert_same_results(left: Path, right: Path, same_state: bool = True) -> flo
 @pytest.fixture(scope="module")
 def alone(tmp_path_factory) -> Path:
     """The grid's eight configs each run alone by ``frugal run`` on two devices: the layout of this
-    process (conftest), where some tests below stop packed programs from within."""
-    folder = tmp_path_factory.mktemp("alone")
-    (folder / "grid.json").write_text(json.dumps(GRID))
-    for idx in range(1, 9):
-        frugal("run", "grid.json", "--idx", str(idx), "--no-progress", cwd=folder, cores=2)
+    process (conftest), where some tests below stop packed programs from within.
+
+    Made once for the whole test run: xdist's workers share the folder above their own (only this
+    run's), and the first worker to need the runs makes them while the others wait for it."""
+    from filelock import FileLock
+
+    mine = tmp_path_factory.getbasetemp()
+    shared = mine.parent if os.environ.get("PYTEST_XDIST_WORKER") else mine
+    folder = shared / "packed-alone"
+    with FileLock(str(shared / "packed-alone.lock")):
+        if not (folder / "made").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a worker that failed half-way
+            folder.mkdir()
+            (folder / "grid.json").write_text(json.dumps(GRID))
+            for idx in range(1, 9):
+                frugal("run", "grid.json", "--idx", str(idx), "--no-progress", cwd=folder, cores=2)
+            (folder / "made").touch()
     return folder / "logs" / "grid"
 
 
