@@ -1,4 +1,5 @@
-"""Process-level JAX set-up: the unrolled threefry lowering gives the same bits without a loop."""
+"""Process-level set-up: the unrolled threefry lowering gives the same bits without a loop; a run defers gymnax's
+plotting imports."""
 
 import subprocess
 import sys
@@ -54,3 +55,25 @@ def test_idle_devices_note_names_seed_counts_that_use_every_device() -> None:
     assert note is not None and "1 of 2 devices" in note and "4 or 6" in note
     assert "device_count=1" in idle_devices_note(1, seed_mesh(1))
     assert idle_devices_note(6, seed_mesh(6)) is None
+
+
+def test_a_run_process_imports_gymnax_without_its_plotting_libraries_yet_they_work_when_used():
+    """gymnax imports seaborn and pyplot for render functions; a run defers them (~1.9 s of its start)."""
+    script = """
+import sys
+from frugalrl.devices import defer_plotting_imports
+defer_plotting_imports()
+import gymnax
+from gymnax.environments.misc import pong
+assert "scipy.stats" not in sys.modules and "pandas" not in sys.modules, "seaborn was loaded"
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import seaborn as sns
+figure, _ = plt.subplots()
+assert len(sns.color_palette("cubehelix", 3)) == 3 and pong.sns.color_palette is sns.color_palette
+assert "scipy.stats" in sys.modules and type(sys.modules["seaborn"]).__name__ == "module"
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

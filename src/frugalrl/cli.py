@@ -25,9 +25,11 @@ def load_config(file: str, idx: int) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from frugalrl.devices import defer_plotting_imports
     from frugalrl.runs.stops import die_with_parent, note_stops
 
     die_with_parent()  # a sweep's task: the run ends with the worker that started it
+    defer_plotting_imports()  # a run draws no plots: its start skips loading them
     stops: list[int] = []
     previous = note_stops(stops)  # from the first line: a signal while JAX starts is noted, not a crash
     try:

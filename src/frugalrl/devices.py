@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -87,6 +88,37 @@ def rolled_threefry() -> Iterator[None]:
     finally:
         if was_unrolled:
             mlir.register_lowering(primitive, unrolled, platform="cpu")
+
+
+PLOTTING_MODULES = ("matplotlib.pyplot", "seaborn")
+
+
+class _ImportedOnUse(ModuleType):
+    """Stands in ``sys.modules`` for a module not imported yet; the first use of an attribute imports
+    the real one (the stand-in then leaves ``sys.modules``) and every use after goes to it."""
+
+    def __getattr__(self, attribute: str) -> Any:
+        import importlib
+        import sys
+
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), attribute)
+
+
+def defer_plotting_imports() -> None:
+    """Import matplotlib.pyplot and seaborn only when something uses them.
+
+    gymnax imports both at module level for two environments' render functions (its pong and rooms),
+    so every run paid ~1.9 s of its start (seaborn brings scipy.stats and pandas) for plots it never
+    draws. importlib's ``LazyLoader`` does not do here: the import statement reads the module's
+    ``__spec__``, which loads it.
+    """
+    import sys
+
+    for name in PLOTTING_MODULES:
+        if name not in sys.modules:
+            sys.modules[name] = _ImportedOnUse(name)
 
 
 CACHE_ENV = "FRUGAL_XLA_CACHE"
