@@ -6,23 +6,25 @@ import pytest
 
 # Two host devices, as the CLI sets up on a 2-core machine, so tests exercise seeds split over devices.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
-# Compiled programs go to a cache of this test session only (never the user's): a test that runs the
-# same config twice (rerun, resume) compiles it once. Subprocesses the tests start get "off" unless
-# a test sets its own (the cache test does).
-_SESSION_CACHE = tempfile.mkdtemp(prefix="frugalrl-test-xla-")
-os.environ["FRUGAL_XLA_CACHE"] = "off"
+# Compiled programs go to a cache of this test run only (never the user's), shared by xdist's workers
+# and by every `frugal` process the tests start: a test that runs the same config twice (alone and
+# killed, rerun, resume) compiles it once. Cached programs give the bits a fresh compile gives
+# (test_run's cache test). The controller makes the folder before its workers start; they inherit it.
+_RUN_CACHE_ENV = "FRUGAL_TEST_XLA_CACHE"
+if _RUN_CACHE_ENV not in os.environ:
+    os.environ[_RUN_CACHE_ENV] = tempfile.mkdtemp(prefix="frugalrl-test-xla-")
+os.environ["FRUGAL_XLA_CACHE"] = os.environ[_RUN_CACHE_ENV]
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from frugalrl.devices import CACHE_ENV, use_compilation_cache
+    from frugalrl.devices import use_compilation_cache
 
-    os.environ[CACHE_ENV] = _SESSION_CACHE
     use_compilation_cache()
-    os.environ[CACHE_ENV] = "off"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist) made it
+        shutil.rmtree(os.environ[_RUN_CACHE_ENV], ignore_errors=True)
 
 
 DOPAMINE_FIXTURE = os.path.join(os.path.dirname(__file__), "data", "dopamine_fixture")

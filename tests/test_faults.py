@@ -35,7 +35,7 @@ CSVS = ("result_Train.csv", "result_Test.csv", "metrics.csv")
 
 def start(config: Path, logs: Path, prefix: tuple[str, ...] | list[str] = ()) -> subprocess.Popen:
     """``frugal run`` of ``config`` in a process of its own, its XLA device count left to the CLI."""
-    env = {**os.environ, "FRUGAL_XLA_CACHE": "off"}
+    env = dict(os.environ)
     env.pop("XLA_FLAGS", None)  # the CLI picks the count: the cores it may use, or the checkpoint's
     command = [*prefix, sys.executable, "-m", "frugalrl.cli", "run", str(config), "--logs", str(logs), "--no-progress"]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

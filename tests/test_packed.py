@@ -39,7 +39,7 @@ RESULTS = ("result_Train.csv", "result_Test.csv")
 
 def frugal_env(cores: int) -> dict[str, str]:
     """A ``frugal`` process's environment: ``cores`` XLA devices (not this process's two)."""
-    env = {**os.environ, "FRUGAL_XLA_CACHE": "off", "FRUGAL_CORES": str(cores)}
+    env = {**os.environ, "FRUGAL_CORES": str(cores)}
     env.pop("XLA_FLAGS", None)
     return env
 

@@ -25,7 +25,7 @@ CSVS = ("result_Train.csv", "result_Test.csv", "metrics.csv")
 
 def frugal(*args: str, devices: int | None = None) -> subprocess.Popen:
     """The ``frugal`` command in a process of its own (``devices``: its XLA host device count)."""
-    env = {**os.environ, "FRUGAL_XLA_CACHE": "off"}
+    env = dict(os.environ)
     for name in ("XLA_FLAGS", "RAY_ADDRESS"):  # Ray on this machine, started by the sweep itself
         env.pop(name, None)
     if devices:
@@ -167,7 +167,7 @@ def test_a_worker_killed_mid_run_on_a_two_node_ray_cluster_is_retried_and_the_cs
             command.append("--no-pack")  # one run per worker: the killed worker holds one run
         sweep = subprocess.Popen(
             [sys.executable, "-m", "frugalrl.cli", *command],
-            env={**env, "FRUGAL_XLA_CACHE": "off"},
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
