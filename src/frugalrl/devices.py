@@ -142,7 +142,9 @@ def use_compilation_cache() -> str | None:
     import jax
 
     jax.config.update("jax_compilation_cache_dir", str(folder))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    # programs that compile in under half a second are not worth a file: a run has ~50 such (copies,
+    # slices) beside its ~4 large ones, and every write scans the whole folder for its size (LRU)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     jax.config.update("jax_compilation_cache_max_size", 2 * 2**30)  # least recently used entries go first
     return str(folder)
 
