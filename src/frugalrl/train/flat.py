@@ -18,6 +18,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from frugalrl import envs
 from frugalrl.agents import make_agent
+from frugalrl.agents.hparams import lane_hparams
 from frugalrl.config.schema import first_learning_block, reset_period_env_steps
 from frugalrl.devices import rolled_threefry, seed_axis_spec
 from frugalrl.replay import fifo
@@ -54,6 +55,22 @@ def segment_steps(cfg: dict[str, Any]) -> int:
     return k * max(d for d in range(1, min(seg_blocks, limit) + 1) if seg_blocks % d == 0)
 
 
+def unpackable(cfg: dict[str, Any]) -> str | None:
+    """Why a config's vmappable hyperparameters stay constants of its programs (it runs alone even
+    beside configs of its program), or None: they are data, and it can be packed."""
+    if cfg["agent"]["name"] != "dqn":
+        return f"agent {cfg['agent']['name']}: only DQN's flat loop is packed"
+    if envs.host_family(cfg["env"]["name"]) is not None:
+        return f"{cfg['env']['name']} is stepped on the host"
+    if cfg["model"]["kind"] != "none":
+        return "model-based agents are not packed"
+    if cfg["teacher"]["run"] is not None or cfg["pretraining"]["steps"] or cfg["pretraining"]["lr"] is not None:
+        return "runs with a teacher or pretraining are not packed"
+    if resetting(cfg):
+        return "runs with resets are not packed"
+    return None
+
+
 def learning_mode(cfg: dict[str, Any], start: int, seg: int) -> str:
     learning_from = first_learning_block(cfg)
     return "always" if start >= learning_from else "never" if start + seg <= learning_from else "mixed"
@@ -73,10 +90,15 @@ class FlatLoop:
         self.reincarnation = reincarnation.Reincarnation.for_config(cfg, self.spec)
         self.total, self.seg = cfg["total_steps"], segment_steps(cfg)
         self.compiled_segments: dict[str, Any] = {}
+        # The vmappable hyperparameters as data, as in a packed program, not as constants: the runs
+        # of a grid that differ only in them then compile to the same programs, and the compile cache
+        # serves every run after the first (the same bits: tests/test_packed.py).
+        self.hparams = lane_hparams([cfg], cfg["num_seeds"]) if unpackable(cfg) is None else ()
 
     def _init(self, keys: jax.Array) -> Any:
         teacher_params = self.reincarnation.teacher_params() if self.reincarnation else None
-        return init_carry(self.agent, self.env, self.env_params, self.spec, self.cfg, keys, teacher_params)
+        carry = init_carry(self.agent, self.env, self.env_params, self.spec, self.cfg, keys, teacher_params)
+        return carry._replace(hparams=self.hparams)
 
     def prepare(self, session: RunSession) -> Any:
         self.session, num_seeds = session, self.cfg["num_seeds"]
@@ -102,13 +124,13 @@ class FlatLoop:
         self.mesh = session.mesh()
         self.carry_specs = jax.tree.map(seed_axis_spec, shapes)
         self.carry_sharding = jax.tree.map(lambda s: NamedSharding(self.mesh, s), self.carry_specs)
-        return shapes
+        return shapes._replace(hparams=())  # a config's hyperparameters come from its config, never a checkpoint
 
     def fresh(self) -> Any:
         return jax.device_put(self._init(self.keys), self.carry_sharding)
 
     def resume(self, carry: Any, meta: dict[str, Any]) -> Any:
-        return jax.device_put(carry, self.carry_sharding)
+        return jax.device_put(carry._replace(hparams=self.hparams), self.carry_sharding)
 
     def start(self, carry: Any, resumed: bool) -> Any:
         session, cfg = self.session, self.cfg
@@ -257,4 +279,4 @@ class FlatLoop:
         return {}
 
 
-__all__ = ["FlatLoop", "learning_mode", "segment_steps"]
+__all__ = ["FlatLoop", "learning_mode", "segment_steps", "unpackable"]

@@ -28,7 +28,6 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from frugalrl import envs
 from frugalrl.agents.hparams import lane_hparams
 from frugalrl.devices import idle_devices_note, seed_mesh
 from frugalrl.errors import (
@@ -41,25 +40,9 @@ from frugalrl.errors import (
 )
 from frugalrl.runs import checkpoint
 from frugalrl.runs.stops import stop_requests
-from frugalrl.train.flat import FlatLoop
+from frugalrl.train.flat import FlatLoop, unpackable
 from frugalrl.train.loop import seed_keys
-from frugalrl.train.resets import resetting
 from frugalrl.train.session import RunSession, Summary, last_evaluation
-
-
-def unpackable(cfg: dict[str, Any]) -> str | None:
-    """Why a config runs alone even beside configs of its program, or None if it can be packed."""
-    if cfg["agent"]["name"] != "dqn":
-        return f"agent {cfg['agent']['name']}: only DQN's flat loop is packed"
-    if envs.host_family(cfg["env"]["name"]) is not None:
-        return f"{cfg['env']['name']} is stepped on the host"
-    if cfg["model"]["kind"] != "none":
-        return "model-based agents are not packed"
-    if cfg["teacher"]["run"] is not None or cfg["pretraining"]["steps"] or cfg["pretraining"]["lr"] is not None:
-        return "runs with a teacher or pretraining are not packed"
-    if resetting(cfg):
-        return "runs with resets are not packed"
-    return None
 
 
 @dataclass(frozen=True)
@@ -185,19 +168,13 @@ class PackedFlatLoop(FlatLoop):
             return fn
         return config_map(fn, self.layout.configs, lane_axes)
 
-    def _init(self, keys: jax.Array) -> Any:
-        return super()._init(keys)._replace(hparams=self.hparams)
-
     def fresh(self) -> Any:
         if self.layout.kind == "wide":
             return super().fresh()
         # each config's carry made as its run alone makes it: the same bits
-        own = [super(PackedFlatLoop, self)._init(self.keys[self.layout.of(p)]) for p in range(self.layout.configs)]
+        own = [self._init(self.keys[self.layout.of(p)])._replace(hparams=()) for p in range(self.layout.configs)]
         carry = join_lanes(jax.tree.map(np.asarray, own), self.layout)._replace(hparams=self.hparams)
         return jax.device_put(carry, self.carry_sharding)
-
-    def resume(self, carry: Any, meta: dict[str, Any]) -> Any:
-        return super().resume(carry._replace(hparams=self.hparams), meta)
 
 
 class _FanOutLog:

@@ -477,6 +477,8 @@ class RunSession:
     def save(self, step: int, state: Any, extra: dict[str, Any]) -> None:
         """A checkpoint of ``state`` at ``step``: the CSVs' row counts and the elapsed time go with it."""
         self.flush()
+        if hasattr(state, "hparams"):  # a flat run's hyperparameters come from its config, never a checkpoint
+            state = state._replace(hparams=())
         logs = {"train": self.train_log, "test": self.test_log, "metrics": self.metrics_log}
         rows = {name: log.rows if log else None for name, log in logs.items()}
         digests = {name: log.digest for name, log in logs.items() if log}
