@@ -80,12 +80,16 @@ def assert_same_results(left: Path, right: Path, same_state: bool = True) -> flo
 
 @pytest.fixture(scope="module")
 def alone(tmp_path_factory) -> Path:
-    """The grid's eight configs each run alone by ``frugal run`` on two devices: the layout of this
-    process (conftest), where some tests below stop packed programs from within.
+    """The grid's eight configs each run alone on two devices by the Python API (``frugal run``'s
+    ``train.run.run``) in this process, whose layout (conftest) the ``frugal`` processes compared
+    with it are given; some tests below stop packed programs from within.
 
     Made once for the whole test run: xdist's workers share the folder above their own (only this
     run's), and the first worker to need the runs makes them while the others wait for it."""
     from filelock import FileLock
+
+    from frugalrl.config import load_config
+    from frugalrl.train.run import run
 
     mine = tmp_path_factory.getbasetemp()
     shared = mine.parent if os.environ.get("PYTEST_XDIST_WORKER") else mine
@@ -96,7 +100,7 @@ def alone(tmp_path_factory) -> Path:
             folder.mkdir()
             (folder / "grid.json").write_text(json.dumps(GRID))
             for idx in range(1, 9):
-                frugal("run", "grid.json", "--idx", str(idx), "--no-progress", cwd=folder, cores=2)
+                run(load_config(folder / "grid.json", idx), folder / "logs" / "grid" / str(idx), progress=False)
             (folder / "made").touch()
     return folder / "logs" / "grid"
 
