@@ -10,8 +10,10 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 # and by every `frugal` process the tests start: a test that runs the same config twice (alone and
 # killed, rerun, resume) compiles it once. Cached programs give the bits a fresh compile gives
 # (test_run's cache test). The controller makes the folder before its workers start; they inherit it.
+# FRUGAL_TEST_XLA_CACHE set before pytest starts names a folder of the caller's, kept afterwards.
 _RUN_CACHE_ENV = "FRUGAL_TEST_XLA_CACHE"
-if _RUN_CACHE_ENV not in os.environ:
+_CACHE_MADE_HERE = _RUN_CACHE_ENV not in os.environ  # in the controller (xdist's workers inherit it)
+if _CACHE_MADE_HERE:
     os.environ[_RUN_CACHE_ENV] = tempfile.mkdtemp(prefix="frugalrl-test-xla-")
 os.environ["FRUGAL_XLA_CACHE"] = os.environ[_RUN_CACHE_ENV]
 
@@ -23,7 +25,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist) made it
+    if _CACHE_MADE_HERE:  # the controller (or a run without xdist) made it
         shutil.rmtree(os.environ[_RUN_CACHE_ENV], ignore_errors=True)
 
 
