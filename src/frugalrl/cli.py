@@ -25,11 +25,9 @@ def load_config(file: str, idx: int) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from frugalrl.devices import defer_plotting_imports
     from frugalrl.runs.stops import die_with_parent, note_stops
 
     die_with_parent()  # a sweep's task: the run ends with the worker that started it
-    defer_plotting_imports()  # a run draws no plots: its start skips loading them
     stops: list[int] = []
     previous = note_stops(stops)  # from the first line: a signal while JAX starts is noted, not a crash
     try:
@@ -612,7 +610,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from frugalrl.devices import defer_plotting_imports
+
     args = build_parser().parse_args(argv)
+    defer_plotting_imports()  # gymnax's import loads them; only analyze and plot draw (then they load)
     try:
         return args.func(args)
     except KeyboardInterrupt:  # before a run holds its directory (importing JAX, reading the config)
