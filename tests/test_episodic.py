@@ -1,5 +1,7 @@
 """Memory agents: episode replay, whole-episode collection, the masked recurrent TD loss, the loop."""
 
+import shutil
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -123,13 +125,11 @@ def test_memory_runs_log_episodes_and_evaluations_and_resume_exactly(tmp_path):
     assert {"success", "return_std"} <= set(test.columns)
     # interrupted after the checkpoint at step 120 (episode 20): drop everything after it and rerun
     part = tmp_path / "part"
-    run(cfg, part, progress=False)
+    shutil.copytree(full, part)  # the same run (reruns are bit-identical: test_run)
     from frugalrl.runs import checkpoint
 
     for step in checkpoint.complete_steps(part / "checkpoints"):
         if step > 120:
-            import shutil
-
             shutil.rmtree(part / "checkpoints" / str(step))
     (part / "log.txt").write_text("")
     resumed = run(cfg, part, progress=False)
