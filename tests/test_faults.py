@@ -51,10 +51,8 @@ def single_run(tmp_path_factory):
     return config, {name: (folder / "alone" / "locked" / "1" / name).read_text() for name in CSVS}
 
 
-# 0.5 s and 3 s after the first start: the same path as 0 s and 1 s at other moments of its start
-@pytest.mark.parametrize(
-    "offset", [0.0, pytest.param(0.5, marks=pytest.mark.slow), 1.0, pytest.param(3.0, marks=pytest.mark.slow)]
-)
+# 0.5, 1 and 3 s after the first start (the slow suite): the same path as 0 s at other moments of its start
+@pytest.mark.parametrize("offset", [0.0, *(pytest.param(offset, marks=pytest.mark.slow) for offset in (0.5, 1.0, 3.0))])
 def test_a_second_writer_refuses_and_the_first_run_is_a_single_runs(offset, single_run, tmp_path):
     config, expected = single_run
     first = start(config, tmp_path)
@@ -96,7 +94,10 @@ def rows(path: Path) -> int:
     return len(path.read_text().splitlines()) - 1 if path.exists() else 0
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGUSR1])
+# SIGUSR1 (Slurm's --signal) takes SIGTERM's path; it stays in the slow suite
+@pytest.mark.parametrize(
+    "signum", [signal.SIGTERM, signal.SIGINT, pytest.param(signal.SIGUSR1, marks=pytest.mark.slow)]
+)
 def test_a_stop_signal_checkpoints_and_the_rerun_ends_as_an_uninterrupted_run(signum, single_run, tmp_path):
     config, expected = single_run
     run_dir = tmp_path / "locked" / "1"

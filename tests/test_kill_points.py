@@ -260,7 +260,7 @@ def sweep(reference: Reference, calls: dict[str, list[str]], fault: str, folder:
 FAULTS = [f"{boundary}:{when}" for boundary in BOUNDARIES for when in ("before", "after")]
 QUICK = [
     ("RunDir.write_config:after", "first"),  # config.json written, nothing else
-    ("CsvLog.write:after", "middle"),  # rows in Python's buffer only
+    pytest.param("CsvLog.write:after", "middle", marks=pytest.mark.slow),  # rows in Python's buffer only
     ("CsvLog.flush:after", "middle"),  # rows on disk beyond the last checkpoint
     ("os.replace:before", "middle"),  # a checkpoint's meta.json or COMMITTED not renamed yet
     ("orbax.save:after", "middle"),  # orbax writing the arrays in the background
