@@ -105,6 +105,21 @@ def alone(tmp_path_factory) -> Path:
     return folder / "logs" / "grid"
 
 
+def test_configs_of_one_program_run_alone_compile_once_and_keep_their_own_results(alone, tmp_path):
+    """Alone, the vmappable values are data too: idx 8 (other lr, epsilon, temperature and lambda
+    than idx 1) finds every program it needs in the cache idx 1 filled, and ends as it does alone."""
+    (tmp_path / "grid.json").write_text(json.dumps(GRID))
+    cache = tmp_path / "xla-cache"
+    env = {**frugal_env(2), "FRUGAL_XLA_CACHE": str(cache)}
+    command = [sys.executable, "-m", "frugalrl.cli", "run", "grid.json", "--no-progress", "--idx"]
+    subprocess.run([*command, "1"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    programs = sorted(name for name in os.listdir(cache) if name.endswith("-cache"))
+    assert any(name.startswith("jit_segment") for name in programs)
+    subprocess.run([*command, "8"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    assert sorted(name for name in os.listdir(cache) if name.endswith("-cache")) == programs
+    assert_same_results(tmp_path / "logs" / "grid" / "8", alone / "8")
+
+
 def test_the_packing_plan_puts_the_whole_grid_in_one_program(tmp_path):
     (tmp_path / "grid.json").write_text(json.dumps(GRID))
     out = frugal("sweep", "grid.json", "--plan", cwd=tmp_path)
