@@ -79,7 +79,7 @@ def test_kill_9_midway_then_rerun_gives_the_uninterrupted_result(tmp_path):
     grid = tmp_path / "exp.json"
     config = {
         **SMALL,
-        "total_steps": 40000,
+        "total_steps": 16000,  # killed once the first checkpoint (4000) is seen: three quarters still to run
         "train": {"learning_starts": 500, "train_every": 1},
         "checkpoint": {"every": 4000, "keep": 2},
         "eval": {"every": 8000, "episodes": 3},
