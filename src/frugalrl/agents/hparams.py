@@ -1,11 +1,13 @@
-"""Per-lane hyperparameters: the values a packed program takes as data instead of constants.
+"""Per-lane hyperparameters: the vmappable values a program takes as data instead of constants.
 
 A packed program (``train/packed.py``) runs several configs of one sweep that differ only in
 keys the schema marks ``vmappable``; their lanes sit side by side on the seed axis and each lane
-reads its config's values from a ``LaneHParams``. Differences such as ``lambda_end -
-lambda_start`` are taken on the host in float64 and stored as float32, exactly the constants an
-alone run's program folds in, so a lane computes what the same config computes alone.
-A run that is not packed carries ``()`` instead and its program holds the constants.
+reads its config's values from a ``LaneHParams``. A packable config run alone carries its own
+(``train/flat.py``), so the configs of one program compile to the same programs alone too.
+Differences such as ``lambda_end - lambda_start`` are taken on the host in float64 and stored as
+float32, exactly the constants a program folds in otherwise, so a lane computes what the same
+config computes with constants. A config that cannot be packed carries ``()`` and its programs
+hold the constants.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ class Carry(NamedTuple):
     jsrl: Any = ()  # JSRLState: per-seed roll-in lengths (JSRL's teacher-guided exploration)
     priorities: Any = ()  # per-seed prioritized-replay priorities (replay/prioritized)
     resets: Any = ()  # ResetState: resets so far and the grad_step of the last (reset/every)
-    hparams: Any = ()  # LaneHParams of a packed program (train/packed.py); never checkpointed
+    hparams: Any = ()  # LaneHParams of a packable config, alone or packed (train/flat.py); never checkpointed
 
 
 class StepOut(NamedTuple):
@@ -202,7 +202,7 @@ class BlockData(NamedTuple):
     teacher: Any = ()  # per-seed teacher parameters (distillation)
     distill_lambda: Any = ()  # [seeds] QDagger's lambda
     rehearsal: Any = None  # the teacher's replay (no seed axis), when rehearsal mixes it in
-    hparams: Any = ()  # LaneHParams of a packed program, () otherwise
+    hparams: Any = ()  # LaneHParams of a packable config, () otherwise
 
 
 PIXEL_TORSOS = ("nature_cnn", "impala_cnn")
