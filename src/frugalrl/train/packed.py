@@ -95,9 +95,8 @@ def pack_layout(kind: str | None) -> str:
 
 
 def lane_slice(tree: Any, layout: LaneLayout, position: int) -> Any:
-    """Config ``position``'s lanes of a packed carry (or its shapes), as a run alone holds them."""
-    if hasattr(tree, "hparams"):
-        tree = tree._replace(hparams=())
+    """Config ``position``'s lanes of a packed carry (or its shapes), as a run alone holds them (its
+    ``hparams`` too: ``RunSession.save`` and ``FlatLoop.prepare`` leave them out of checkpoints)."""
     lanes = layout.of(position)
 
     def one(leaf: Any) -> Any:
