@@ -34,6 +34,12 @@ def program_key(cfg: dict[str, Any]) -> str:
     return json.dumps({key: value for key, value in shape.items() if key not in BOOKKEEPING}, sort_keys=True)
 
 
+def in_order(value: Any) -> tuple[int, float, str]:
+    """Numbers by value (1.25e-05 before 0.0001), then anything else by its text."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return (0, float(value), "") if number else (1, 0.0, str(value))
+
+
 def pack_groups(file: str | Path, indices: list[int], swept: list[str]) -> list[PackGroup]:
     """The indices bucketed into programs, in order of their first index; ``swept``: the grid's
     swept keys, to say which differ inside a group and which the group shares."""
@@ -46,7 +52,7 @@ def pack_groups(file: str | Path, indices: list[int], swept: list[str]) -> list[
     groups = []
     for members in buckets.values():
         values = {key: [configs[idx].get(key) for idx in members] for key in swept}
-        varying = {key: sorted(set(v), key=str) for key, v in values.items() if len(set(map(str, v))) > 1}
+        varying = {key: sorted(set(v), key=in_order) for key, v in values.items() if len(set(map(str, v))) > 1}
         shared = {key: v[0] for key, v in values.items() if key not in varying}
         groups.append(PackGroup(members, varying, shared))
     return groups
