@@ -50,9 +50,14 @@ def reference_stream(episodes: list[tuple[int, str]], padding: str) -> list[dict
     return steps
 
 
+# compiled once per capacity and padding, not once per drawn stream's length
+add_jit = jax.jit(fifo.add)
+gather_all = jax.jit(lambda state, count, ages: fifo.gather(state, count, ages, n_step=1, bootstrap_truncation=True))
+sample_obs_16 = jax.jit(lambda state, key, count: fifo.sample_obs(state, key, count, 16))
+
+
 def fill(steps: list[dict], capacity: int, padding: str) -> fifo.ReplayState:
     state = fifo.init(jnp.zeros((1,), jnp.int32), jnp.zeros((), jnp.int32), capacity, 3, stack=K, padding=padding)
-    add = jax.jit(fifo.add)
     for count, step in enumerate(steps):
         transition = fifo.Transition(
             jnp.array([step["frame"]], jnp.int32),
@@ -62,7 +67,7 @@ def fill(steps: list[dict], capacity: int, padding: str) -> fifo.ReplayState:
             jnp.bool_(step["truncated"]),
             jnp.array([step["final"]], jnp.int32),
         )
-        state = add(state, jnp.int32(count), transition, jnp.array([step["next_frame"]], jnp.int32))
+        state = add_jit(state, jnp.int32(count), transition, jnp.array([step["next_frame"]], jnp.int32))
     return state
 
 
@@ -82,16 +87,17 @@ def test_rebuilt_stacks_equal_the_stacks_acted_on_and_never_cross_an_episode(epi
     state = fill(steps, capacity, padding)
     count = len(steps)
     held = min(count, capacity)
-    batch = fifo.gather(state, jnp.int32(count), jnp.arange(held), n_step=1, bootstrap_truncation=True)
+    # every age of the capacity (one program per capacity, not per count); the first `held` are kept
+    batch = jax.tree.map(lambda x: np.asarray(x)[:held], gather_all(state, jnp.int32(count), jnp.arange(capacity)))
     kept = steps[count - held :]
-    np.testing.assert_array_equal(np.asarray(batch.action), np.arange(count - held, count))
-    obs = np.asarray(batch.obs)[:, 0, :]  # [held, K]
-    next_obs = np.asarray(batch.next_obs)[:, 0, :]
+    np.testing.assert_array_equal(batch.action, np.arange(count - held, count))
+    obs = batch.obs[:, 0, :]  # [held, K]
+    next_obs = batch.next_obs[:, 0, :]
     for i, step in enumerate(kept):
         assert obs[i].tolist() == step["obs"], (i, obs[i], step)
         if not step["terminated"]:  # a terminal transition's next observation is never used (discount 0)
             assert next_obs[i].tolist() == step["next_stack"], (i, next_obs[i], step)
-    drawn = fifo.sample_obs(state, jax.random.PRNGKey(count), jnp.int32(count), 16)
+    drawn = sample_obs_16(state, jax.random.PRNGKey(count), jnp.int32(count))
     assert {tuple(x) for x in np.asarray(drawn)[:, 0, :].tolist()} <= {tuple(s["obs"]) for s in kept}
 
 
