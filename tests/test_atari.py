@@ -317,7 +317,8 @@ def start(config: Path, logs: Path) -> subprocess.Popen:
 
 def test_a_short_medqn_atari_run_killed_mid_run_resumes_to_the_uninterrupted_runs_csvs(tmp_path):
     config = tmp_path / "qbert.json"
-    grid = {k: [{kk: [vv] for kk, vv in v.items()} if isinstance(v, dict) else v] for k, v in SHORT_MEDQN.items()}
+    short = {**SHORT_MEDQN, "total_steps": 1200, "eval": {**SHORT_MEDQN["eval"], "every": 600}}
+    grid = {k: [{kk: [vv] for kk, vv in v.items()} if isinstance(v, dict) else v] for k, v in short.items()}
     config.write_text(json.dumps(grid))
     alone = start(config, tmp_path / "alone")
     assert alone.wait(timeout=900) == 0, alone.stderr.read()
@@ -326,12 +327,12 @@ def test_a_short_medqn_atari_run_killed_mid_run_resumes_to_the_uninterrupted_run
     run_dir = tmp_path / "killed" / "qbert" / "1"
     process = start(config, tmp_path / "killed")
     deadline = time.time() + 600
-    while not (run_dir / "checkpoints" / "800" / "COMMITTED").exists() and time.time() < deadline:
+    while not (run_dir / "checkpoints" / "400" / "COMMITTED").exists() and time.time() < deadline:
         time.sleep(0.05)
     time.sleep(1.0)  # mid-game, past the checkpoint
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert not (run_dir / "result_Test.csv").exists() or "2400" not in (run_dir / "result_Test.csv").read_text()
+    assert not (run_dir / "result_Test.csv").exists() or "1200" not in (run_dir / "result_Test.csv").read_text()
     newest = max(int(p.parent.name) for p in (run_dir / "checkpoints").glob("*/COMMITTED"))
     meta = json.loads((run_dir / "checkpoints" / str(newest) / "meta.json").read_text())
     assert any(meta["actions_since_seeding"]), "the checkpoint should hold envs in play, to be replayed on resume"
@@ -355,15 +356,15 @@ def qdagger_short(teacher: Path) -> dict:
     grid = json.loads((Path(__file__).parents[1] / "configs/reincarnation/atari_qdagger_dqn_pong.json").read_text())
     cfg = {key: value[0] for key, value in grid.items()}
     cfg = {key: {k: v[0] for k, v in value.items()} if isinstance(value, dict) else value for key, value in cfg.items()}
-    cfg.update(total_steps=600, num_seeds=2, teacher={"run": str(teacher)})
+    cfg.update(total_steps=320, num_seeds=2, teacher={"run": str(teacher)})
     cfg["replay"] = {"capacity": 1000, "batch_size": 8}  # small batches: a third of the learning time
     cfg["train"] = {"train_every": 4, "learning_starts": 100}
     cfg["pretraining"] = {**cfg["pretraining"], "steps": 40, "eval_every": 20}
-    cfg["eval"] = {**cfg["eval"], "every": 300, "episodes": 1, "max_episode_steps": 150}
-    cfg["checkpoint"] = {"every": 300, "keep": 2}
+    cfg["eval"] = {**cfg["eval"], "every": 160, "episodes": 1, "max_episode_steps": 150}
+    cfg["checkpoint"] = {"every": 160, "keep": 2}
     cfg.pop("replay/capacity", None), cfg.pop("replay/batch_size", None)
     cfg.pop("train/train_every", None), cfg.pop("train/learning_starts", None)
-    cfg["distillation"] = {**cfg["distillation"], "decay_period": 400}
+    cfg["distillation"] = {**cfg["distillation"], "decay_period": 200}
     return cfg
 
 
@@ -383,7 +384,7 @@ def test_qdagger_on_pong_pretrains_on_dopamines_replay_then_distills_online(tmp_
     metrics = pd.read_csv(path / "metrics.csv")
     assert metrics["distillation_loss"].notna().all() and (metrics["distillation_loss"] > 0).all()
     tests = pd.read_csv(path / "result_Test.csv")
-    assert sorted(tests["step"].unique().tolist()) == [0, 300, 600]  # eval/at_start, then every 300
+    assert sorted(tests["step"].unique().tolist()) == [0, 160, 320]  # eval/at_start, then every 160
     log = (path / "log.txt").read_text()
     assert "teacher data: " in log and "normalised scores" in log and "lambda" in log
 

@@ -94,9 +94,9 @@ def rows(path: Path) -> int:
     return len(path.read_text().splitlines()) - 1 if path.exists() else 0
 
 
-# SIGUSR1 (Slurm's --signal) takes SIGTERM's path; it stays in the slow suite
+# a first SIGINT (Ctrl-C) and SIGUSR1 (Slurm's --signal) take SIGTERM's path: they stay in the slow suite
 @pytest.mark.parametrize(
-    "signum", [signal.SIGTERM, signal.SIGINT, pytest.param(signal.SIGUSR1, marks=pytest.mark.slow)]
+    "signum", [signal.SIGTERM, *(pytest.param(s, marks=pytest.mark.slow) for s in (signal.SIGINT, signal.SIGUSR1))]
 )
 def test_a_stop_signal_checkpoints_and_the_rerun_ends_as_an_uninterrupted_run(signum, single_run, tmp_path):
     config, expected = single_run

@@ -75,6 +75,7 @@ def test_corrupt_latest_checkpoint_falls_back_and_resume_is_exact(tmp_path):
     assert "is unusable" in (tmp_path / "b" / "log.txt").read_text()
 
 
+@pytest.mark.slow  # the default suite kills a run at each kind of write boundary (test_kill_points.py)
 def test_kill_9_midway_then_rerun_gives_the_uninterrupted_result(tmp_path):
     grid = tmp_path / "exp.json"
     config = {
