@@ -96,15 +96,16 @@ def test_a_bad_config_is_recorded_failed_shown_by_status_and_skipped_until_retri
     grid = tmp_path / "grid.json"
     grid.write_text(json.dumps({**GRID, "optimizer/lr": [1e-3, -1.0], "total_steps": [1000]}))
     logs = tmp_path / "logs"
-    out = finish(frugal("sweep", str(grid), "--run", "--logs", str(logs), "--no-progress"), code=1)
-    assert "2: failed: " in out and "optimizer/lr" in out and "grid: 1 runs finished, 1 not (2)" in out
+    sweep = ("sweep", str(grid), "--run", "--idx", "2", "--logs", str(logs), "--no-progress")  # idx 1 is good
+    out = finish(frugal(*sweep), code=1)
+    assert "2: failed: " in out and "optimizer/lr" in out and "grid: 0 runs finished, 1 not (2)" in out
     record = RunDir(logs / "grid" / "2").failure()
     assert record is not None and "optimizer/lr" in record["error"]
     status = finish(frugal("status", str(grid), "--logs", str(logs)))
-    assert "failed: 2 " in status and "optimizer/lr" in status
-    out = finish(frugal("sweep", str(grid), "--run", "--logs", str(logs), "--no-progress"))
+    assert "failed: 2 " in status and "optimizer/lr" in status and "not started: 1" in status
+    out = finish(frugal(*sweep))
     assert "2: skipped (failed: " in out  # not retried unless asked
-    out = finish(frugal("sweep", str(grid), "--run", "--retry", "--logs", str(logs), "--no-progress"), code=1)
+    out = finish(frugal(*sweep, "--retry"), code=1)
     assert "2: failed: " in out  # asked: tried again, and the config is still bad
 
 
