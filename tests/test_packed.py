@@ -78,31 +78,50 @@ def assert_same_results(left: Path, right: Path, same_state: bool = True) -> flo
     return float(np.max(np.abs(values_a - values_b) / np.maximum(np.abs(values_b), 1e-12)))
 
 
-@pytest.fixture(scope="module")
-def alone(tmp_path_factory) -> Path:
-    """The grid's eight configs each run alone on two devices by the Python API (``frugal run``'s
-    ``train.run.run``) in this process, whose layout (conftest) the ``frugal`` processes compared
-    with it are given; some tests below stop packed programs from within.
-
-    Made once for the whole test run: xdist's workers share the folder above their own (only this
-    run's), and the first worker to need the runs makes them while the others wait for it."""
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """A folder ``make(folder)`` fills once for the whole test run: xdist's workers share the folder
+    above their own (only this run's), and the first worker to need it makes it while the others
+    wait for it. ``make`` writes the grid's runs under ``folder/logs/grid``, which is returned."""
     from filelock import FileLock
-
-    from frugalrl.config import load_config
-    from frugalrl.train.run import run
 
     mine = tmp_path_factory.getbasetemp()
     shared = mine.parent if os.environ.get("PYTEST_XDIST_WORKER") else mine
-    folder = shared / "packed-alone"
-    with FileLock(str(shared / "packed-alone.lock")):
+    folder = shared / name
+    with FileLock(str(shared / f"{name}.lock")):
         if not (folder / "made").exists():
             shutil.rmtree(folder, ignore_errors=True)  # a worker that failed half-way
             folder.mkdir()
             (folder / "grid.json").write_text(json.dumps(GRID))
-            for idx in range(1, 9):
-                run(load_config(folder / "grid.json", idx), folder / "logs" / "grid" / str(idx), progress=False)
+            make(folder)
             (folder / "made").touch()
     return folder / "logs" / "grid"
+
+
+@pytest.fixture(scope="module")
+def alone(tmp_path_factory) -> Path:
+    """The grid's eight configs each run alone on two devices by the Python API (``frugal run``'s
+    ``train.run.run``) in this process, whose layout (conftest) the ``frugal`` processes compared
+    with it are given; some tests below stop packed programs from within."""
+    from frugalrl.config import load_config
+    from frugalrl.train.run import run
+
+    def make(folder: Path) -> None:
+        for idx in range(1, 9):
+            run(load_config(folder / "grid.json", idx), folder / "logs" / "grid" / str(idx), progress=False)
+
+    return made_once(tmp_path_factory, "packed-alone", make)
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory) -> Path:
+    """The grid's eight configs as one program: ``frugal run --idx 1-8`` on two devices (its output
+    in ``stdout.txt`` beside the runs)."""
+
+    def make(folder: Path) -> None:
+        out = frugal("run", "grid.json", "--idx", "1-8", "--no-progress", cwd=folder, cores=2)
+        (folder / "logs" / "grid" / "stdout.txt").write_text(out)
+
+    return made_once(tmp_path_factory, "packed-1-8", make)
 
 
 def test_configs_of_one_program_run_alone_compile_once_and_keep_their_own_results(alone, tmp_path):
@@ -126,19 +145,18 @@ def test_the_packing_plan_puts_the_whole_grid_in_one_program(tmp_path):
     assert "8 runs in 1 programs" in out and "--idx 1-8" in out
 
 
-def test_a_packed_program_writes_each_config_the_results_it_has_alone(alone, tmp_path):
-    (tmp_path / "grid.json").write_text(json.dumps(GRID))
-    out = frugal("run", "grid.json", "--idx", "1-8", "--no-progress", cwd=tmp_path, cores=2)
+def test_a_packed_program_writes_each_config_the_results_it_has_alone(alone, packed):
+    out = (packed / "stdout.txt").read_text()
     assert out.count(": done, final greedy return") == 8, out
     for idx in range(1, 9):
-        packed = tmp_path / "logs" / "grid" / str(idx)
-        assert_same_results(packed, alone / str(idx))  # exact, the CPU's default: the same state
-        assert json.loads((packed / "checkpoints" / "2000" / "meta.json").read_text())["seed_devices"] == 2
-        config = json.loads((packed / "config.json").read_text())
+        run = packed / str(idx)
+        assert_same_results(run, alone / str(idx))  # exact, the CPU's default: the same state
+        assert json.loads((run / "checkpoints" / "2000" / "meta.json").read_text())["seed_devices"] == 2
+        config = json.loads((run / "config.json").read_text())
         assert config["num_seeds"] == 2 and config["config_idx"] == idx  # its own config, as alone
-        log = (packed / "log.txt").read_text()
+        log = (run / "log.txt").read_text()
         assert "packed: 8 configs" in log and log.count("greedy return") == 2  # its own log: its evaluations only
-    status = frugal("status", "grid.json", cwd=tmp_path)
+    status = frugal("status", "grid.json", cwd=packed.parents[1])
     assert "8 of 8 runs finished" in status and "done: 1-8" in status
 
 
@@ -213,12 +231,13 @@ def test_every_vmappable_key_is_one_a_packed_program_reads_per_lane():
     assert set(vmappable_keys()) == set(PACKED_KEYS)
 
 
-def test_runs_checkpointed_at_their_end_finish_packed_without_training_again(tmp_path):
-    """Killed after the final checkpoint, before the log's last line: the rerun only reads back."""
-    grid = {**GRID, "checkpoint": [{"every": [1000], "final": [True]}]}
-    (tmp_path / "grid.json").write_text(json.dumps(grid))
-    frugal("run", "grid.json", "--idx", "1,2", "--no-progress", cwd=tmp_path)
+def test_runs_checkpointed_at_their_end_finish_packed_without_training_again(packed, tmp_path):
+    """Killed after the final checkpoint, before the log's last line: the rerun only reads back
+    (two of the eight runs of one program, packed again as two)."""
+    (tmp_path / "grid.json").write_text(json.dumps(GRID))
     runs = [tmp_path / "logs" / "grid" / str(idx) for idx in (1, 2)]
+    for idx, run in zip((1, 2), runs, strict=True):
+        shutil.copytree(packed / str(idx), run)
     before = [{name: (run / name).read_text() for name in RESULTS} for run in runs]
     for run in runs:  # as if killed just before writing the 'Time elapsed' line
         lines = (run / "log.txt").read_text().splitlines(keepends=True)
