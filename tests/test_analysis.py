@@ -58,6 +58,17 @@ def test_unfinished_lists_missing_and_killed_runs(sweep, capsys):
     assert "3 of 8 runs finished" in out and "unfinished: 3-4,6-8" in out
 
 
+def test_status_of_some_indices_counts_and_lists_only_those(sweep, capsys):
+    """What a sweep of ``--idx 2-4,7`` left: the other indices are neither counted nor listed."""
+    args = ["status", str(sweep.file), "--runs", "2", "--logs", str(sweep.logs)]
+    assert main([*args, "--idx", "2-4,7"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("grid: 1 of 4 runs finished (1 interrupted, 2 not started)")
+    assert "done: 2" in out and "not started: 4,7" in out and "unfinished: 3-4,7" in out
+    assert main([*args, "--idx", "9"]) == 2  # past 2 runs x 4 combinations
+    assert "goes past 8" in capsys.readouterr().err
+
+
 def test_status_tells_done_running_failed_interrupted_and_not_started_apart(sweep, capsys):
     from frugalrl.runs.lock import RunLock
     from frugalrl.runs.rundir import RunDir

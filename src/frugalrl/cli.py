@@ -370,9 +370,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     try:
         sweep = _sweep(args)
+        chosen = set(_chosen(args, sweep.size))  # --idx: the part of the grid a sweep ran
         states, other = run_states(sweep), sweep.mismatches()
     except (GridError, ValueError) as error:
         return _error(str(error), EXIT_CONFIG)
+    states = {idx: state for idx, state in states.items() if idx in chosen}
+    other = {idx: why for idx, why in other.items() if idx in chosen}
     by_state = {state: [idx for idx, (got, _) in states.items() if got == state] for state in RUN_STATES}
     counts = ", ".join(f"{len(by_state[state])} {state}" for state in RUN_STATES[1:] if by_state[state])
     print(
@@ -394,7 +397,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"holding another config than the grid's (analyze and plot refuse them): {format_indices(sorted(other))}")
         for idx, why in sorted(other.items()):
             print(f"  {idx}: {why.split(';')[0]}")
-    dropped = dropped_seeds(sweep)
+    dropped = {idx: seeds for idx, seeds in dropped_seeds(sweep).items() if idx in chosen}
     if dropped:
         print("dropped seeds (train/on_divergence 'drop'; the other seeds went on):")
         for idx, seeds in sorted(dropped.items()):
@@ -561,6 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--runs", type=int, default=1, help="runs per combination (idx + k*N, k < runs)")
         p.add_argument("--logs", default="logs", help="root of run directories (default ./logs)")
         p.set_defaults(func=func)
+        if name == "status":
+            p.add_argument("--idx", help="only these indices, e.g. 1-60,361 (default: all of --runs runs)")
         if name == "analyze":
             p.add_argument("--mode", choices=("Train", "Test", "Offline", "both"), default="both")
             p.add_argument("--last", type=int, help="returns averaged per seed (default 100 Train, 5 Test, 1 Offline)")
