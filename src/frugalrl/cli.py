@@ -370,12 +370,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     try:
         sweep = _sweep(args)
-        chosen = set(_chosen(args, sweep.size))  # --idx: the part of the grid a sweep ran
-        states, other = run_states(sweep), sweep.mismatches()
+        chosen = _chosen(args, sweep.size)  # --idx: the part of the grid a sweep ran
+        states, other = run_states(sweep, chosen), sweep.mismatches(chosen)
     except (GridError, ValueError) as error:
         return _error(str(error), EXIT_CONFIG)
-    states = {idx: state for idx, state in states.items() if idx in chosen}
-    other = {idx: why for idx, why in other.items() if idx in chosen}
     by_state = {state: [idx for idx, (got, _) in states.items() if got == state] for state in RUN_STATES}
     counts = ", ".join(f"{len(by_state[state])} {state}" for state in RUN_STATES[1:] if by_state[state])
     print(
@@ -397,7 +395,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"holding another config than the grid's (analyze and plot refuse them): {format_indices(sorted(other))}")
         for idx, why in sorted(other.items()):
             print(f"  {idx}: {why.split(';')[0]}")
-    dropped = {idx: seeds for idx, seeds in dropped_seeds(sweep).items() if idx in chosen}
+    dropped = dropped_seeds(sweep, chosen)
     if dropped:
         print("dropped seeds (train/on_divergence 'drop'; the other seeds went on):")
         for idx, seeds in sorted(dropped.items()):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,11 +84,16 @@ class Sweep:
         """Config indices of the runs of a combination (1-based)."""
         return [combination + k * self.size for k in range(self.runs)]
 
-    def mismatches(self) -> dict[int, str]:
-        """{index: why} for every run directory whose saved config is not the grid's combination
-        (another grid of the same file name wrote it, or the grid changed since)."""
+    def all_indices(self) -> list[int]:
+        """Every config index of the sweep: 1 .. runs*N."""
+        return list(range(1, self.runs * self.size + 1))
+
+    def mismatches(self, indices: Iterable[int] | None = None) -> dict[int, str]:
+        """{index: why} for every run directory (of ``indices``, default all) whose saved config is
+        not the grid's combination (another grid of the same file name wrote it, or the grid changed
+        since)."""
         grid, found = self.grid, {}
-        for idx in range(1, self.runs * self.size + 1):
+        for idx in self.all_indices() if indices is None else indices:
             try:
                 saved = RunDir(self.run_dir(idx)).saved_config()
             except CheckpointError as error:
@@ -113,7 +119,7 @@ class Sweep:
 
 def unfinished(sweep: Sweep) -> list[int]:
     """Every index in 1 .. runs*N whose log.txt is missing or does not end with 'Time elapsed'."""
-    return [idx for idx in range(1, sweep.runs * sweep.size + 1) if not RunDir(sweep.run_dir(idx)).finished()]
+    return [idx for idx in sweep.all_indices() if not RunDir(sweep.run_dir(idx)).finished()]
 
 
 RUN_STATES = ("done", "running", "failed", "interrupted", "not started")
@@ -136,20 +142,21 @@ def run_state(run_dir: Path) -> tuple[str, str]:
     return "not started", ""
 
 
-def run_states(sweep: Sweep) -> dict[int, tuple[str, str]]:
-    """{index: (state, detail)} for every index in 1 .. runs*N (see ``run_state``)."""
-    return {idx: run_state(sweep.run_dir(idx)) for idx in range(1, sweep.runs * sweep.size + 1)}
+def run_states(sweep: Sweep, indices: Iterable[int] | None = None) -> dict[int, tuple[str, str]]:
+    """{index: (state, detail)} for every index of ``indices`` (default 1 .. runs*N; see ``run_state``)."""
+    return {idx: run_state(sweep.run_dir(idx)) for idx in (sweep.all_indices() if indices is None else indices)}
 
 
-def dropped_seeds(sweep: Sweep) -> dict[int, dict[str, Any]]:
-    """{index: {seed: its DROPPED record}} of every run of the sweep that dropped seeds."""
-    records = {idx: RunDir(sweep.run_dir(idx)).dropped() for idx in range(1, sweep.runs * sweep.size + 1)}
+def dropped_seeds(sweep: Sweep, indices: Iterable[int] | None = None) -> dict[int, dict[str, Any]]:
+    """{index: {seed: its DROPPED record}} of every run of the sweep (or of ``indices``) that dropped seeds."""
+    chosen = sweep.all_indices() if indices is None else indices
+    records = {idx: RunDir(sweep.run_dir(idx)).dropped() for idx in chosen}
     return {idx: record for idx, record in records.items() if record}
 
 
 def failures(sweep: Sweep) -> dict[int, dict[str, Any]]:
     """{index: its FAILED record (error, step, seeds)} of every run of the sweep that failed."""
-    records = {idx: RunDir(sweep.run_dir(idx)).failure() for idx in range(1, sweep.runs * sweep.size + 1)}
+    records = {idx: RunDir(sweep.run_dir(idx)).failure() for idx in sweep.all_indices()}
     return {idx: record for idx, record in records.items() if record is not None}
 
 
@@ -160,7 +167,7 @@ _TIME = re.compile(re.escape(FINISHED_PREFIX) + r" ([0-9.]+) minutes")
 def time_and_memory(sweep: Sweep) -> pd.DataFrame:
     """Peak memory (MB) and wall time (minutes) of every finished run, from the end of its log.txt."""
     rows = []
-    for idx in range(1, sweep.runs * sweep.size + 1):
+    for idx in sweep.all_indices():
         run = RunDir(sweep.run_dir(idx))
         if not run.finished():
             continue
