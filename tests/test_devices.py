@@ -77,3 +77,31 @@ print("ok")
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_placing_a_carry_compiles_nothing_and_gives_each_leaf_a_buffer_of_its_own():
+    """A run's start places its carry on the seed devices: eager copies and moves of device arrays
+    compiled a program per leaf shape (31 for a DQN carry). The placed leaves are the segment's to
+    donate: params and target params that start as one array must not share a buffer after."""
+    import jax.monitoring
+    import jax.numpy as jnp
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    from frugalrl.devices import placed
+
+    compiles = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, _, **__: compiles.append(event) if event == "/jax/core/compile/backend_compile_duration" else None
+    )
+    params = jnp.arange(2 * 7 * 5, dtype=jnp.float32).reshape(2, 7, 5) + 0.5  # a shape no other test compiles
+    carry = {"params": params, "target": params, "count": jnp.zeros((), jnp.int32)}
+    split = NamedSharding(Mesh(np.array(jax.devices()[:2]), ("seed",)), PartitionSpec("seed"))
+    layout = {"params": split, "target": split, "count": NamedSharding(split.mesh, PartitionSpec())}
+    before = len(compiles)
+    on_devices = placed(carry, layout)
+    assert len(compiles) == before
+    assert on_devices["params"].sharding == split and len(on_devices["params"].addressable_shards) == 2
+    trained = jax.jit(lambda p: p * 0 - 1, donate_argnums=0)(on_devices["params"])
+    assert on_devices["params"].is_deleted() and float(trained[1, 6, 4]) == -1.0  # donated, written over
+    np.testing.assert_array_equal(np.asarray(on_devices["target"]), np.asarray(params))  # its own buffer
+    assert placed(carry)["params"].devices() == {jax.devices()[0]}  # no layout: the default device

@@ -188,6 +188,19 @@ def seed_axis_spec(leaf: Any) -> PartitionSpec:
     return PartitionSpec("seed") if np.ndim(leaf) > 0 else PartitionSpec()
 
 
+def placed(tree: Any, shardings: Any = None) -> Any:
+    """``tree``'s values in buffers of their own, laid out by ``shardings`` (None: the default device).
+
+    By way of host memory, where nothing compiles: an eager ``jnp.copy`` or a ``device_put`` of a
+    device array onto other devices compiles a small program for every leaf shape (a DQN carry: 31,
+    about 1 s of every run's start, which the compile cache does not keep). Own buffers, because the
+    segment programs donate the carry, and leaves can start as one array (params, target params)."""
+    import jax
+
+    host = jax.device_get(tree)
+    return jax.device_put(host) if shardings is None else jax.device_put(host, shardings)
+
+
 def seed_vmap(fn: Any, in_axes: Any = 0, *, unrolled: bool = False) -> Any:
     """``jax.vmap(fn, in_axes)`` over the leading seed axis or, ``unrolled``, one call of ``fn`` per
     seed in the same program, outputs stacked. ``in_axes`` holds 0 (per seed) or None (shared).

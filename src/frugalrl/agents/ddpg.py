@@ -9,6 +9,7 @@ then the Polyak steps of both targets.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -46,7 +47,7 @@ class DDPG:
         if self.spec.discrete:
             raise ValueError(f"DDPG needs continuous actions; {self.spec.name} has discrete actions")
         net = self.cfg["network"]
-        action_dim = int(jnp.prod(jnp.array(self.spec.action_shape)))
+        action_dim = math.prod(self.spec.action_shape)
         hidden, activation = tuple(net["hidden"]), net["activation"]
         object.__setattr__(self, "action_dim", action_dim)
         object.__setattr__(self, "actor", DeterministicActor(hidden, action_dim, activation))

@@ -12,11 +12,13 @@ per env step inside one jitted call, and owns resets (``frugalrl.train.resets``)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from frugalrl.agents.optim import make_optimizer
@@ -24,7 +26,7 @@ from frugalrl.envs import EnvSpec
 from frugalrl.nets.actor_critic import CriticEnsemble, TanhGaussianActor, Temperature
 from frugalrl.replay.fifo import Batch
 
-LOG_TWO = float(jnp.log(2.0))
+LOG_TWO = float(np.float32(math.log(2.0)))  # log 2 rounded to float32, as jnp.log(2.0) gives it
 
 
 class SACState(NamedTuple):
@@ -91,7 +93,7 @@ class SAC:
         if self.spec.discrete:
             raise ValueError(f"SAC needs continuous actions; {self.spec.name} has discrete actions")
         net, sac = self.cfg["network"], self.cfg["sac"]
-        action_dim = int(jnp.prod(jnp.array(self.spec.action_shape)))
+        action_dim = math.prod(self.spec.action_shape)
         hidden, activation = tuple(net["hidden"]), net["activation"]
         setattr_ = object.__setattr__
         setattr_(self, "action_dim", action_dim)

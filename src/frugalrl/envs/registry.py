@@ -293,7 +293,7 @@ def make(env_cfg: dict[str, Any]) -> tuple[Any, Any, EnvSpec]:
     entry = _entry(env_cfg["name"])
     env = entry.factory()
     params = _params(env, env_cfg)
-    obs, _ = jax.eval_shape(env.reset, jax.random.PRNGKey(0), params)
+    obs, _ = jax.eval_shape(lambda: env.reset(jax.random.PRNGKey(0), params))  # traced: nothing compiles
     space = env.action_space(params)
     discrete = hasattr(space, "n")
     obs_dtype = np.uint8 if entry.binary_obs else np.dtype(obs.dtype)

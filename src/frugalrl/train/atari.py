@@ -34,6 +34,7 @@ import numpy as np
 from frugalrl.agents import make_agent
 from frugalrl.agents.protocols import ValueAgent
 from frugalrl.config.schema import first_learning_block
+from frugalrl.devices import placed
 from frugalrl.envs import EnvSpec
 from frugalrl.envs.atari import FRAME_SHAPE, STACK, AtariEnvs, AtariParams, atari_params, clip_reward, parse_name
 from frugalrl.errors import TrainingError
@@ -279,9 +280,9 @@ class AtariLoop(HostLoop):
     def first_carry(self, keys: jax.Array, frames: Any) -> HostCarry:
         stacks = first_stacks(frames, self.params)
         carry = init_host_carry(self.agent, self.spec, self.cfg, keys, stacks, self.empty_replay)
-        if self.reincarnation is None:
-            return carry
-        return jax.tree.map(jnp.copy, with_teacher(carry, self.cfg, self.reincarnation.teacher_params()))
+        if self.reincarnation is not None:
+            carry = with_teacher(carry, self.cfg, self.reincarnation.teacher_params())
+        return carry  # leaves can share a buffer (params and target params): fresh places it
 
     def prepare(self, session: RunSession) -> Any:
         self.session, cfg, num_seeds = session, self.cfg, self.cfg["num_seeds"]
@@ -308,7 +309,7 @@ class AtariLoop(HostLoop):
         zeros = np.zeros(len(self.games))
         next_seeds = game_seeds(self.cfg, self.seedings + 1)
         self.game_state = new_games(self.train_envs, lives, zeros, zeros, record, zeros, next_seeds)
-        carry = self.first_carry(self.keys, frames)
+        carry = placed(self.first_carry(self.keys, frames))
         return jax.jit(make_first_action(self.agent, self.cfg))(carry)
 
     def resume(self, carry: HostCarry, meta: dict[str, Any]) -> HostCarry:

@@ -22,7 +22,7 @@ from frugalrl import envs
 from frugalrl.agents.protocols import EpisodicAgent
 from frugalrl.agents.recurrent_dqn import RecurrentDQN
 from frugalrl.agents.sacd import SACD
-from frugalrl.devices import seed_axis_spec
+from frugalrl.devices import placed, seed_axis_spec
 from frugalrl.envs import EnvSpec
 from frugalrl.replay import episodes as episode_replay
 from frugalrl.runs.rundir import TEST_COLUMNS, TRAIN_COLUMNS, counted
@@ -272,7 +272,7 @@ class EpisodicLoop:
 
     def fresh(self) -> EpisodicCarry:
         carry = jax.vmap(lambda k: init_carry(self.agent, self.spec, self.cfg, k))(self.keys)
-        return jax.device_put(carry, self.carry_sharding)
+        return placed(carry, self.carry_sharding)
 
     def resume(self, carry: EpisodicCarry, meta: dict[str, Any]) -> EpisodicCarry:
         return jax.device_put(carry, self.carry_sharding)

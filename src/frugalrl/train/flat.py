@@ -20,7 +20,7 @@ from frugalrl import envs
 from frugalrl.agents import make_agent
 from frugalrl.agents.hparams import lane_hparams
 from frugalrl.config.schema import first_learning_block, reset_period_env_steps
-from frugalrl.devices import rolled_threefry, seed_axis_spec
+from frugalrl.devices import placed, rolled_threefry, seed_axis_spec
 from frugalrl.replay import fifo
 from frugalrl.runs.rundir import TEST_COLUMNS, TRAIN_COLUMNS, counted, evaluation_rows
 from frugalrl.train import reincarnation
@@ -127,7 +127,7 @@ class FlatLoop:
         return shapes._replace(hparams=())  # a config's hyperparameters come from its config, never a checkpoint
 
     def fresh(self) -> Any:
-        return jax.device_put(self._init(self.keys), self.carry_sharding)
+        return placed(self._init(self.keys), self.carry_sharding)
 
     def resume(self, carry: Any, meta: dict[str, Any]) -> Any:
         return jax.device_put(carry._replace(hparams=self.hparams), self.carry_sharding)

@@ -27,6 +27,7 @@ from frugalrl.agents import make_agent
 from frugalrl.agents.protocols import ValueAgent
 from frugalrl.config.schema import first_learning_block
 from frugalrl.config.sections import ReplaySection
+from frugalrl.devices import placed
 from frugalrl.envs import EnvSpec
 from frugalrl.envs.dmc import DMCEnv
 from frugalrl.errors import TrainingError
@@ -116,7 +117,7 @@ def init_host_carry(
     )
     if cfg["replay"]["prioritized"]:
         carry = carry._replace(priorities=jax.vmap(lambda _: prioritized.init(capacity))(keys))
-    return jax.tree.map(jnp.copy, carry)
+    return carry  # leaves can share a buffer (params and target params): the caller places it (devices.placed)
 
 
 def plain_observation(c: HostCarry, reward, terminated, truncated, final_obs, next_obs) -> tuple[Any, ...]:
@@ -264,7 +265,7 @@ class HostLoop:
 
     def fresh(self) -> HostCarry:
         first_obs = jnp.asarray(np.stack([env.reset() for env in self.train_envs]), jnp.float32)
-        carry = init_host_carry(self.agent, self.spec, self.cfg, self.keys, first_obs)
+        carry = placed(init_host_carry(self.agent, self.spec, self.cfg, self.keys, first_obs))
         return jax.jit(make_first_action(self.agent, self.cfg))(carry)
 
     def resume(self, carry: HostCarry, meta: dict[str, Any]) -> HostCarry:

@@ -76,8 +76,12 @@ def tree_select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
 
 def seed_keys(seed: int, run: int, num_seeds: int) -> jax.Array:
     """One independent key per seed lane: fold in the run index, then the lane."""
-    run_key = jax.random.fold_in(jax.random.PRNGKey(seed), run)
-    return jax.vmap(lambda lane: jax.random.fold_in(run_key, lane))(jnp.arange(num_seeds))
+
+    def keys() -> jax.Array:  # one program, not one per eager operation
+        run_key = jax.random.fold_in(jax.random.PRNGKey(seed), run)
+        return jax.vmap(lambda lane: jax.random.fold_in(run_key, lane))(jnp.arange(num_seeds))
+
+    return jax.jit(keys)()
 
 
 def evaluation_keys(keys: jax.Array, stream: int) -> Any:
@@ -148,8 +152,7 @@ def init_carry(
         carry = carry._replace(resets=initial_reset_state())
     if jump_starting(cfg):
         carry = carry._replace(jsrl=jax.vmap(JumpStart.from_config(cfg, None).init)(keys))
-    # every leaf its own buffer (params and target params start equal): the segment donates them
-    return jax.tree.map(jnp.copy, carry)
+    return carry  # leaves can share a buffer (params and target params): the caller places it (devices.placed)
 
 
 def with_teacher(carry: Any, cfg: dict[str, Any], teacher_params: Any) -> Any:

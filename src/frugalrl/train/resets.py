@@ -26,6 +26,7 @@ import jax.numpy as jnp
 
 from frugalrl.agents.protocols import ValueAgent
 from frugalrl.config.schema import first_learning_block, reset_period_env_steps
+from frugalrl.devices import placed
 
 
 class ResetState(NamedTuple):
@@ -95,9 +96,11 @@ def reset_agent(carry: Any, fresh_agent: Any, grad_step: int) -> Any:
     """The loop's carry with ``fresh_agent`` in place of the agent and one more reset counted;
     the replay, env states, keys and every other counter stay as they are."""
     count = int(carry.resets.count) + 1
-    # from host ints, and a buffer per leaf (a target starts equal to its network): segments donate them
+    # from host ints, and a buffer per leaf (a target starts equal to its network): segments donate
+    # them; laid out as the agent it replaces, so that placing the carry moves nothing
     resets = ResetState(jnp.asarray(count, jnp.int32), jnp.asarray(grad_step, jnp.int32))
-    return carry._replace(agent=jax.tree.map(jnp.copy, fresh_agent), resets=resets)
+    layout = jax.tree.map(lambda leaf: leaf.sharding, carry.agent)
+    return carry._replace(agent=placed(fresh_agent, layout), resets=resets)
 
 
 def reset_if_due(carry: Any, cfg: dict[str, Any], step: int, reinit: Any, init_keys: jax.Array, log: Any) -> Any:
