@@ -24,20 +24,6 @@ def pytest_configure(config: pytest.Config) -> None:
     use_compilation_cache()
 
 
-# Modules with the longest tests (a minute or so: end-to-end runs, sweeps) go first: xdist hands
-# tests out in collection order, and a long test collected last left the other worker idle for the
-# last ~50 s of the default suite. The rest keep their order.
-LONG_FIRST = ("test_sweep", "test_atari", "test_host", "test_dyna", "test_episodic", "test_resets")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        module = item.path.stem
-        return LONG_FIRST.index(module) if module in LONG_FIRST else len(LONG_FIRST)
-
-    items.sort(key=rank)  # stable: each module's own order is kept
-
-
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _CACHE_MADE_HERE:  # the controller (or a run without xdist) made it
         shutil.rmtree(os.environ[_RUN_CACHE_ENV], ignore_errors=True)
