@@ -101,7 +101,14 @@ def test_placing_a_carry_compiles_nothing_and_gives_each_leaf_a_buffer_of_its_ow
     on_devices = placed(carry, layout)
     assert len(compiles) == before
     assert on_devices["params"].sharding == split and len(on_devices["params"].addressable_shards) == 2
+
+    def buffers(array: jax.Array) -> set[int]:
+        return {shard.data.unsafe_buffer_pointer() for shard in array.addressable_shards}
+
+    assert not buffers(on_devices["params"]) & buffers(on_devices["target"])
+    alone = placed(carry)  # no layout: the default device
+    assert alone["params"].devices() == {jax.devices()[0]}
+    assert alone["params"].unsafe_buffer_pointer() != alone["target"].unsafe_buffer_pointer()
     trained = jax.jit(lambda p: p * 0 - 1, donate_argnums=0)(on_devices["params"])
     assert on_devices["params"].is_deleted() and float(trained[1, 6, 4]) == -1.0  # donated, written over
-    np.testing.assert_array_equal(np.asarray(on_devices["target"]), np.asarray(params))  # its own buffer
-    assert placed(carry)["params"].devices() == {jax.devices()[0]}  # no layout: the default device
+    np.testing.assert_array_equal(np.asarray(on_devices["target"]), np.asarray(params))

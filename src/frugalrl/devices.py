@@ -189,15 +189,23 @@ def seed_axis_spec(leaf: Any) -> PartitionSpec:
 
 
 def placed(tree: Any, shardings: Any = None) -> Any:
-    """``tree``'s values in buffers of their own, laid out by ``shardings`` (None: the default device).
+    """``tree``'s values laid out by ``shardings`` (None: the default device), no two leaves in one buffer.
 
     By way of host memory, where nothing compiles: an eager ``jnp.copy`` or a ``device_put`` of a
     device array onto other devices compiles a small program for every leaf shape (a DQN carry: 31,
-    about 1 s of every run's start, which the compile cache does not keep). Own buffers, because the
-    segment programs donate the carry, and leaves can start as one array (params, target params)."""
+    about 1 s of every run's start, which the compile cache does not keep). On a CPU the host
+    arrays are views of the device buffers and go back without a copy, so a leaf whose memory an
+    earlier leaf holds too (params and target params at the start) is copied first: the segment
+    programs donate the carry, and two leaves must not be one buffer."""
     import jax
+    import numpy as np
 
-    host = jax.device_get(tree)
+    leaves, structure = jax.tree.flatten(jax.device_get(tree))
+    own: list[Any] = []
+    for leaf in leaves:
+        shared = any(np.may_share_memory(leaf, earlier) for earlier in own)
+        own.append(np.array(leaf) if shared else leaf)
+    host = jax.tree.unflatten(structure, own)
     return jax.device_put(host) if shardings is None else jax.device_put(host, shardings)
 
 
