@@ -115,6 +115,7 @@ def main() -> None:
         "packed": f"the {len(programs)} sampled programs, {args.pack_layout}" if packed_each else "the whole grid",
         "ratio_one_process_per_index_to_packed": alone_grid / packed if packed else None,
         "ratio_ray_unpacked_to_packed": ray_grid / packed if packed and ray_grid else None,
+        "ratio_one_process_per_index_to_ray_unpacked": alone_grid / ray_grid if ray_grid else None,
         "all_seconds": {"alone": alone, "ray_unpacked_sample": ray, "packed_programs": packed_each},
     }
     print(json.dumps(result, indent=1))
